@@ -1,0 +1,51 @@
+"""Errors of the firmware, one class per fault a board can report.
+
+MicroPython allows one native base per class, so these derive from Exception alone.
+"""
+
+
+class SimpulError(Exception):
+    pass
+
+
+class SensorError(SimpulError):
+    """A sensor could not give a trustworthy value; ``kind`` names the fault for health."""
+
+    kind = "error"
+
+
+class SensorTimeout(SensorError):
+    kind = "timeout"
+
+
+class SensorChecksum(SensorError):
+    kind = "checksum"
+
+
+class SensorRange(SensorError):
+    kind = "range"
+
+
+class CborError(SimpulError):
+    """Bytes that are not the CBOR this firmware reads."""
+
+
+class CoapFormatError(SimpulError):
+    """A datagram that is not a well-formed CoAP message."""
+
+
+class CoapTimeout(SimpulError):
+    """A confirmable request got no answer after all retransmissions."""
+
+
+class CoapRefused(SimpulError):
+    """The gateway answered with an error code or a reset."""
+
+    def __init__(self, code, max_age=None):
+        super().__init__(code)
+        self.code = code
+        self.max_age = max_age
+
+
+class ConfigError(SimpulError):
+    """The board's config file is missing a field or has a bad value."""

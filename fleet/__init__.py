@@ -1,0 +1,1 @@
+"""simpul's fleet manager and the ``simpul`` command line."""

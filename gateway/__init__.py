@@ -1,0 +1,1 @@
+"""The simpul gateway daemon: CoAP resources, the durable store, uplinks."""

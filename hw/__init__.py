@@ -1,0 +1,1 @@
+"""Boards as code: pin maps, sensor models and the emulated ESP32."""
