@@ -1,0 +1,77 @@
+"""A/B application slots: which one boots, and when a trial falls back.
+
+``/slots.json`` holds ``{"active": "a", "trial": null, "trial_boots": 0}``. A new release is
+written into the inactive slot and set as ``trial``; the next boot runs it once. The app
+confirms it (``confirm``) after its self-test; a reset before that returns to ``active``.
+
+``boot.py`` and this module sit at the filesystem's root, outside both slots, so that no
+update can replace the code that chooses what to boot.
+"""
+
+import json
+import os
+
+PATH = "/slots.json"
+SLOTS = ("a", "b")
+
+
+def read(flash, path=PATH):
+    try:
+        f = flash.open(path, "r")
+        try:
+            state = json.loads(f.read())
+        finally:
+            f.close()
+    except (OSError, ValueError):
+        state = {}
+    if state.get("active") not in SLOTS:
+        state["active"] = "a"
+    if state.get("trial") not in SLOTS or state.get("trial") == state["active"]:
+        state["trial"] = None
+    state["trial_boots"] = int(state.get("trial_boots") or 0)
+    return state
+
+
+def write(flash, state, path=PATH):
+    tmp = path + ".tmp"
+    f = flash.open(tmp, "w")
+    try:
+        f.write(json.dumps(state))
+    finally:
+        f.close()
+    flash.rename(tmp, path)
+
+
+def choose(state):
+    """Return (slot to boot now, state to persist before booting it)."""
+    new = dict(state)
+    trial = state.get("trial")
+    if trial is None:
+        return state["active"], new
+    if state["trial_boots"] >= 1:
+        # The trial slot already had its one boot and never confirmed: fall back.
+        new["trial"] = None
+        new["trial_boots"] = 0
+        return state["active"], new
+    new["trial_boots"] = 1
+    return trial, new
+
+
+def confirm(state):
+    """The running trial passed its self-test: make it the active slot."""
+    new = dict(state)
+    if state.get("trial") is not None:
+        new["active"] = state["trial"]
+    new["trial"] = None
+    new["trial_boots"] = 0
+    return new
+
+
+class Files:
+    """The root filesystem as boot.py sees it, before a slot (and board.py in it) is chosen."""
+
+    def open(self, path, mode):
+        return open(path, mode)
+
+    def rename(self, old, new):
+        os.rename(old, new)
