@@ -1,0 +1,97 @@
+"""An emulated board's flash: a host directory, with a power cut on demand.
+
+Board paths are absolute (``/data/buf/00000001.seg``) and map below the board's own
+directory, which persists across the board's resets. ``FlashFaults.cut_at_write = N`` makes
+the Nth write (counted from the board's power-on) tear: only the first half of its bytes
+reach the file, and then the power goes, either as a :class:`PowerCut` raised into the
+firmware (the engine restarts the board) or by SIGKILL of the whole process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Literal
+
+
+class PowerCut(BaseException):  # noqa: N818 - a power cut is not an error of the firmware
+    """The emulated board lost power in the middle of a flash write."""
+
+
+@dataclass
+class FlashFaults:
+    cut_at_write: int | None = None
+    cut_by: Literal["reset", "kill"] = "reset"
+
+
+class _File:
+    """A file on the emulated flash; counts its writes for power-cut injection."""
+
+    def __init__(self, flash: Flash, raw: IO[Any]) -> None:
+        self._flash = flash
+        self._raw = raw
+
+    def write(self, data: bytes | str) -> int:
+        self._flash.writes += 1
+        faults = self._flash.faults
+        if faults.cut_at_write is not None and self._flash.writes >= faults.cut_at_write:
+            faults.cut_at_write = None
+            self._raw.write(data[: len(data) // 2])
+            self._raw.flush()
+            os.fsync(self._raw.fileno())
+            if faults.cut_by == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise PowerCut(f"power cut during flash write {self._flash.writes}")
+        return self._raw.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+    def __enter__(self) -> _File:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._raw.close()
+
+
+class Flash:
+    """The flash interface of firmware/board.py over a host directory."""
+
+    def __init__(self, root: Path, faults: FlashFaults | None = None) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.faults = faults or FlashFaults()
+        self.writes = 0
+
+    def host_path(self, path: str) -> Path:
+        parts = [p for p in path.split("/") if p not in ("", ".")]
+        if ".." in parts:
+            raise OSError(f"path escapes the flash: {path}")
+        return self.root.joinpath(*parts)
+
+    def open(self, path: str, mode: str) -> _File:
+        try:
+            raw = open(self.host_path(path), mode)  # noqa: SIM115 - handed to the firmware
+        except FileNotFoundError as e:
+            raise OSError(2, f"ENOENT {path}") from e
+        return _File(self, raw)
+
+    def remove(self, path: str) -> None:
+        os.remove(self.host_path(path))
+
+    def rename(self, old: str, new: str) -> None:
+        os.replace(self.host_path(old), self.host_path(new))
+
+    def size(self, path: str) -> int:
+        try:
+            return self.host_path(path).stat().st_size
+        except OSError:
+            return -1
+
+    def listdir(self, path: str) -> list[str]:
+        return sorted(os.listdir(self.host_path(path)))
+
+    def mkdir(self, path: str) -> None:
+        self.host_path(path).mkdir(exist_ok=True)
