@@ -30,6 +30,10 @@ class CborError(SimpulError):
     """Bytes that are not the CBOR this firmware reads."""
 
 
+class SenmlError(CborError):
+    """Well-formed CBOR that is not a SenML pack (RFC 8428), or a reading SenML cannot carry."""
+
+
 class CoapFormatError(SimpulError):
     """A datagram that is not a well-formed CoAP message."""
 
