@@ -1,0 +1,253 @@
+"""The gateway's configuration: a typed, documented, frozen model loaded from TOML.
+
+Precedence, lowest first: field defaults, the ``[gateway]`` table of a TOML file (so one
+``simpul.toml`` can hold every component's section), environment variables
+``SIMPUL_GATEWAY__<FIELD>`` with ``__`` between nesting levels (``SIMPUL_GATEWAY__BIND__PORT``,
+``SIMPUL_GATEWAY__UPLINKS__FILE__ENABLED``), then explicit overrides (the command line).
+
+Example::
+
+    [gateway]
+    gateway_id = "gw-kec-sukajadi"
+    site = "kec-sukajadi"
+    state_dir = "/var/lib/simpul"
+
+    [gateway.bind]
+    host = "::"
+    port = 5683
+
+    [gateway.uplinks.file]
+    enabled = true
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import tomllib
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+from gateway.errors import ConfigError
+
+ENV_PREFIX = "SIMPUL_GATEWAY__"
+
+Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+
+
+def default_gateway_id() -> str:
+    """``gw-<hostname>``, lower-cased, the host's short name only."""
+    return "gw-" + socket.gethostname().split(".")[0].lower()
+
+
+def default_state_dir() -> Path:
+    """``$XDG_STATE_HOME/simpul`` when that variable is set, else ``./state``."""
+    xdg = os.environ.get("XDG_STATE_HOME")
+    return Path(xdg) / "simpul" if xdg else Path("state")
+
+
+@dataclass(frozen=True)
+class BindConfig:
+    """Where the CoAP server listens (UDP)."""
+
+    #: Address to bind; ``::`` is every IPv6 and (v4-mapped) IPv4 address.
+    host: str = "::"
+    #: UDP port; 5683 is CoAP's; 0 asks the OS for a free one (tests).
+    port: int = 5683
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0..65535, got {self.port}")
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """What one request may carry; larger ones are refused, never half-processed."""
+
+    #: Largest request payload accepted, in bytes (after Block1 reassembly); above it: 4.13.
+    max_request_bytes: int = 16384
+    #: Most SenML records accepted in one request; above it: 4.00.
+    max_records_per_request: int = 512
+
+    def __post_init__(self) -> None:
+        if self.max_request_bytes < 1 or self.max_records_per_request < 1:
+            raise ValueError("limits must be positive")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """The SQLite store (``<state_dir>/gateway.db``)."""
+
+    #: SQLite ``PRAGMA synchronous``. FULL fsyncs the WAL at every commit, so an
+    #: acknowledged reading survives a power cut; NORMAL is faster but may lose the
+    #: last commits on power loss (never on a process crash).
+    synchronous: Synchronous = "FULL"
+
+
+@dataclass(frozen=True)
+class FileUplinkConfig:
+    """The local file uplink: JSON Lines per UTC day (see ``gateway.uplink_file``)."""
+
+    #: Whether the file uplink runs.
+    enabled: bool = True
+    #: Directory for the ``readings-YYYY-MM-DD.jsonl`` files; default ``<state_dir>/uplink``.
+    directory: Path | None = None
+    #: Most readings written per append (rows fetched from the outbox at once).
+    batch_size: int = 1000
+
+
+@dataclass(frozen=True)
+class UplinksConfig:
+    """Where readings go upstream; each uplink reads the outbox with its own cursor."""
+
+    file: FileUplinkConfig = field(default_factory=FileUplinkConfig)
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Everything the gateway daemon needs to run."""
+
+    #: This gateway's identity in uplinked data; default ``gw-<hostname>``.
+    gateway_id: str = field(default_factory=default_gateway_id)
+    #: The site (kecamatan, pump house...) the gateway serves; copied into uplinked data.
+    site: str = "unassigned"
+    bind: BindConfig = field(default_factory=BindConfig)
+    #: Directory for the database and uplink files; default ``./state`` or
+    #: ``$XDG_STATE_HOME/simpul``.
+    state_dir: Path = field(default_factory=default_state_dir)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    uplinks: UplinksConfig = field(default_factory=UplinksConfig)
+    #: A board counts as online when it was heard within this many seconds.
+    online_window_s: int = 900
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite database file."""
+        return self.state_dir / "gateway.db"
+
+    @property
+    def file_uplink_dir(self) -> Path:
+        """Where the file uplink writes."""
+        return self.uplinks.file.directory or self.state_dir / "uplink"
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> GatewayConfig:
+    """Build the config from defaults, a TOML file, the environment and overrides.
+
+    ``overrides`` uses dotted keys (``{"bind.port": 0, "site": "x"}``); ``None`` values are
+    skipped, so argparse results can be passed straight in. Raises :class:`ConfigError`.
+    """
+    tree: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with path.open("rb") as fp:
+                document = tomllib.load(fp)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        section = document.get("gateway", {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"config file {path}: [gateway] must be a table")
+        tree = section
+    environ = os.environ if env is None else env
+    for name, text in environ.items():
+        if name.startswith(ENV_PREFIX):
+            _set_dotted(tree, name[len(ENV_PREFIX) :].lower().split("__"), text, source=name)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(tree, key.split("."), value, source=f"override {key}")
+    return _build(GatewayConfig, tree, "gateway")
+
+
+def _set_dotted(tree: dict[str, Any], keys: list[str], value: object, *, source: str) -> None:
+    node = tree
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{source}: {key} is not a table")
+        node = child
+    node[keys[-1]] = value
+
+
+T = TypeVar("T")
+
+
+def _build(cls: type[T], table: Mapping[str, Any], where: str) -> T:
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(table) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}")
+    kwargs = {
+        name: _convert(hints[name], value, f"{where}.{name}") for name, value in table.items()
+    }
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        options = [a for a in get_args(hint) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value == ""):
+            return None
+        return _convert(options[0], value, where)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a table")
+        return _build(hint, value, where)  # type: ignore[arg-type]
+    if origin is Literal:
+        allowed = get_args(hint)
+        text = str(value).upper()
+        if text not in allowed:
+            raise ConfigError(f"{where} must be one of {', '.join(allowed)}, got {value!r}")
+        return text
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where} must be an integer, got {value!r}")
+    if hint is Path:
+        if isinstance(value, str | Path):
+            return Path(value).expanduser()
+        raise ConfigError(f"{where} must be a path, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where} must be a string, got {value!r}")
+    raise ConfigError(f"{where}: unsupported setting type {hint!r}")
+
+
+def parse_bind(text: str) -> tuple[str, int]:
+    """Parse ``HOST:PORT`` or ``[V6HOST]:PORT`` as given on the command line."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"bind address must be HOST:PORT, got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
