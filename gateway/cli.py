@@ -1,0 +1,93 @@
+"""``simpul gateway …``: the Raspberry Pi daemon's command line.
+
+``simpul gateway run`` starts the daemon and, once it listens, prints exactly one line::
+
+    simpul gateway <gateway_id> listening on coap://HOST:PORT state <state_dir>
+
+It stops gracefully on SIGTERM or SIGINT (exit code 0). Configuration errors, a port in use
+or an unusable state directory exit with code 2 and a one-line message on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from gateway.config import GatewayConfig, load_config, parse_bind
+from gateway.daemon import Gateway
+from gateway.errors import GatewayError
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add the ``gateway`` group to the root ``simpul`` parser's subparsers."""
+    group = subparsers.add_parser("gateway", help="the gateway daemon (Raspberry Pi)")
+    commands = group.add_subparsers(dest="gateway_command", metavar="COMMAND", required=True)
+    run = commands.add_parser(
+        "run",
+        help="run the gateway daemon in the foreground",
+        description="Serve boards over CoAP, store readings durably, feed the uplinks.",
+    )
+    run.add_argument("--config", type=Path, help="TOML file with a [gateway] table")
+    run.add_argument("--state-dir", type=Path, help="directory for the database and uplink files")
+    run.add_argument("--bind", metavar="HOST:PORT", help="UDP address to listen on (port 0: any)")
+    run.add_argument("--gateway-id", metavar="ID", help="this gateway's id in uplinked data")
+    run.add_argument("--site", metavar="NAME", help="the site this gateway serves")
+    run.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    run.set_defaults(handler=run_command)
+
+
+def config_from_args(args: argparse.Namespace) -> GatewayConfig:
+    """The config file and environment, with the command line's options on top."""
+    overrides: dict[str, Any] = {
+        "state_dir": args.state_dir,
+        "gateway_id": args.gateway_id,
+        "site": args.site,
+    }
+    if args.bind is not None:
+        overrides["bind.host"], overrides["bind.port"] = parse_bind(args.bind)
+    return load_config(args.config, overrides=overrides)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Handler of ``simpul gateway run``; returns the exit code."""
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        config = config_from_args(args)
+        return asyncio.run(serve(config))
+    except GatewayError as exc:
+        print(f"simpul gateway: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+async def serve(config: GatewayConfig) -> int:
+    """Run a gateway until SIGTERM or SIGINT, then stop it gracefully."""
+    gateway = Gateway(config)
+    await gateway.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    host, port = gateway.bound_address
+    shown = f"[{host}]" if ":" in host else host
+    print(
+        f"simpul gateway {config.gateway_id} listening on coap://{shown}:{port}"
+        f" state {config.state_dir}",
+        flush=True,
+    )
+    try:
+        await stop.wait()
+    finally:
+        await gateway.stop()
+    return EXIT_OK

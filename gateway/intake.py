@@ -1,0 +1,161 @@
+"""What happens to a board's request, as plain functions the CoAP resources call.
+
+Decode and validate everything first, then hand the result to the store in one piece: a
+request is all-or-nothing, and nothing reaches the store from a request that is refused.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import cbor2
+
+from gateway.config import LimitsConfig
+from gateway.errors import BadPayload, BadQuery, PayloadTooLarge, UnsupportedContentFormat
+from gateway.senml import decode_senml_cbor, decode_senml_json, is_board_id
+from gateway.store import SequenceRange, Store, SubmitResult, now_ms
+
+#: Content-Formats (RFC 7252 §12.3 registry) the resources accept.
+SENML_CBOR = 112
+SENML_JSON = 110
+CBOR = 60
+JSON = 50
+
+READINGS_FORMATS = (SENML_CBOR, SENML_JSON)
+HEALTH_FORMATS = (CBOR, JSON)
+
+# Sequence numbers beyond this are surely garbage (and would not fit SQLite's INTEGER).
+_MAX_SEQ = 2**53
+# Health maps are small and flat-ish; anything deeper is not a health report.
+_MAX_HEALTH_DEPTH = 8
+
+
+def check_size(length: int, limits: LimitsConfig) -> None:
+    """Refuse a body (or a Block1 transfer heading) beyond ``max_request_bytes``."""
+    if length > limits.max_request_bytes:
+        raise PayloadTooLarge(
+            f"request body of {length} bytes exceeds {limits.max_request_bytes}",
+            limit=limits.max_request_bytes,
+        )
+
+
+def parse_sequence_query(queries: Sequence[str]) -> SequenceRange | None:
+    """Read the ``s=<first record seq>&n=<record count>`` URI queries, if given (both or none).
+
+    Other queries are ignored, so boards can add hints later without breaking this gateway.
+    """
+    found: dict[str, int] = {}
+    for query in queries:
+        key, sep, text = query.partition("=")
+        if key not in ("s", "n"):
+            continue
+        if not sep or not text.isascii() or not text.isdigit() or int(text) > _MAX_SEQ:
+            raise BadQuery(f"query {key} must be a non-negative integer, got {query!r}")
+        found[key] = int(text)
+    if not found:
+        return None
+    if set(found) != {"s", "n"}:
+        raise BadQuery("queries s (first sequence number) and n (count) go together")
+    if found["n"] < 1:
+        raise BadQuery("query n (record count) must be at least 1")
+    return SequenceRange(first=found["s"], count=found["n"])
+
+
+async def accept_readings(
+    store: Store,
+    payload: bytes,
+    content_format: int | None,
+    queries: Sequence[str],
+    *,
+    address: str | None,
+    limits: LimitsConfig,
+) -> SubmitResult:
+    """Decode a SenML pack and store it; returns once it is committed."""
+    check_size(len(payload), limits)
+    seq = parse_sequence_query(queries) if queries else None
+    received = now_ms()
+    if content_format == SENML_CBOR:
+        readings = decode_senml_cbor(
+            payload, now_ms=received, max_records=limits.max_records_per_request
+        )
+    elif content_format == SENML_JSON:
+        readings = decode_senml_json(
+            payload, now_ms=received, max_records=limits.max_records_per_request
+        )
+    else:
+        raise UnsupportedContentFormat(
+            f"content-format {content_format} not accepted; use 112 (SenML-CBOR) or 110"
+        )
+    if seq is not None and any(r.board_id != readings[0].board_id for r in readings):
+        raise BadQuery("sequence queries need a pack from a single board")
+    return await store.submit(readings, address=address, seq=seq, received_ms=received)
+
+
+def decode_health(payload: bytes, content_format: int | None) -> tuple[str, dict[str, Any]]:
+    """Decode a health report (CBOR or JSON map with text keys); returns (board id, map)."""
+    if content_format == CBOR:
+        stream = io.BytesIO(payload)
+        try:
+            report = cbor2.CBORDecoder(stream).decode()
+        except Exception as exc:  # cbor2 raises many kinds on hostile input
+            raise BadPayload(f"not valid CBOR: {exc}"[:120]) from None
+        if stream.tell() != len(payload):
+            raise BadPayload("trailing data after the CBOR item")
+    elif content_format == JSON:
+        try:
+            report = json.loads(payload)
+        except (ValueError, RecursionError) as exc:
+            raise BadPayload(f"not valid JSON: {exc}"[:120]) from None
+    else:
+        raise UnsupportedContentFormat(
+            f"content-format {content_format} not accepted; use 60 (CBOR) or 50 (JSON)"
+        )
+    if not isinstance(report, dict):
+        raise BadPayload(f"health report must be a map, got {type(report).__name__}")
+    board_id = report.get("board")
+    if not is_board_id(board_id):
+        raise BadPayload(f"health report needs a valid 'board' id, got {board_id!r}"[:120])
+    _check_jsonable(report, "health", 0)
+    assert isinstance(board_id, str)
+    return board_id, report
+
+
+def _check_jsonable(value: object, where: str, depth: int) -> None:
+    """The registry keeps health as JSON: refuse what JSON cannot carry faithfully."""
+    if depth > _MAX_HEALTH_DEPTH:
+        raise BadPayload(f"{where}: nested too deeply")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise BadPayload(f"{where}: key {key!r} is not text"[:120])
+            _check_jsonable(item, f"{where}.{key}", depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_jsonable(item, f"{where}[{index}]", depth + 1)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise BadPayload(f"{where}: {value!r} is not a finite number"[:120])
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if not -(2**63) <= value < 2**63:
+            raise BadPayload(f"{where}: integer out of range"[:120])
+    elif not (value is None or isinstance(value, str | bool)):
+        raise BadPayload(f"{where}: {type(value).__name__} cannot be stored"[:120])
+
+
+async def accept_health(
+    store: Store,
+    payload: bytes,
+    content_format: int | None,
+    *,
+    address: str | None,
+    limits: LimitsConfig,
+) -> str:
+    """Decode a health report and record it in the board registry; returns the board id."""
+    check_size(len(payload), limits)
+    board_id, report = decode_health(payload, content_format)
+    await store.submit_health(board_id, report, address=address)
+    return board_id

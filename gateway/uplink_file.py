@@ -1,0 +1,132 @@
+"""The file uplink: every stored reading as one JSON line, in one file per UTC day.
+
+Files are ``<directory>/readings-YYYY-MM-DD.jsonl``, dated by the UTC day the *gateway
+received* the reading, so a file only ever grows at its end and is complete once its day is
+over (a late reading measured yesterday lands in today's file, with its own ``time``).
+
+Each line::
+
+    {"id": 42, "gateway": "gw-1", "site": "kec-a", "board": "aq-07", "name": "pm2_5",
+     "unit": "ug/m3", "kind": "v", "value": 12.5, "time": "2025-01-02T03:04:05.250Z",
+     "time_ms": 1735787045250}
+
+``id`` is the gateway's outbox position (increasing); ``kind`` is the SenML value field
+(``vd`` values are base64url). Delivery is at-least-once: lines are flushed and fsynced
+*before* the outbox cursor moves, so after a crash a line may appear twice but is never
+missing. Consumers deduplicate on ``id`` (per gateway) or on (board, name, time_ms).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from gateway.senml import value_to_json
+from gateway.store import Outbox, OutboxRow
+
+log = logging.getLogger(__name__)
+
+UPLINK_NAME = "file"
+_RETRY_MIN_S = 0.5
+_RETRY_MAX_S = 30.0
+
+
+def iso_utc(time_ms: int) -> str:
+    """``2025-01-02T03:04:05.250Z`` for a Unix time in milliseconds."""
+    seconds, millis = divmod(time_ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+def utc_day(time_ms: int) -> str:
+    """``YYYY-MM-DD`` of a Unix time in milliseconds, in UTC."""
+    return time.strftime("%Y-%m-%d", time.gmtime(time_ms // 1000))
+
+
+class FileUplink:
+    """Appends the outbox to JSON Lines files; runs as an asyncio task via :meth:`run`."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        directory: Path,
+        *,
+        gateway_id: str,
+        site: str,
+        batch_size: int = 1000,
+    ) -> None:
+        self.outbox = outbox
+        self.directory = directory
+        self.gateway_id = gateway_id
+        self.site = site
+        self.batch_size = batch_size
+        self.errors = 0
+
+    def line(self, row: OutboxRow) -> str:
+        """One reading as its JSON line (without the newline)."""
+        value = bool(row.value) if row.kind == "vb" else value_to_json(row.kind, row.value)
+        return json.dumps(
+            {
+                "id": row.id,
+                "gateway": self.gateway_id,
+                "site": self.site,
+                "board": row.board_id,
+                "name": row.name,
+                "unit": row.unit,
+                "kind": row.kind,
+                "value": value,
+                "time": iso_utc(row.time_ms),
+                "time_ms": row.time_ms,
+            },
+            separators=(",", ":"),
+        )
+
+    def path_for(self, row: OutboxRow) -> Path:
+        """The file a row goes to (by UTC day of receipt)."""
+        return self.directory / f"readings-{utc_day(row.received_ms)}.jsonl"
+
+    def append(self, rows: list[OutboxRow]) -> None:
+        """Write rows to their files and make them durable (blocking; run in a thread)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        by_file: dict[Path, list[str]] = defaultdict(list)
+        for row in rows:
+            by_file[self.path_for(row)].append(self.line(row))
+        for path, lines in by_file.items():
+            created = not path.exists()
+            with path.open("a", encoding="utf-8") as fp:
+                fp.write("\n".join(lines) + "\n")
+                fp.flush()
+                os.fsync(fp.fileno())
+            if created:  # the new name must survive a power cut too
+                dir_fd = os.open(self.directory, os.O_RDONLY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
+
+    async def deliver_once(self) -> int:
+        """Deliver one batch of undelivered rows, if any; returns how many."""
+        rows = await self.outbox.fetch(self.batch_size)
+        if rows:
+            await asyncio.to_thread(self.append, rows)
+            await self.outbox.mark_delivered(rows[-1].id)
+        return len(rows)
+
+    async def run(self) -> None:
+        """Deliver forever, sleeping until the store commits new rows; retry on errors."""
+        delay = _RETRY_MIN_S
+        while True:
+            await self.outbox.wait_for_rows()
+            try:
+                await self.deliver_once()
+            except (OSError, RuntimeError, ValueError) as exc:
+                self.errors += 1
+                log.warning("file uplink: %s; retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX_S)
+            else:
+                delay = _RETRY_MIN_S
