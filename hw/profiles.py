@@ -10,17 +10,19 @@ test or the engine can set faults::
     hw["i2c"]                        # the machine.I2C with the BME280 at 0x76
     hw.devices["pms5003"].fault = "timeout"
 
-The pins are the sensor carrier board's (``_PINS`` in ``firmware/board.py``).
+``build_hardware(kind, site, seed)`` does the same with a new ``Environment`` for that board
+and the wall clock. The pins are the sensor carrier board's (``_PINS`` in ``firmware/board.py``).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Final
 
 from hw.machine import ADC, I2C, UART, Device, Pin
 from hw.sensors import BatteryModel, Bme280Model, JsnSr04tModel, Pms5003Model
-from hw.signals import BIN_FULL_MM, Environment
+from hw.signals import BIN_FULL_MM, Environment, Site, find_site
 
 # Must match _PINS in firmware/board.py.
 PINS: Final[Mapping[str, int]] = {
@@ -47,9 +49,15 @@ FITTED: Final[Mapping[str, tuple[str, ...]]] = {
 class Hardware(Mapping[str, object]):
     """A node's buses by name (a read-only mapping) and the device models behind them."""
 
-    def __init__(self, buses: dict[str, object], devices: dict[str, Device]) -> None:
+    def __init__(
+        self,
+        buses: dict[str, object],
+        devices: dict[str, Device],
+        config: dict[str, int] | None = None,
+    ) -> None:
         self.buses = buses
         self.devices = devices
+        self.config = config or {}  # the sensor settings a board so fitted is provisioned with
 
     def __getitem__(self, name: str) -> object:
         return self.buses[name]
@@ -103,4 +111,21 @@ def build_buses(kind: str, env: Environment, clock: Callable[[], float]) -> Hard
         battery = BatteryModel(lambda: env.battery(clock()), ratio=VBAT_RATIO, seed=seed)
         devices["battery"] = battery
         buses["vbat"] = ADC(Pin(PINS["vbat_adc"]), atten=ADC.ATTN_11DB, source=battery)
-    return Hardware(buses, devices)
+    return Hardware(buses, devices, sensor_config(kind, env))
+
+
+def build_hardware(
+    kind: str,
+    site: str | Site,
+    seed: int,
+    *,
+    clock: Callable[[], float] = time.time,
+    world_seed: int = 0,
+) -> Hardware:
+    """``build_buses`` for a board of ``kind`` at ``site`` with its own ``Environment``."""
+    return build_buses(kind, Environment(seed, site, kind, world_seed=world_seed), clock)
+
+
+def site_code(site: str) -> str:
+    """The short code of a site (``"Takengon"`` -> ``"TKN"``), used in board ids."""
+    return find_site(site).code

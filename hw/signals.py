@@ -39,6 +39,7 @@ class Site(NamedTuple):
     """A place where boards are installed."""
 
     name: str
+    code: str  # short code used in board ids
     altitude_m: float
     river_mount_mm: int  # river gauge: sensor face above the gauge datum
     river_base_mm: int  # river stage above the datum between storms
@@ -47,12 +48,22 @@ class Site(NamedTuple):
 
 
 SITES: Final[dict[str, Site]] = {
-    "takengon": Site("Takengon", 1200.0, 4200, 900, 1100, 18.0),
-    "tegal": Site("Tegal", 5.0, 3800, 700, 1200, 22.0),
-    "cimahi": Site("Cimahi", 760.0, 4500, 800, 1200, 32.0),
-    "tarutung": Site("Tarutung", 950.0, 4000, 850, 1000, 16.0),
-    "pematang_siantar": Site("Pematang Siantar", 400.0, 4300, 750, 1100, 24.0),
+    "takengon": Site("Takengon", "TKN", 1200.0, 4200, 900, 1100, 18.0),
+    "tegal": Site("Tegal", "TGL", 5.0, 3800, 700, 1200, 22.0),
+    "cimahi": Site("Cimahi", "CMH", 760.0, 4500, 800, 1200, 32.0),
+    "tarutung": Site("Tarutung", "TRT", 950.0, 4000, 850, 1000, 16.0),
+    "pematang_siantar": Site("Pematang Siantar", "PMS", 400.0, 4300, 750, 1100, 24.0),
 }
+
+
+def find_site(name: str) -> Site:
+    """A site by key (``"pematang_siantar"``), name (``"Pematang Siantar"``) or code."""
+    key = name.strip().lower().replace(" ", "_")
+    for slug, site in SITES.items():
+        if key in (slug, site.code.lower()):
+            return site
+    raise KeyError(f"no site {name!r}; known: {', '.join(s.name for s in SITES.values())}")
+
 
 BIN_FULL_MM: Final = 250  # sensor face to the rim: the level of a full bin
 COLLECTION_HOUR: Final = 6.0  # the truck leaves the depot at 06:00 WIB
@@ -124,8 +135,9 @@ class Burning(NamedTuple):
 class Environment:
     """The world around one board: ``Environment(seed, site, kind)``.
 
-    ``site`` is a ``Site`` or a key of ``SITES``; ``kind`` is ``"air"``, ``"water"`` or
-    ``"bin"`` and decides what ``sonar_mm`` looks at. Methods take epoch seconds.
+    ``site`` is a ``Site`` or a site's key, name or code (``find_site``); ``kind`` is
+    ``"air"``, ``"water"`` or ``"bin"`` and decides what ``sonar_mm`` looks at. Methods take
+    epoch seconds.
     """
 
     STORM_CHANCE: Final = 0.35
@@ -138,7 +150,7 @@ class Environment:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
         self.seed = seed
-        self.site = SITES[site] if isinstance(site, str) else site
+        self.site = find_site(site) if isinstance(site, str) else site
         self.kind = kind
         self.world_seed = world_seed
 
