@@ -1,0 +1,86 @@
+// Run a module's test_* functions on the real MicroPython VM (the official WebAssembly build).
+//
+//   node hw/mpy_run.mjs --path firmware --path tests/firmware/mpy [--heap BYTES] MODULE
+//
+// Each --path directory's .py files are copied into the VM's in-memory filesystem
+// (/lib0, /lib1, ... in the order given, first on sys.path). Prints "PASS name" or
+// "FAIL name: traceback" per test and "N passed, M failed" last; exits 0 only if every
+// test passed and at least one ran.
+
+import fs from "node:fs";
+import path from "node:path";
+import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
+
+function parseArgs(argv) {
+  const opts = { paths: [], heap: 1024 * 1024, module: null };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === "--path") opts.paths.push(argv[++i]);
+    else if (arg === "--heap") opts.heap = parseInt(argv[++i], 10);
+    else if (!arg.startsWith("--") && opts.module === null) opts.module = arg;
+    else throw new Error(`unexpected argument ${arg}`);
+  }
+  if (!opts.module || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(opts.module)) {
+    throw new Error("usage: mpy_run.mjs --path DIR ... [--heap BYTES] MODULE");
+  }
+  if (!(opts.heap > 0)) throw new Error("--heap needs a positive number of bytes");
+  return opts;
+}
+
+// Runs inside the VM: import the module, call each test_* in definition-name order.
+const RUNNER = `
+import sys
+def _simpul_run(name):
+    mod = __import__(name)
+    names = sorted(n for n in dir(mod) if n.startswith("test_") and callable(getattr(mod, n)))
+    passed = failed = 0
+    for n in names:
+        try:
+            getattr(mod, n)()
+            print("PASS " + n)
+            passed += 1
+        except Exception as e:
+            print("FAIL " + n + ":")
+            sys.print_exception(e)
+            failed += 1
+    print("%d passed, %d failed" % (passed, failed))
+    return failed == 0 and passed > 0
+`;
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  const mp = await loadMicroPython({
+    heapsize: opts.heap,
+    stdout: (line) => process.stdout.write(line + "\n"),
+    stderr: (line) => process.stdout.write(line + "\n"),
+  });
+  const libs = [];
+  opts.paths.forEach((dir, i) => {
+    const target = `/lib${i}`;
+    mp.FS.mkdir(target);
+    for (const name of fs.readdirSync(dir)) {
+      if (name.endsWith(".py")) {
+        mp.FS.writeFile(`${target}/${name}`, fs.readFileSync(path.join(dir, name)));
+      }
+    }
+    libs.push(target);
+  });
+  mp.runPython(`import sys\nsys.path[:0] = ${JSON.stringify(libs)}\n${RUNNER}`);
+  let ok = false;
+  try {
+    mp.runPython(`_simpul_ok = _simpul_run(${JSON.stringify(opts.module)})`);
+    ok = mp.globals.get("_simpul_ok") === true;
+  } catch (err) {
+    // An import error or a crash outside any test: the VM's traceback, not Node's stack.
+    process.stdout.write(`FAIL ${opts.module} (import): ${err.message ?? err}\n0 passed, 1 failed\n`);
+  }
+  return ok ? 0 : 1;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    process.stderr.write(`mpy_run: ${err.message ?? err}\n`);
+    process.exit(2);
+  },
+);
