@@ -108,7 +108,7 @@ def build_buses(kind: str, env: Environment, clock: Callable[[], float]) -> Hard
             2, 9600, tx=PINS["sonar_tx"], rx=PINS["sonar_rx"], timeout=0, device=sonar
         )
     if "vbat" in fitted:
-        battery = BatteryModel(lambda: env.battery(clock()), ratio=VBAT_RATIO, seed=seed)
+        battery = BatteryModel(lambda: env.battery(clock()), ratio=VBAT_RATIO)
         devices["battery"] = battery
         buses["vbat"] = ADC(Pin(PINS["vbat_adc"]), atten=ADC.ATTN_11DB, source=battery)
     return Hardware(buses, devices, sensor_config(kind, env))

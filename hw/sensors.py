@@ -445,17 +445,17 @@ class BatteryModel(Device):
     """A battery behind a divider: call it for the volts at the ADC pin.
 
     ``source()`` gives the battery's terminal voltage. Under ``"timeout"`` the divider is open
-    and the pin reads 0 V; under ``"garbage"`` (a loose connector) it reads noise.
+    and the pin reads 0 V; under ``"garbage"`` the pin is shorted to the 3.3 V rail (a wet
+    connector), which reads as full scale.
     """
 
-    def __init__(self, source: Callable[[], float], *, ratio: float = 2.0, seed: int = 0) -> None:
+    def __init__(self, source: Callable[[], float], *, ratio: float = 2.0) -> None:
         self.source = source
         self.ratio = ratio
-        self._rng = random.Random(seed)
 
     def __call__(self) -> float:
         if self.fault == "timeout":
             return 0.0
         if self.fault == "garbage":
-            return self._rng.uniform(0.0, 3.3)
+            return 3.3
         return self.source() / self.ratio
