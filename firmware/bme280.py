@@ -76,14 +76,14 @@ class BME280:
         try:
             self._i2c.readfrom_mem_into(self._address, reg, buf)
         except OSError as e:
-            raise SensorTimeout("bme280: no answer at 0x%02x (%s)" % (self._address, e)) from e
+            raise SensorTimeout("bme280: no answer at 0x%02x (%s)" % (self._address, e)) from None
 
     def _write(self, reg, value):
         self._one[0] = value
         try:
             self._i2c.writeto_mem(self._address, reg, self._one)
         except OSError as e:
-            raise SensorTimeout("bme280: no answer at 0x%02x (%s)" % (self._address, e)) from e
+            raise SensorTimeout("bme280: no answer at 0x%02x (%s)" % (self._address, e)) from None
 
     def _check_chip(self):
         # Checked on every read: a swapped, reset or failing chip must not be trusted with
