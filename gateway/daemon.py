@@ -14,12 +14,15 @@ import aiocoap
 
 from gateway.config import GatewayConfig
 from gateway.errors import BindError, StateDirError
-from gateway.resources import build_site
+from gateway.resources import Admission, build_site
 from gateway.store import Counters, Store, now_ms
 from gateway.uplink_file import UPLINK_NAME as FILE_UPLINK
 from gateway.uplink_file import FileUplink
 
 log = logging.getLogger(__name__)
+
+#: How long a stop waits for requests in hand to be committed and answered.
+_DRAIN_TIMEOUT_S = 5.0
 
 
 class Gateway:
@@ -39,6 +42,7 @@ class Gateway:
             counters=self.counters,
             before_commit=before_commit,
         )
+        self.admission = Admission()
         self._context: aiocoap.Context | None = None
         self._bound: tuple[str, int] | None = None
         self._uplinks: dict[str, FileUplink] = {}
@@ -79,7 +83,7 @@ class Gateway:
 
     async def _bind(self) -> None:
         host, port = self.config.bind.host, self.config.bind.port
-        site = build_site(self.store, self.config.limits, self.counters)
+        site = build_site(self.store, self.config.limits, self.counters, self.admission)
         try:
             self._context = await aiocoap.Context.create_server_context(
                 site, bind=(host, port), transports=["udp6"]
@@ -121,6 +125,8 @@ class Gateway:
 
     async def stop(self) -> None:
         """Stop accepting requests, stop the uplinks, let the writer commit, close the db."""
+        # Requests in hand get their answer before the socket closes.
+        await self.admission.close(_DRAIN_TIMEOUT_S)
         if self._context is not None:
             await self._context.shutdown()
             self._context = None

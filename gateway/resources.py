@@ -7,6 +7,8 @@ as responses (code plus diagnostic payload) and are counted by reason on the way
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any, ClassVar
 
 from aiocoap import CHANGED, Message
@@ -14,7 +16,7 @@ from aiocoap import error as coap_error
 from aiocoap.resource import Resource, Site, WKCResource
 
 from gateway.config import LimitsConfig
-from gateway.errors import GatewayError, MethodNotAllowed, UnknownPath
+from gateway.errors import GatewayError, MethodNotAllowed, StoreUnavailable, UnknownPath
 from gateway.intake import (
     HEALTH_FORMATS,
     READINGS_FORMATS,
@@ -25,16 +27,52 @@ from gateway.intake import (
 from gateway.store import Counters, Store
 
 
+class Admission:
+    """Which requests are being handled, so that a stop can let them finish first.
+
+    After :meth:`close`, new requests get 5.03 (the board retries later, perhaps to
+    the restarted gateway) while those already in hand still get their answer.
+    """
+
+    def __init__(self) -> None:
+        self.open = True
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        if not self.open:
+            raise StoreUnavailable("gateway is stopping; retry later")
+        self.in_flight += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self._idle.set()
+
+    async def close(self, timeout_s: float) -> None:
+        """Refuse new requests and wait (at most ``timeout_s``) for those in hand."""
+        self.open = False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+
+
 def _content_format(request: Message) -> int | None:
     cf = request.opt.content_format
     return None if cf is None else int(cf)
 
 
 def _address(request: Message) -> str | None:
-    try:
-        return str(request.remote.hostinfo)
-    except Exception:  # some transports cannot name their peer; the address is informative
-        return None
+    """The peer as ``host:port`` (IPv4-mapped addresses shown as IPv4)."""
+    sockaddr = getattr(request.remote, "sockaddr", None)  # UDP: cheaper than .hostinfo
+    if sockaddr is None:
+        try:
+            return str(request.remote.hostinfo)
+        except Exception:  # some transports cannot name their peer; it is informative only
+            return None
+    host: str = sockaddr[0].removeprefix("::ffff:")
+    return f"[{host}]:{sockaddr[1]}" if ":" in host else f"{host}:{sockaddr[1]}"
 
 
 class _IntakeResource(Resource):  # type: ignore[misc]
@@ -43,11 +81,14 @@ class _IntakeResource(Resource):  # type: ignore[misc]
     path: ClassVar[str]
     allowed: ClassVar[str] = "POST"
 
-    def __init__(self, store: Store, limits: LimitsConfig, counters: Counters) -> None:
+    def __init__(
+        self, store: Store, limits: LimitsConfig, counters: Counters, admission: Admission
+    ) -> None:
         super().__init__()
         self._store = store
         self._limits = limits
         self._counters = counters
+        self._admission = admission
 
     async def needs_blockwise_assembly(self, request: Message) -> bool:
         block1 = request.opt.block1
@@ -65,7 +106,11 @@ class _IntakeResource(Resource):  # type: ignore[misc]
 
     async def render(self, request: Message) -> Message:
         try:
-            response: Message = await super().render(request)
+            self._admission.enter()
+            try:
+                response: Message = await super().render(request)
+            finally:
+                self._admission.leave()
         except coap_error.MethodNotAllowed:
             self._counters.refused[MethodNotAllowed.reason] += 1
             raise MethodNotAllowed(
@@ -115,13 +160,29 @@ class HealthResource(_IntakeResource):
 
 
 class GatewaySite(Site):  # type: ignore[misc]
-    """The root: answers unknown paths with a diagnostic, and counts them."""
+    """The root: dispatches by exact path, answers unknown paths with a diagnostic.
+
+    Every resource here lives at a fixed path and ignores its path, so the request goes
+    to it as it is; aiocoap's ``Site`` would copy each request to strip the path first,
+    which is a large part of its per-request cost.
+    """
 
     def __init__(self, counters: Counters) -> None:
         super().__init__()
         self._counters = counters
+        self._by_path: dict[tuple[str, ...], Any] = {}
+
+    def add_resource(self, path: tuple[str, ...], resource: Any) -> None:
+        super().add_resource(path, resource)
+        self._by_path[tuple(path)] = resource
 
     async def render_to_pipe(self, pipe: Any) -> None:
+        request = pipe.request
+        if request.opt.uri_path_abbrev is None:
+            child = self._by_path.get(request.opt.uri_path)
+            if child is not None:
+                await child.render_to_pipe(pipe)
+                return
         try:
             await super().render_to_pipe(pipe)
         except coap_error.NotFound:
@@ -130,12 +191,14 @@ class GatewaySite(Site):  # type: ignore[misc]
             raise UnknownPath(f"no resource at {path}"[:120]) from None
 
 
-def build_site(store: Store, limits: LimitsConfig, counters: Counters) -> Site:
+def build_site(
+    store: Store, limits: LimitsConfig, counters: Counters, admission: Admission
+) -> Site:
     """The gateway's resource tree, ``/.well-known/core`` included."""
     site = GatewaySite(counters)
     site.add_resource(
         (".well-known", "core"), WKCResource(site.get_resources_as_linkheader, impl_info=None)
     )
-    site.add_resource(("readings",), ReadingsResource(store, limits, counters))
-    site.add_resource(("health",), HealthResource(store, limits, counters))
+    site.add_resource(("readings",), ReadingsResource(store, limits, counters, admission))
+    site.add_resource(("health",), HealthResource(store, limits, counters, admission))
     return site

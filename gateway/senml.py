@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import io
 import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import Literal, NamedTuple, TypeAlias
 
 import cbor2
 
@@ -74,8 +74,7 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _MAX_TIME_MS = 253_402_300_799_000
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
+class Reading(NamedTuple):
     """One resolved measurement: which board, what quantity, its value, and when."""
 
     board_id: str
@@ -120,7 +119,7 @@ def resolve_pack(
 
     ``labels`` maps CBOR integer labels to their names; ``None`` for JSON (text labels).
     """
-    if not isinstance(pack, list):
+    if type(pack) is not list:
         raise BadPayload(f"SenML pack must be an array, got {_type_name(pack)}")
     if not pack:
         raise BadPayload("SenML pack is empty")
@@ -129,6 +128,7 @@ def resolve_pack(
 
     base_name = ""
     base_time: int | float = 0
+    base_time_ms = _time_ms(0, 0, now_ms, 0)
     base_unit: str | None = None
     base_value: int | float | None = None
     readings: list[Reading] = []
@@ -136,43 +136,51 @@ def resolve_pack(
         record = _record_fields(raw, labels, index)
         if "bver" in record:
             bver = record["bver"]
-            if not isinstance(bver, int) or isinstance(bver, bool) or not 1 <= bver <= SENML_VERSION:
+            if type(bver) is not int or not 1 <= bver <= SENML_VERSION:
                 raise BadPayload(f"record {index}: unsupported SenML version {bver!r}")
         if "bn" in record:
-            base_name = _text(record, "bn", index)
+            base_name = _text(record["bn"], "bn", index)
         if "bt" in record:
-            base_time = _number(record, "bt", index)
+            base_time = _number(record["bt"], "bt", index)
+            base_time_ms = _time_ms(base_time, 0, now_ms, index)
         if "bu" in record:
-            base_unit = _text(record, "bu", index)
+            base_unit = _text(record["bu"], "bu", index)
         if "bv" in record:
-            base_value = _number(record, "bv", index)
+            base_value = _number(record["bv"], "bv", index)
 
-        board_id, name = _split_name(base_name + _text_or(record, "n", index, ""), index)
-        unit = _text(record, "u", index) if "u" in record else base_unit
+        full_name = base_name + _text(record["n"], "n", index) if "n" in record else base_name
+        parsed = _parse_name(full_name)
+        if isinstance(parsed, str):
+            raise BadPayload(f"record {index}: {parsed}")
+        board_id, name = parsed
+        unit = _text(record["u"], "u", index) if "u" in record else base_unit
         kind, value = _value(record, base_value, index)
-        t = _number(record, "t", index) if "t" in record else 0
-        time_ms = _time_ms(base_time, t, now_ms, index)
+        if "t" in record:
+            time_ms = _time_ms(base_time, _number(record["t"], "t", index), now_ms, index)
+        else:
+            time_ms = base_time_ms
         readings.append(Reading(board_id, name, unit, kind, value, time_ms))
     return readings
 
 
 def _record_fields(raw: object, labels: Mapping[int, str] | None, index: int) -> dict[str, object]:
-    if not isinstance(raw, dict):
+    """The record's fields by SenML label; unknown (extension) fields left out."""
+    if type(raw) is not dict:
         raise BadPayload(f"record {index} must be a map, got {_type_name(raw)}")
     fields: dict[str, object] = {}
     for key, value in raw.items():
-        if isinstance(key, str):
-            label = key
-        elif labels is not None and _is_int(key) and key in labels:
-            label = labels[key]
-        elif _is_int(key):
-            continue  # an unknown integer label is an extension we may ignore (§6)
+        key_type = type(key)
+        if key_type is int:
+            if labels is not None and key in labels:
+                fields[labels[key]] = value
+            # else: an unknown integer label is an extension we may ignore (§6)
+        elif key_type is str:
+            if key.endswith("_"):
+                raise BadPayload(f"record {index}: must-understand field {key!r} not supported")
+            if key in _KNOWN_LABELS:
+                fields[key] = value
         else:
             raise BadPayload(f"record {index}: label {key!r} is not a string or integer")
-        if label.endswith("_"):
-            raise BadPayload(f"record {index}: must-understand field {label!r} not supported")
-        if label in _KNOWN_LABELS:
-            fields[label] = value
     return fields
 
 
@@ -181,24 +189,32 @@ def is_board_id(text: object) -> bool:
     return isinstance(text, str) and _BOARD_ID_RE.fullmatch(text) is not None
 
 
-def _split_name(full_name: str, index: int) -> tuple[str, str]:
+@functools.lru_cache(maxsize=8192)
+def _parse_name(full_name: str) -> tuple[str, str] | str:
+    """(board id, name) from a resolved name, or what is wrong with it.
+
+    Cached: a fleet repeats the same few hundred names all day.
+    """
     if not full_name:
-        raise BadPayload(f"record {index}: no name (neither bn nor n)")
+        return "no name (neither bn nor n)"
     if not full_name.startswith(BOARD_URN_PREFIX):
-        raise BadPayload(f"record {index}: name {full_name!r} is not under {BOARD_URN_PREFIX}")
+        return f"name {full_name[:80]!r} is not under {BOARD_URN_PREFIX}"
     board_id, sep, name = full_name[len(BOARD_URN_PREFIX) :].partition(":")
     if not sep or not _BOARD_ID_RE.fullmatch(board_id):
-        raise BadPayload(f"record {index}: bad board id in base name {full_name!r}")
+        return f"bad board id in base name {full_name[:80]!r}"
     if not name:
-        raise BadPayload(f"record {index}: missing name n for board {board_id!r}")
-    if not _NAME_RE.fullmatch(name) or len(name) > 64:
-        raise BadPayload(f"record {index}: bad name {name!r}")
+        return f"missing name n for board {board_id!r}"
+    if len(name) > 64 or not _NAME_RE.fullmatch(name):
+        return f"bad name {name[:80]!r}"
     return board_id, name
 
 
 def _value(
     record: Mapping[str, object], base_value: int | float | None, index: int
 ) -> tuple[ValueKind, Value]:
+    if "v" in record and "vs" not in record and "vb" not in record and "vd" not in record:
+        number = _number(record["v"], "v", index)  # the common case, first
+        return "v", number if base_value is None else _checked_sum(number, base_value, index)
     present = [k for k in ("v", "vs", "vb", "vd") if k in record]
     if len(present) > 1:
         raise BadPayload(f"record {index}: more than one value field ({', '.join(present)})")
@@ -206,19 +222,17 @@ def _value(
         if base_value is not None:
             return "v", base_value
         if "s" in record:
-            return "s", _number(record, "s", index)
+            return "s", _number(record["s"], "s", index)
         raise BadPayload(f"record {index}: no value (v, vs, vb, vd or s)")
     kind = present[0]
     raw = record[kind]
     if kind == "v":
-        number = _number(record, "v", index)
+        number = _number(raw, "v", index)
         return "v", number if base_value is None else _checked_sum(number, base_value, index)
     if kind == "vs":
-        if not isinstance(raw, str):
-            raise BadPayload(f"record {index}: vs must be a string, got {_type_name(raw)}")
-        return "vs", raw
+        return "vs", _text(raw, "vs", index)
     if kind == "vb":
-        if not isinstance(raw, bool):
+        if type(raw) is not bool:
             raise BadPayload(f"record {index}: vb must be a boolean, got {_type_name(raw)}")
         return "vb", raw
     return "vd", _data(raw, index)
@@ -257,30 +271,22 @@ def _checked_sum(value: int | float, base: int | float, index: int) -> int | flo
     return total
 
 
-def _number(record: Mapping[str, object], label: str, index: int) -> int | float:
-    raw = record[label]
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
-        raise BadPayload(f"record {index}: {label} must be a number, got {_type_name(raw)}")
-    if isinstance(raw, float) and not math.isfinite(raw):
+def _number(raw: object, label: str, index: int) -> int | float:
+    if type(raw) is float:
+        if raw - raw == 0.0:  # false for NaN and infinities
+            return raw
         raise BadPayload(f"record {index}: {label} is not finite ({raw!r})")
-    if isinstance(raw, int) and not _INT64_MIN <= raw <= _INT64_MAX:
+    if type(raw) is int:
+        if _INT64_MIN <= raw <= _INT64_MAX:
+            return raw
         raise BadPayload(f"record {index}: {label} does not fit in 64 bits")
-    return raw
+    raise BadPayload(f"record {index}: {label} must be a number, got {_type_name(raw)}")
 
 
-def _text(record: Mapping[str, object], label: str, index: int) -> str:
-    raw = record[label]
-    if not isinstance(raw, str):
+def _text(raw: object, label: str, index: int) -> str:
+    if type(raw) is not str:
         raise BadPayload(f"record {index}: {label} must be a string, got {_type_name(raw)}")
     return raw
-
-
-def _text_or(record: Mapping[str, object], label: str, index: int, default: str) -> str:
-    return _text(record, label, index) if label in record else default
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _type_name(value: object) -> str:

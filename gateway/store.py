@@ -1,9 +1,9 @@
 """The durable store: one SQLite file in WAL mode, written by a single thread.
 
 Request handlers ``await store.submit(...)``; that puts one job on a queue and waits on a
-future. The writer thread takes everything queued, applies it in *one* transaction (each
-job in its own savepoint, so one failing job cannot take the others down), commits, and
-only then resolves the futures: an acknowledgement always means "on disk". When the
+future. The writer thread takes everything queued, applies it in *one* transaction, commits,
+and only then resolves the futures: an acknowledgement always means "on disk". If a group
+fails, its jobs are retried one transaction each, so one bad job cannot fail the others. When the
 gateway is idle a lone request commits at once; under load the groups grow by themselves,
 which is what keeps a fsync per commit affordable (group commit).
 
@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from gateway.errors import StateDirError, StoreCorrupt, StoreUnavailable
 from gateway.senml import Reading, Value, ValueKind
@@ -93,8 +93,7 @@ class SubmitResult:
     duplicates: int
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
+class OutboxRow(NamedTuple):
     """One stored reading as an uplink sees it."""
 
     id: int
@@ -236,6 +235,8 @@ class _ProgressJob(_Job):
 
 
 _STOP: Final = object()
+#: Seconds between WAL checkpoints while commits keep coming.
+_CHECKPOINT_INTERVAL_S: Final = 0.5
 
 
 class Store:
@@ -261,6 +262,10 @@ class Store:
         self._writer: threading.Thread | None = None
         self._write_db: sqlite3.Connection | None = None
         self._read_db: sqlite3.Connection | None = None
+        self._checkpoint_db: sqlite3.Connection | None = None
+        self._checkpointer: threading.Thread | None = None
+        self._commits = threading.Event()
+        self._stopping = threading.Event()
         self._read_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._accepting = False
@@ -277,6 +282,9 @@ class Store:
         try:
             self._write_db.execute("PRAGMA journal_mode = WAL")
             self._write_db.execute(f"PRAGMA synchronous = {self.synchronous}")
+            # Checkpoints run in their own thread (see _checkpoint_loop), not inside a COMMIT
+            # that boards are waiting on.
+            self._write_db.execute("PRAGMA wal_autocheckpoint = 0")
             self._write_db.executescript(_SCHEMA)
             self._write_db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self._read_db = self._connect(self.path)
@@ -290,6 +298,11 @@ class Store:
         self._head_id = head
         self._writer = threading.Thread(target=self._write_loop, name="store-writer", daemon=True)
         self._writer.start()
+        self._checkpoint_db = self._connect(self.path)
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="store-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
         self._accepting = True
 
     @staticmethod
@@ -312,15 +325,20 @@ class Store:
             self._queue.put(_STOP)
             await asyncio.to_thread(self._writer.join)
             self._writer = None
+        if self._checkpointer is not None:
+            self._stopping.set()
+            self._commits.set()
+            await asyncio.to_thread(self._checkpointer.join)
+            self._checkpointer = None
         # Futures resolved by the writer's last call_soon_threadsafe run on the next tick.
         await asyncio.sleep(0)
         self._close_connections()
 
     def _close_connections(self) -> None:
-        for db in (self._write_db, self._read_db):
+        for db in (self._write_db, self._read_db, self._checkpoint_db):
             if db is not None:
                 db.close()
-        self._write_db = self._read_db = None
+        self._write_db = self._read_db = self._checkpoint_db = None
 
     # -- writing -----------------------------------------------------------------------
 
@@ -375,32 +393,59 @@ class Store:
                 self._commit_group(db, jobs)
 
     def _commit_group(self, db: sqlite3.Connection, jobs: list[_Job]) -> None:
-        outcomes: list[object] = []
-        head: int | None = None
+        try:
+            outcomes, head = self._transaction(db, jobs)
+        except Exception:
+            # Something in the group failed. Apply each job in its own transaction, so that
+            # one bad job cannot fail the others (rare path; no savepoints on the hot one).
+            outcomes, head = [], None
+            for job in jobs:
+                try:
+                    (outcome,), job_head = self._transaction(db, [job])
+                except Exception as exc:
+                    outcome = StoreUnavailable(f"store could not commit: {exc}")
+                    job_head = None
+                outcomes.append(outcome)
+                head = job_head if job_head is not None else head
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            self._loop.call_soon_threadsafe(self._resolve, jobs, outcomes, head)
+
+    def _transaction(
+        self, db: sqlite3.Connection, jobs: list[_Job]
+    ) -> tuple[list[object], int | None]:
+        """Apply jobs in one transaction and commit; returns their outcomes and the new head."""
         try:
             db.execute("BEGIN IMMEDIATE")
-            for job in jobs:
-                db.execute("SAVEPOINT job")
-                try:
-                    outcomes.append(job.apply(db))
-                    db.execute("RELEASE job")
-                except Exception as exc:  # this job only; the others still commit
-                    db.execute("ROLLBACK TO job")
-                    db.execute("RELEASE job")
-                    outcomes.append(StoreUnavailable(f"store error: {exc}"))
+            outcomes: list[object] = [job.apply(db) for job in jobs]
+            head: int | None = None
             if any(isinstance(o, SubmitResult) and o.stored for o in outcomes):
                 (head,) = db.execute("SELECT max(id) FROM readings").fetchone()
             if self._before_commit is not None:
                 self._before_commit()
             db.execute("COMMIT")
-        except Exception as exc:
+        except BaseException:
             if db.in_transaction:
-                db.execute("ROLLBACK")
-            outcomes = [StoreUnavailable(f"store could not commit: {exc}")] * len(jobs)
-            head = None
-        assert self._loop is not None
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-            self._loop.call_soon_threadsafe(self._resolve, jobs, outcomes, head)
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            raise
+        self._commits.set()
+        return outcomes, head
+
+    def _checkpoint_loop(self) -> None:
+        """Copy the WAL back into the database now and then, beside the writer.
+
+        PASSIVE never blocks the writer (nor readers); the WAL restarts from its beginning
+        once a checkpoint has caught up, which keeps it from growing without bound.
+        """
+        db = self._checkpoint_db
+        assert db is not None
+        while not self._stopping.is_set():
+            self._commits.wait()
+            self._commits.clear()
+            with contextlib.suppress(sqlite3.Error):  # busy now: the next round catches up
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self._stopping.wait(_CHECKPOINT_INTERVAL_S)
 
     def _resolve(self, jobs: list[_Job], outcomes: list[object], head: int | None) -> None:
         counters = self.counters
@@ -481,7 +526,8 @@ class Store:
             " WHERE id > ? ORDER BY id LIMIT ?",
             (after_id, limit),
         )
-        return [OutboxRow(*row) for row in rows]
+        make = OutboxRow._make
+        return [make(row) for row in rows]
 
     async def _save_progress(self, uplink: str, delivered_id: int) -> None:
         future = self._new_future()

@@ -26,7 +26,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from gateway.senml import value_to_json
+from gateway.senml import Value, ValueKind, value_to_json
 from gateway.store import Outbox, OutboxRow
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 UPLINK_NAME = "file"
 _RETRY_MIN_S = 0.5
 _RETRY_MAX_S = 30.0
+_QUOTE_CACHE_SIZE = 65536
 
 
 def iso_utc(time_ms: int) -> str:
@@ -45,6 +46,14 @@ def iso_utc(time_ms: int) -> str:
 def utc_day(time_ms: int) -> str:
     """``YYYY-MM-DD`` of a Unix time in milliseconds, in UTC."""
     return time.strftime("%Y-%m-%d", time.gmtime(time_ms // 1000))
+
+
+def _json_value(kind: ValueKind, value: Value) -> str:
+    if kind == "vb":
+        return "true" if value else "false"
+    if type(value) is float or type(value) is int:
+        return repr(value)  # what json.dumps writes for finite numbers
+    return json.dumps(value_to_json(kind, value))
 
 
 class FileUplink:
@@ -65,25 +74,39 @@ class FileUplink:
         self.site = site
         self.batch_size = batch_size
         self.errors = 0
+        self._origin = f'"gateway":{json.dumps(gateway_id)},"site":{json.dumps(site)}'
+        self._quoted: dict[str | None, str] = {}
+        self._iso_second = -1
+        self._iso_prefix = ""
 
     def line(self, row: OutboxRow) -> str:
-        """One reading as its JSON line (without the newline)."""
-        value = bool(row.value) if row.kind == "vb" else value_to_json(row.kind, row.value)
-        return json.dumps(
-            {
-                "id": row.id,
-                "gateway": self.gateway_id,
-                "site": self.site,
-                "board": row.board_id,
-                "name": row.name,
-                "unit": row.unit,
-                "kind": row.kind,
-                "value": value,
-                "time": iso_utc(row.time_ms),
-                "time_ms": row.time_ms,
-            },
-            separators=(",", ":"),
+        """One reading as its JSON line (without the newline).
+
+        Built by hand rather than with ``json.dumps(dict)``: this runs for every reading,
+        and the repeated strings (board, name, unit) are escaped once and cached.
+        """
+        quote = self._quoted
+        board = quote.get(row.board_id) or self._quote(row.board_id)
+        name = quote.get(row.name) or self._quote(row.name)
+        unit = quote.get(row.unit) or self._quote(row.unit)
+        return (
+            f'{{"id":{row.id},{self._origin},"board":{board},"name":{name},"unit":{unit},'
+            f'"kind":"{row.kind}","value":{_json_value(row.kind, row.value)},'
+            f'"time":"{self._iso(row.time_ms)}","time_ms":{row.time_ms}}}'
         )
+
+    def _quote(self, text: str | None) -> str:
+        quoted = json.dumps(text)
+        if len(self._quoted) < _QUOTE_CACHE_SIZE:
+            self._quoted[text] = quoted
+        return quoted
+
+    def _iso(self, time_ms: int) -> str:
+        seconds, millis = divmod(time_ms, 1000)
+        if seconds != self._iso_second:
+            self._iso_second = seconds
+            self._iso_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        return f"{self._iso_prefix}.{millis:03d}Z"
 
     def path_for(self, row: OutboxRow) -> Path:
         """The file a row goes to (by UTC day of receipt)."""
