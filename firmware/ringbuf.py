@@ -111,7 +111,12 @@ class RingBuffer:
         head6 = struct.pack(">HI", n, seq)
         record = head6 + struct.pack(">I", _crc(head6, payload)) + bytes(payload)
         cur = self._segs[-1] if self._segs and not self._sealed else None
-        if cur is None or cur[_END] + len(record) > self._segment_bytes:
+        # Seqs within a segment are consecutive; after a torn record the next one skips it.
+        if (
+            cur is None
+            or cur[_END] + len(record) > self._segment_bytes
+            or cur[_FIRST] + cur[_COUNT] != seq
+        ):
             while len(self._segs) >= self._max_segments:
                 self._drop_oldest()
             cur = [self._next_num, seq, 0, 0]
@@ -260,10 +265,13 @@ class RingBuffer:
         return struct.unpack(">III", data[4:16])
 
     def _open(self):
-        try:
-            self._flash.mkdir(self._dir)
-        except OSError:
-            pass  # already there
+        path = ""
+        for part in self._dir.split("/")[1:]:
+            path += "/" + part
+            try:
+                self._flash.mkdir(path)
+            except OSError:
+                pass  # already there
         names = self._flash.listdir(self._dir)
         # Finish or discard interrupted replacements.
         for name in names:
@@ -300,8 +308,6 @@ class RingBuffer:
             if bad_seq:
                 self._truncate(path, end)
             self._segs.append([num, first, count, end])
-            # The next seq may skip the torn one, so it must not follow in this segment.
-            self._sealed = bool(bad_seq)
         self._next_seq = max(top, self._floor, self._acked) + 1
         if nums:
             self._next_num = nums[-1] + 1

@@ -121,7 +121,7 @@ def decode(data):
     if not isinstance(pack_, list):
         raise SenmlError("a SenML pack is an array")
     bn = ""
-    bt = 0
+    bt = None  # no base time: records without t carry no time
     bu = None
     bv = 0
     bs = 0
@@ -163,8 +163,8 @@ def decode(data):
             res["s"] = bs + _number(rec, S)
         elif BS in rec:
             res["s"] = bs
-        if T in rec or bt:
-            res["t"] = bt + (_number(rec, T) if T in rec else 0)
+        if T in rec or bt is not None:
+            res["t"] = (bt or 0) + (_number(rec, T) if T in rec else 0)
         if UT in rec:
             res["ut"] = _number(rec, UT)
         if not ("v" in res or "vs" in res or "vb" in res or "vd" in res or "s" in res):

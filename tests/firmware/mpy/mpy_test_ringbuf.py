@@ -456,3 +456,21 @@ def test_full_flash_while_dropping_keeps_dropped_count_honest() -> None:
     again = ringbuf.RingBuffer(OsFlash(root), DIR, segment_bytes=64, segments=2)
     assert again.dropped == 0
     assert [s for s, _ in _all_pending(again)] == [1, 2, 3, 4]
+
+
+def test_torn_first_record_of_a_new_segment_then_append() -> None:
+    flash = _flash()
+    buf = _open(flash, segment_bytes=64, segments=4)
+    for i in range(1, 4):
+        buf.append(_payload(i))  # 1 and 2 in the first segment, 3 alone in the second
+    names = _segments(flash)
+    second = DIR + "/" + names[1]
+    flash.write(second, flash.read(second)[:12])  # only 3's header reached the flash
+    again = _open(flash, segment_bytes=64, segments=4)
+    assert again.torn == 1
+    assert _segments(flash) == names[:1]
+    seq = again.append(b"next")
+    assert seq == 4  # 3 may have been sent before it tore: never given to another record
+    third = _open(flash, segment_bytes=64, segments=4)
+    assert third.torn == 0
+    assert [s for s, _ in _all_pending(third)] == [1, 2, 4]
