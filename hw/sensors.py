@@ -404,7 +404,7 @@ class JsnSr04tModel(UARTDevice):
         self.mode = mode
         self.triggers = 0
         self._rng = random.Random(seed)
-        self._next_frame = clock() if clock is not None else 0.0
+        self._next_frame = clock() + 0.1 if clock is not None else 0.0
 
     def _frame(self) -> bytes:
         mm = round(self.source())
