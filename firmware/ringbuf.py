@@ -148,7 +148,7 @@ class RingBuffer:
     def peek(self, max_records, max_bytes):
         """Up to ``max_records`` pending ``(seq, payload)``, oldest first, with at most
         ``max_bytes`` of payload in all, but at least one record if any is pending."""
-        out = []
+        out = []  # type: list[tuple[int, bytes]]
         total = 0
         for seg in list(self._segs):
             if len(out) >= max_records:

@@ -145,7 +145,7 @@ def decode(data):
         name = bn + (_typed(rec, N, str) if N in rec else "")
         if not name:
             raise SenmlError("a SenML record needs a name")
-        res = {"n": name}
+        res = {"n": name}  # type: dict[str, object]
         unit = _typed(rec, U, str) if U in rec else bu
         if unit is not None:
             res["u"] = unit
