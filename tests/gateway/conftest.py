@@ -1,0 +1,207 @@
+"""Fixtures for gateway tests: an in-process gateway, a CoAP client, the daemon as a process."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import cbor2
+import pytest
+from aiocoap import POST, Context, Message
+
+from gateway.config import GatewayConfig, load_config
+from gateway.daemon import Gateway
+
+ROOT = Path(__file__).resolve().parents[2]
+#: The line ``simpul gateway run`` prints once it listens.
+READY_LINE = re.compile(
+    r"^simpul gateway (?P<id>\S+) listening on coap://(?P<host>\[[^\]]+\]|[^:\s]+):(?P<port>\d+)"
+    r" state (?P<state>.+)$"
+)
+
+
+def free_udp_port() -> int:
+    """A UDP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def gateway_config(state_dir: Path, **overrides: Any) -> GatewayConfig:
+    """A config for tests: 127.0.0.1 on an ephemeral port, state in ``state_dir``."""
+    values: dict[str, Any] = {
+        "state_dir": state_dir,
+        "bind.host": "127.0.0.1",
+        "bind.port": 0,
+        "gateway_id": "gw-test",
+        "site": "test-site",
+    }
+    values.update(overrides)
+    return load_config(env={}, overrides=values)
+
+
+def senml_pack(
+    board: str = "b1",
+    *,
+    start_s: int = 1_700_000_000,
+    names: tuple[str, ...] = ("pm2_5",),
+    value: float = 12.5,
+) -> list[dict[int, Any]]:
+    """A SenML-CBOR pack (integer labels) as a board sends it: bn and bt on the first record."""
+    records: list[dict[int, Any]] = []
+    for i, name in enumerate(names):
+        record: dict[int, Any] = {0: name, 1: "ug/m3", 2: value + i}
+        if i == 0:
+            record[-2] = f"urn:dev:simpul:{board}:"
+            record[-3] = start_s
+        records.append(record)
+    return records
+
+
+def db_rows(state_dir: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Run a query on a gateway's database, read-only."""
+    db = sqlite3.connect(f"file:{state_dir / 'gateway.db'}?mode=ro", uri=True)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+@dataclass
+class Client:
+    """An aiocoap client pointed at one gateway."""
+
+    context: Context
+    host: str
+    port: int
+
+    def uri(self, path: str) -> str:
+        return f"coap://{self.host}:{self.port}/{path.lstrip('/')}"
+
+    async def post(
+        self, path: str, payload: bytes, content_format: int | None = 112, query: str = ""
+    ) -> Message:
+        request = Message(code=POST, uri=self.uri(path) + query, payload=payload)
+        if content_format is not None:
+            request.opt.content_format = content_format
+        response: Message = await self.context.request(request).response
+        return response
+
+    async def post_pack(self, pack: object, query: str = "") -> Message:
+        return await self.post("readings", cbor2.dumps(pack), 112, query)
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
+    """A started in-process gateway with its state in ``tmp_path / "state"``."""
+    gw = Gateway(gateway_config(tmp_path / "state"))
+    await gw.start()
+    try:
+        yield gw
+    finally:
+        await gw.stop()
+
+
+@pytest.fixture
+async def client(gateway: Gateway) -> AsyncIterator[Client]:
+    """A CoAP client for the ``gateway`` fixture."""
+    context = await Context.create_client_context()
+    host, port = gateway.bound_address
+    try:
+        yield Client(context, host, port)
+    finally:
+        await context.shutdown()
+
+
+@dataclass
+class GatewayProcess:
+    """``python -m fleet.cli gateway run`` as a child process."""
+
+    state_dir: Path
+    port: int = 0
+    extra_args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[str] | None = None
+    ready: re.Match[str] | None = None
+    stderr_path: Path | None = None
+
+    def start(self, timeout_s: float = 30.0) -> re.Match[str]:
+        """Start the daemon and wait for its ready line; returns the parsed line."""
+        self.stderr_path = self.state_dir.parent / f"{self.state_dir.name}.stderr"
+        stderr: IO[str] = self.stderr_path.open("a")
+        cmd = [
+            sys.executable,
+            "-m",
+            "fleet.cli",
+            "gateway",
+            "run",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--state-dir",
+            str(self.state_dir),
+            "--gateway-id",
+            "gw-proc",
+            *self.extra_args,
+        ]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("SIMPUL_GATEWAY__BIND__PORT", None)
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env
+        )
+        stderr.close()
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line and self.proc.poll() is not None:
+                break
+            match = READY_LINE.match(line.strip())
+            if match:
+                self.ready = match
+                self.port = int(match["port"])
+                return match
+        self.proc.kill()
+        self.proc.wait()
+        raise RuntimeError(f"gateway did not start: {self.stderr_text()[-2000:]}")
+
+    def stderr_text(self) -> str:
+        return self.stderr_path.read_text() if self.stderr_path else ""
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to clean up, as in a power cut of the process."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self, timeout_s: float = 20.0) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout_s)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@pytest.fixture
+def gateway_process(tmp_path: Path) -> Iterator[GatewayProcess]:
+    """A daemon process (not started) with its state in ``tmp_path / "state"``."""
+    process = GatewayProcess(tmp_path / "state")
+    try:
+        yield process
+    finally:
+        process.close()
