@@ -66,11 +66,13 @@ def count_boot(flash):
         pass
     boots += 1
     try:
-        f = flash.open(BOOTS_PATH, "w")
+        f = flash.open(BOOTS_PATH + ".tmp", "w")
         try:
             f.write(str(boots))
         finally:
             f.close()
+        # Renamed into place, so a power cut mid-write never loses the count.
+        flash.rename(BOOTS_PATH + ".tmp", BOOTS_PATH)
     except OSError:
         pass
     return boots
@@ -183,11 +185,11 @@ class Node:
             self.health.uploaded += len(records)
             self.board.log("A %d %d" % (first, last))
             return len(records)
-        if coap.is_client_error(code) and len(records) > 1:
+        if _client_error(code) and len(records) > 1:
             # Narrow down to the record the gateway will not take; keep the others.
             self._batch_limit = max(1, len(body) // 2)
             return 0
-        if coap.is_client_error(code):
+        if _client_error(code):
             # The gateway will never accept this record as it is: count it, do not block.
             self.buffer.ack(last)
             self.health.rejected += 1
@@ -199,7 +201,7 @@ class Node:
         uptime = self.board.ticks_diff(self.board.ticks_ms(), self.started)
         body = self.health.encode(self.board, self.buffer, uptime, self.slot)
         response = await self.client.request(coap.POST, "/health", body, coap.CBOR)
-        if coap.is_server_error(response.code):
+        if response.code >= 160:
             raise CoapRefused(response.code, _max_age(response))
         self._health_due = False
 
@@ -244,6 +246,10 @@ class Node:
             )
         )
         await asyncio.gather(self._sample_loop(), self._upload_loop())
+
+
+def _client_error(code):
+    return 128 <= code < 160  # 4.xx
 
 
 def _max_age(response):
