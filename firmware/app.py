@@ -175,9 +175,7 @@ class Node:
         body = senml.pack(parts, count)
         parts = None
         query = ["s=%d" % first, "n=%d" % len(records)]
-        response = await self.client.request(
-            coap.POST, "/readings", body, coap.SENML_CBOR, query
-        )
+        response = await self.client.request(coap.POST, "/readings", body, coap.SENML_CBOR, query)
         code = response.code
         if code in (coap.CHANGED, coap.CREATED):
             self.buffer.ack(last)

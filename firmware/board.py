@@ -18,12 +18,12 @@ emulator (``hw/``) can hand the same application an emulated board. A board offe
 - ``log(line)``: one line on the serial console.
 """
 
+import asyncio
 import gc
 import os
 import socket
 import time
 
-import asyncio
 import machine
 import network
 

@@ -63,7 +63,7 @@ def parse(text):
     try:
         given = json.loads(text)
     except ValueError:
-        raise ConfigError("config is not JSON")
+        raise ConfigError("config is not JSON") from None
     if not isinstance(given, dict):
         raise ConfigError("config must be a JSON object")
     cfg = dict(DEFAULTS)
@@ -86,7 +86,7 @@ def load(flash, path=PATH):
     try:
         f = flash.open(path, "r")
     except OSError:
-        raise ConfigError("no config file at " + path)
+        raise ConfigError("no config file at " + path) from None
     try:
         return parse(f.read())
     finally:

@@ -21,7 +21,7 @@ from hw.link import LinkFaults, UdpLink
 TICKS_PERIOD = 1 << 30  # MicroPython's ticks wrap here
 
 
-class BoardReset(BaseException):  # noqa: N818 - a reset is how the board leaves, not an error
+class BoardReset(BaseException):
     """The firmware called ``reset()`` or ``deepsleep()``: the chip restarts."""
 
     def __init__(self, cause: str, after_ms: int = 0) -> None:
@@ -139,4 +139,3 @@ class EmulatedBoard:
         for link in self._links:
             link.close()
         self._links.clear()
-

@@ -47,14 +47,27 @@ def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     emulate.add_argument("--gateway", type=host_port, required=True, metavar="HOST:PORT")
     emulate.add_argument("--boards", type=count, default=10, metavar="N")
-    emulate.add_argument("--cycle", type=positive, default=5.0, metavar="SECONDS",
-                         help="sampling interval of every board (default 5)")
-    emulate.add_argument("--duration", type=positive, metavar="SECONDS",
-                         help="stop after this long (default: run until Ctrl-C)")
+    emulate.add_argument(
+        "--cycle",
+        type=positive,
+        default=5.0,
+        metavar="SECONDS",
+        help="sampling interval of every board (default 5)",
+    )
+    emulate.add_argument(
+        "--duration",
+        type=positive,
+        metavar="SECONDS",
+        help="stop after this long (default: run until Ctrl-C)",
+    )
     emulate.add_argument("--state-dir", type=Path, default=Path("state/emulate"), metavar="DIR")
     emulate.add_argument("--seed", type=int, default=1, help="fleet layout and signal seed")
-    emulate.add_argument("--power-cut-at-write", type=count, metavar="N",
-                         help="fault: the power goes (SIGKILL) in the middle of flash write N")
+    emulate.add_argument(
+        "--power-cut-at-write",
+        type=count,
+        metavar="N",
+        help="fault: the power goes (SIGKILL) in the middle of flash write N",
+    )
     emulate.set_defaults(handler=run_emulate)
 
     demo = groups.add_parser(
@@ -67,9 +80,12 @@ def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo.add_argument("--boards", type=count, default=20, metavar="N")
     demo.add_argument("--duration", type=positive, metavar="SECONDS")
     demo.add_argument("--cycle", type=positive, default=2.0, metavar="SECONDS")
-    demo.add_argument("--state-dir", type=Path, metavar="DIR",
-                      help="where the gateway and boards keep their state (default: a new "
-                      "temporary directory)")
+    demo.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the gateway and boards keep their state (default: a new temporary directory)",
+    )
     demo.set_defaults(handler=run_demo)
 
 
@@ -148,4 +164,5 @@ def run_demo(args: argparse.Namespace) -> int:
     state_dir = args.state_dir
     if state_dir is None:
         state_dir = Path(tempfile.mkdtemp(prefix="simpul-demo-"))
+    state_dir.mkdir(parents=True, exist_ok=True)
     return asyncio.run(run(args.boards, args.cycle, args.duration, state_dir, sys.stdout))

@@ -103,7 +103,6 @@ def _sampled_readings(fleet: Fleet) -> int:
 async def run(
     boards: int, cycle: float, duration: float | None, state_dir: Path, out: TextIO
 ) -> int:
-    state_dir.mkdir(parents=True, exist_ok=True)
     config = load_config(
         overrides={
             "gateway_id": "demo-gw",
@@ -137,7 +136,7 @@ async def run(
         if live:
             with Live(console=console, refresh_per_second=2) as view:
                 while not stop.is_set():
-                    upstream.poll(site_of)
+                    await asyncio.to_thread(upstream.poll, site_of)
                     elapsed = time.monotonic() - started
                     view.update(
                         _view(fleet, site_of, upstream, gateway.stats(), header, elapsed, cycle)
@@ -152,7 +151,7 @@ async def run(
                     await asyncio.wait_for(stop.wait(), 0.5)
                 if time.monotonic() >= next_line:
                     next_line += 10
-                    upstream.poll(site_of)
+                    await asyncio.to_thread(upstream.poll, site_of)
                     print(
                         f"{time.monotonic() - started:4.0f} s  boards online "
                         f"{fleet.online(3 * cycle + 5)}/{boards}  stored "
@@ -167,13 +166,13 @@ async def run(
         await fleet.stop()
         # Let the uplink catch up with what was stored before the gateway stops.
         for _ in range(20):
-            upstream.poll(site_of)
+            await asyncio.to_thread(upstream.poll, site_of)
             if upstream.lines >= gateway.stats().get("readings_stored", 0):
                 break
             await asyncio.sleep(0.25)
         stats = gateway.stats()
         await gateway.stop()
-        upstream.poll(site_of)
+        await asyncio.to_thread(upstream.poll, site_of)
     elapsed = time.monotonic() - started
     print(
         f"simpul demo: {boards} boards for {elapsed:.0f} s: {_sampled_readings(fleet)} readings "

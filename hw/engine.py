@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import sys
 import time
@@ -191,7 +192,7 @@ class BoardRunner:
                 await self._task
 
 
-class _WatchdogBite(Exception):  # noqa: N818
+class _WatchdogBite(Exception):
     pass
 
 
@@ -210,7 +211,9 @@ SITES = ("Takengon", "Tegal", "Cimahi", "Tarutung", "Pematang Siantar")
 KINDS = ("air", "water", "bin")
 
 
-def plan_fleet(count: int, seed: int = 1, config: Mapping[str, Any] | None = None) -> list[BoardSpec]:
+def plan_fleet(
+    count: int, seed: int = 1, config: Mapping[str, Any] | None = None
+) -> list[BoardSpec]:
     """Spread ``count`` boards over the programme's sites and node kinds, reproducibly."""
     rng = random.Random(seed)
     specs = []
@@ -246,7 +249,7 @@ class Fleet:
                 spec,
                 state_dir / "boards" / spec.board_id,
                 gateway,
-                echo=(lambda line, b=spec.board_id: echo(b, line)) if echo else None,
+                echo=functools.partial(echo, spec.board_id) if echo else None,
             )
             for spec in specs
         ]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 
-class PowerCut(BaseException):  # noqa: N818 - a power cut is not an error of the firmware
+class PowerCut(BaseException):
     """The emulated board lost power in the middle of a flash write."""
 
 

@@ -42,13 +42,27 @@ class GatewayProcess:
     def start(self, timeout: float = 30.0) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
-            sys.executable, "-m", "fleet.cli", "gateway", "run",
-            "--bind", f"127.0.0.1:{self.port}", "--state-dir", str(self.state_dir),
-            "--gateway-id", self.gateway_id, "--site", "Test site",
+            sys.executable,
+            "-m",
+            "fleet.cli",
+            "gateway",
+            "run",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--state-dir",
+            str(self.state_dir),
+            "--gateway-id",
+            self.gateway_id,
+            "--site",
+            "Test site",
         ]
         log = self.log.open("a")
         self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True,
+            cmd,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         assert self.proc.stdout is not None

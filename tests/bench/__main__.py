@@ -88,13 +88,27 @@ def gateway_vs_bare(seconds: float) -> dict[str, Any]:
         bare = load.run("127.0.0.1", port, seconds=seconds, window=window, readings=readings)
     with tempfile.TemporaryDirectory(prefix="simpul-bench-") as state:
         port = free_udp_port()
-        cmd = [sys.executable, "-m", "fleet.cli", "gateway", "run", "--bind",
-               f"127.0.0.1:{port}", "--state-dir", state]
+        cmd = [
+            sys.executable,
+            "-m",
+            "fleet.cli",
+            "gateway",
+            "run",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--state-dir",
+            state,
+        ]
         with process(cmd, "listening"):
-            load.run("127.0.0.1", port, seconds=1.0, window=window, readings=readings,
-                     start_time=1_600_000_000)
-            durable = load.run("127.0.0.1", port, seconds=seconds, window=window,
-                               readings=readings)
+            load.run(
+                "127.0.0.1",
+                port,
+                seconds=1.0,
+                window=window,
+                readings=readings,
+                start_time=1_600_000_000,
+            )
+            durable = load.run("127.0.0.1", port, seconds=seconds, window=window, readings=readings)
     for name, result in (("bare_aiocoap", bare), ("durable_gateway", durable)):
         figures[name] = {
             "readings_per_s": round(result.readings_per_s),

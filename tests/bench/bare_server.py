@@ -9,7 +9,7 @@ import aiocoap
 import aiocoap.resource as resource
 
 
-class Readings(resource.Resource):
+class Readings(resource.Resource):  # type: ignore[misc]
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
         return aiocoap.Message(code=aiocoap.CHANGED)
 

@@ -36,9 +36,9 @@ NAMES = {
 }
 
 
-async def eventually(predicate: Callable[[], bool], timeout: float) -> bool:
+async def eventually(predicate: Callable[[], bool], within: float) -> bool:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while loop.time() < deadline:
         if predicate():
             return True
@@ -60,11 +60,11 @@ def expected_readings(fleet: Fleet, through: dict[str, int]) -> dict[tuple[str, 
     }
 
 
-async def drain(fleet: Fleet, through: dict[str, int], timeout: float = 40) -> None:
+async def drain(fleet: Fleet, through: dict[str, int], within: float = 40) -> None:
     """Keep the boards running until each saw everything up to ``through`` acknowledged."""
     done = await eventually(
         lambda: all(r.record.acked_through >= through[r.spec.board_id] for r in fleet.runners),
-        timeout,
+        within,
     )
     behind = {
         r.spec.board_id: (r.record.acked_through, through[r.spec.board_id])

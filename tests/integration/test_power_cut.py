@@ -17,9 +17,19 @@ from tests.support import ROOT, GatewayProcess, iter_console
 
 def emulate(gateway: GatewayProcess, state: Path, *extra: str, timeout: float = 60) -> int:
     cmd = [
-        sys.executable, "-m", "fleet.cli", "emulate", "--gateway",
-        f"127.0.0.1:{gateway.port}", "--boards", "1", "--cycle", "0.2", "--state-dir",
-        str(state), *extra,
+        sys.executable,
+        "-m",
+        "fleet.cli",
+        "emulate",
+        "--gateway",
+        f"127.0.0.1:{gateway.port}",
+        "--boards",
+        "1",
+        "--cycle",
+        "0.2",
+        "--state-dir",
+        str(state),
+        *extra,
     ]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=timeout).returncode
 
@@ -51,14 +61,14 @@ def test_power_cut_mid_write_recovers_and_delivers_no_corrupt_record(
     finally:
         gateway.stop()
     console = list(iter_console(board_dir))
-    samples = {}
+    samples: dict[int, int] = {}
     for line in console:
         if line.startswith("S "):
-            _, seq, t_ms, n = line.split()
-            samples[int(t_ms)] = int(n)
+            _, _seq, sampled_at, count = line.split()
+            samples[int(sampled_at)] = int(count)
     assert any(line.startswith("simpul") and " boot 2 " in line for line in console)
     upstream = Counter(line["time_ms"] for line in gateway.upstream())
     assert upstream, "nothing was delivered after the reboot"
     # Every reading upstream belongs to a sample the board completed, none is half a record.
-    for t_ms, n in upstream.items():
-        assert samples.get(t_ms) == n, (t_ms, n, samples.get(t_ms))
+    for t_ms, readings in upstream.items():
+        assert samples.get(t_ms) == readings, (t_ms, readings, samples.get(t_ms))
