@@ -98,6 +98,9 @@ class FileUplinkConfig:
     directory: Path | None = None
     #: Most readings written per append (rows fetched from the outbox at once).
     batch_size: int = 1000
+    #: Milliseconds to wait after new readings commit before appending, so that several
+    #: commits go out in one append (less work per reading under load). 0: append at once.
+    linger_ms: int = 100
 
 
 @dataclass(frozen=True)

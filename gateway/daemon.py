@@ -65,6 +65,7 @@ class Gateway:
                     gateway_id=self.config.gateway_id,
                     site=self.config.site,
                     batch_size=self.config.uplinks.file.batch_size,
+                    linger_s=self.config.uplinks.file.linger_ms / 1000,
                 )
                 self._uplinks[FILE_UPLINK] = uplink
                 self._tasks.append(asyncio.create_task(uplink.run(), name="uplink-file"))

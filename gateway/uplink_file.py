@@ -67,12 +67,14 @@ class FileUplink:
         gateway_id: str,
         site: str,
         batch_size: int = 1000,
+        linger_s: float = 0.0,
     ) -> None:
         self.outbox = outbox
         self.directory = directory
         self.gateway_id = gateway_id
         self.site = site
         self.batch_size = batch_size
+        self.linger_s = linger_s
         self.errors = 0
         self._origin = f'"gateway":{json.dumps(gateway_id)},"site":{json.dumps(site)}'
         self._quoted: dict[str | None, str] = {}
@@ -144,6 +146,9 @@ class FileUplink:
         delay = _RETRY_MIN_S
         while True:
             await self.outbox.wait_for_rows()
+            if self.linger_s and self.outbox.backlog < self.batch_size:
+                # Let a few commits gather: fewer, larger appends cost less per reading.
+                await asyncio.sleep(self.linger_s)
             try:
                 await self.deliver_once()
             except (OSError, RuntimeError, ValueError) as exc:
