@@ -31,7 +31,7 @@ def make_sensors(kind, board, cfg):
     """The drivers fitted to a node of this kind, each on the bus the board gives it."""
     import battery
 
-    sensors = []
+    sensors: list = []
     if kind in ("air", "water"):
         import bme280
 
@@ -173,7 +173,7 @@ class Node:
             count += payload[0]
             parts.append(payload[1:])
         body = senml.pack(parts, count)
-        parts = None
+        del parts
         query = ["s=%d" % first, "n=%d" % len(records)]
         response = await self.client.request(coap.POST, "/readings", body, coap.SENML_CBOR, query)
         code = response.code

@@ -28,7 +28,7 @@ try:
     from micropython import const
 except ImportError:
 
-    def const(x):
+    def const(x):  # type: ignore[misc]  # CPython: const is the identity
         return x
 
 
@@ -127,7 +127,9 @@ class BME280:
         return adc_t, adc_p, adc_h
 
     def _compensate(self, adc_t, adc_p, adc_h):
-        t1, t2, t3, p1, p2, p3, p4, p5, p6, p7, p8, p9, h1, h2, h3, h4, h5, h6 = self._cal
+        cal = self._cal
+        assert cal is not None  # read at the first measurement
+        t1, t2, t3, p1, p2, p3, p4, p5, p6, p7, p8, p9, h1, h2, h3, h4, h5, h6 = cal
 
         # Temperature, 0.01 degC (datasheet 4.2.3, 32-bit).
         var1 = (((adc_t >> 3) - (t1 << 1)) * t2) >> 11

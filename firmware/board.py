@@ -111,19 +111,20 @@ class Board:
 
     def bus(self, name):
         if name not in self._buses:
-            p = self._pins
-            if name == "i2c":
-                bus = machine.I2C(0, scl=machine.Pin(p["i2c_scl"]), sda=machine.Pin(p["i2c_sda"]))
-            elif name == "pms":
-                bus = machine.UART(1, 9600, tx=p["pms_tx"], rx=p["pms_rx"], timeout=0)
-            elif name == "sonar":
-                bus = machine.UART(2, 9600, tx=p["sonar_tx"], rx=p["sonar_rx"], timeout=0)
-            elif name == "vbat":
-                bus = machine.ADC(machine.Pin(p["vbat_adc"]), atten=machine.ADC.ATTN_11DB)
-            else:
-                raise ValueError("no bus " + name)
-            self._buses[name] = bus
+            self._buses[name] = self._open_bus(name)
         return self._buses[name]
+
+    def _open_bus(self, name):
+        p = self._pins
+        if name == "i2c":
+            return machine.I2C(0, scl=machine.Pin(p["i2c_scl"]), sda=machine.Pin(p["i2c_sda"]))
+        if name == "pms":
+            return machine.UART(1, 9600, tx=p["pms_tx"], rx=p["pms_rx"], timeout=0)
+        if name == "sonar":
+            return machine.UART(2, 9600, tx=p["sonar_tx"], rx=p["sonar_rx"], timeout=0)
+        if name == "vbat":
+            return machine.ADC(machine.Pin(p["vbat_adc"]), atten=machine.ADC.ATTN_11DB)
+        raise ValueError("no bus " + name)
 
     def udp(self, host, port):
         return Udp(host, port)

@@ -32,7 +32,7 @@ try:
     from micropython import const
 except ImportError:
 
-    def const(x):
+    def const(x):  # type: ignore[misc]  # CPython: const is the identity
         return x
 
 

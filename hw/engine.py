@@ -220,7 +220,7 @@ def plan_fleet(
     for i in range(count):
         site = SITES[i % len(SITES)]
         kind = KINDS[(i // len(SITES)) % len(KINDS)]
-        code = profiles.site_code(site)
+        code = profiles.site_code(site).lower()
         specs.append(
             BoardSpec(
                 board_id=f"{code}-{kind}-{i + 1:04d}",
