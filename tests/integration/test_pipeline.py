@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from hw.engine import Fleet, plan_fleet
-from tests.support import GatewayProcess
+from tests.support import GatewayProcess, iter_console
 
 # Boards that sample twice a second and give up on a silent gateway quickly.
 FAST = {
@@ -90,8 +90,14 @@ def assert_exactly_once(gateway: GatewayProcess, fleet: Fleet, through: dict[str
 
 
 async def wait_upstream(gateway: GatewayProcess, fleet: Fleet, through: dict[str, int]) -> None:
-    want = sum(expected_readings(fleet, through).values())
-    await eventually(lambda: len(gateway.upstream()) >= want, 20)
+    """Give the file uplink time to write out every expected reading."""
+    expected = expected_readings(fleet, through)
+
+    def arrived() -> bool:
+        have = Counter((line["board"], line["time_ms"]) for line in gateway.upstream())
+        return all(have[k] >= n for k, n in expected.items())
+
+    await eventually(arrived, 20)
 
 
 @pytest.mark.slow
@@ -99,17 +105,28 @@ async def test_every_sampled_reading_reaches_upstream_exactly_once(tmp_path: Pat
     gateway = GatewayProcess(tmp_path / "gateway")
     await asyncio.to_thread(gateway.start)
     fleet = Fleet(plan_fleet(21, seed=7, config=FAST), tmp_path, gateway.address)
+    for runner in fleet.runners:
+        # A lossy radio: retransmissions, and whole batches sent again after lost answers.
+        runner.faults.link.loss = 0.2
     fleet.start()
     try:
-        await asyncio.sleep(5)
+        await asyncio.sleep(6)
         through = sampled_through(fleet)
         assert min(through.values()) >= 5, through
+        for runner in fleet.runners:
+            runner.faults.link.loss = 0.0
         await drain(fleet, through)
     finally:
         await fleet.stop()
     await wait_upstream(gateway, fleet, through)
     assert gateway.stop() == 0
     assert {r.spec.kind for r in fleet.runners} == {"air", "water", "bin"}
+    resent = sum(
+        line.startswith("E gateway timeout")
+        for r in fleet.runners
+        for line in iter_console(r.root)
+    )
+    assert resent > 0, "the lossy link never made a board send a batch again"
     assert_exactly_once(gateway, fleet, through)
 
 
