@@ -122,9 +122,7 @@ async def test_every_sampled_reading_reaches_upstream_exactly_once(tmp_path: Pat
     assert gateway.stop() == 0
     assert {r.spec.kind for r in fleet.runners} == {"air", "water", "bin"}
     resent = sum(
-        line.startswith("E gateway timeout")
-        for r in fleet.runners
-        for line in iter_console(r.root)
+        line.startswith("E gateway timeout") for r in fleet.runners for line in iter_console(r.root)
     )
     assert resent > 0, "the lossy link never made a board send a batch again"
     assert_exactly_once(gateway, fleet, through)
