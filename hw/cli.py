@@ -45,8 +45,20 @@ def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "this process, sending to a gateway. Each board's flash and serial console live "
         "under STATE_DIR/boards/<board id>/ and survive restarts.",
     )
-    emulate.add_argument("--gateway", type=host_port, required=True, metavar="HOST:PORT")
-    emulate.add_argument("--boards", type=count, default=10, metavar="N")
+    emulate.add_argument(
+        "--gateway",
+        type=host_port,
+        required=True,
+        metavar="HOST:PORT",
+        help="the gateway's CoAP address, e.g. 127.0.0.1:5683",
+    )
+    emulate.add_argument(
+        "--boards",
+        type=count,
+        default=10,
+        metavar="N",
+        help="how many boards, spread over the sites and node kinds (default 10)",
+    )
     emulate.add_argument(
         "--cycle",
         type=positive,
@@ -60,7 +72,13 @@ def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="SECONDS",
         help="stop after this long (default: run until Ctrl-C)",
     )
-    emulate.add_argument("--state-dir", type=Path, default=Path("state/emulate"), metavar="DIR")
+    emulate.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path("state/emulate"),
+        metavar="DIR",
+        help="where the boards' flash and consoles live (default state/emulate)",
+    )
     emulate.add_argument("--seed", type=int, default=1, help="fleet layout and signal seed")
     emulate.add_argument(
         "--power-cut-at-write",
