@@ -115,3 +115,27 @@ class BindError(GatewayError, OSError):
     """The CoAP server could not bind its address (port in use, no such address...)."""
 
     reason = "bind"
+
+
+class BadBatch(GatewayError, ValueError):
+    """Bytes that are not a well-formed simpul batch (COSE_Sign1 over the batch payload)."""
+
+    reason = "bad_batch"
+
+
+class BadSignature(GatewayError, ValueError):
+    """A batch's signature does not verify with the key it names."""
+
+    reason = "bad_signature"
+
+
+class UnknownKey(GatewayError, LookupError):
+    """A batch names a signing key (kid) that the verifier does not trust."""
+
+    reason = "unknown_key"
+
+
+class KeyFileError(GatewayError, OSError):
+    """The gateway's key file is missing, unreadable, not a key, or readable by others."""
+
+    reason = "key_file"
