@@ -139,3 +139,9 @@ class KeyFileError(GatewayError, OSError):
     """The gateway's key file is missing, unreadable, not a key, or readable by others."""
 
     reason = "key_file"
+
+
+class RetiredKey(UnknownKey):
+    """A batch is signed by a key its gateway rotated out before that batch's seq."""
+
+    reason = "retired_key"
