@@ -1,7 +1,8 @@
 """The ``simpul`` command: one entry point, grouped by who uses it.
 
 Each group lives beside the code it drives and adds its own subcommands here:
-``simpul gateway …`` (the Pi daemon), ``simpul emulate …`` and ``simpul demo`` (one machine).
+``simpul gateway …`` (the Pi daemon), ``simpul verify`` (consumers of its batches),
+``simpul emulate …`` and ``simpul demo`` (one machine).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from gateway import cli as gateway_cli
+from gateway import verify_cli
 from hw import cli as hw_cli
 
 Handler = Callable[[argparse.Namespace], int]
@@ -23,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     groups = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     gateway_cli.add_commands(groups)
+    verify_cli.add_commands(groups)
     hw_cli.add_commands(groups)
     return parser
 
