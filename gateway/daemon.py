@@ -1,9 +1,18 @@
-"""The gateway daemon: the store, the CoAP server and the uplinks, started and stopped together."""
+"""The gateway daemon: the store, the CoAP server and the uplinks, started and stopped together.
+
+Three kinds of process share the work, so that they share no interpreter lock:
+
+* this one runs the CoAP server (aiocoap) and answers boards;
+* the writer process (:mod:`gateway.writer`) decodes and commits what boards send, and says
+  when each request is on disk, which is when this process answers it;
+* one process per uplink (:mod:`gateway.uplinks`) reads the outbox with its own cursor.
+
+They meet in the SQLite file (WAL mode): only the writer writes readings and the registry,
+each uplink writes only its own cursor, and this process only reads.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import errno
 import logging
 import os
@@ -15,9 +24,9 @@ import aiocoap
 from gateway.config import GatewayConfig
 from gateway.errors import BindError, StateDirError
 from gateway.resources import Admission, build_site
-from gateway.store import Counters, Store, now_ms
-from gateway.uplink_file import UPLINK_NAME as FILE_UPLINK
-from gateway.uplink_file import FileUplink
+from gateway.store import Counters, StoreReader, now_ms, prepare
+from gateway.uplinks import UplinkSupervisor
+from gateway.writer_link import WriterLink
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +37,8 @@ _DRAIN_TIMEOUT_S = 5.0
 class Gateway:
     """One gateway: ``await start()``, serve, ``await stop()``.
 
-    ``before_commit`` is passed to the store (a test hook; see :class:`Store`).
+    ``before_commit`` is passed to the writer process, so it must pickle (a test hook; see
+    :class:`gateway.store.StoreWriter`).
     """
 
     def __init__(
@@ -36,17 +46,18 @@ class Gateway:
     ) -> None:
         self.config = config
         self.counters = Counters()
-        self.store = Store(
+        self.writer = WriterLink(
             config.db_path,
             synchronous=config.store.synchronous,
+            limits=config.limits,
             counters=self.counters,
             before_commit=before_commit,
         )
+        self.uplinks = UplinkSupervisor(config)
         self.admission = Admission()
+        self._store: StoreReader | None = None
         self._context: aiocoap.Context | None = None
         self._bound: tuple[str, int] | None = None
-        self._uplinks: dict[str, FileUplink] = {}
-        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         """Open the store, bind the CoAP server, start the uplinks.
@@ -54,21 +65,12 @@ class Gateway:
         Raises :class:`StateDirError`, :class:`StoreCorrupt` or :class:`BindError`.
         """
         self._prepare_state_dir()
-        await self.store.open()
+        prepare(self.config.db_path)
+        self._store = StoreReader(self.config.db_path)
         try:
+            await self.writer.start()
             await self._bind()
-            if self.config.uplinks.file.enabled:
-                outbox = await self.store.outbox(FILE_UPLINK)
-                uplink = FileUplink(
-                    outbox,
-                    self.config.file_uplink_dir,
-                    gateway_id=self.config.gateway_id,
-                    site=self.config.site,
-                    batch_size=self.config.uplinks.file.batch_size,
-                    linger_s=self.config.uplinks.file.linger_ms / 1000,
-                )
-                self._uplinks[FILE_UPLINK] = uplink
-                self._tasks.append(asyncio.create_task(uplink.run(), name="uplink-file"))
+            await self.uplinks.start()
         except BaseException:
             await self.stop()
             raise
@@ -84,7 +86,7 @@ class Gateway:
 
     async def _bind(self) -> None:
         host, port = self.config.bind.host, self.config.bind.port
-        site = build_site(self.store, self.config.limits, self.counters, self.admission)
+        site = build_site(self.writer, self.config.limits, self.counters, self.admission)
         try:
             self._context = await aiocoap.Context.create_server_context(
                 site, bind=(host, port), transports=["udp6"]
@@ -102,14 +104,18 @@ class Gateway:
         return self._bound
 
     @property
-    def uplinks(self) -> dict[str, FileUplink]:
-        """Running uplinks by name."""
-        return dict(self._uplinks)
+    def store(self) -> StoreReader:
+        """Read-only access to the database (registry, outbox positions)."""
+        if self._store is None:
+            raise RuntimeError("gateway is not started")
+        return self._store
 
     def stats(self) -> dict[str, Any]:
-        """A snapshot for operators and tests (this process's counters, registry counts)."""
+        """A snapshot for operators and tests (this process's counters; the rest from the db)."""
         online_since = now_ms() - self.config.online_window_s * 1000
         seen, online = self.store.board_counts(online_since)
+        head = self.store.head_id
+        delivered = self.store.delivered_ids()
         return {
             "gateway_id": self.config.gateway_id,
             "readings_stored": self.counters.readings_stored,
@@ -117,27 +123,28 @@ class Gateway:
             "refused": dict(self.counters.refused),
             "boards_seen": seen,
             "boards_online": online,
-            "outbox_head": self.store.head_id,
+            "outbox_head": head,
             "uplinks": {
-                name: {"delivered_id": box.delivered_id, "backlog": box.backlog}
-                for name, box in self.store.outboxes.items()
+                name: {
+                    "delivered_id": delivered.get(name, 0),
+                    "backlog": max(head - delivered.get(name, 0), 0),
+                }
+                for name in self.uplinks.names
             },
         }
 
     async def stop(self) -> None:
-        """Stop accepting requests, stop the uplinks, let the writer commit, close the db."""
+        """Stop accepting requests, let the writer commit what it has, stop the uplinks."""
         # Requests in hand get their answer before the socket closes.
         await self.admission.close(_DRAIN_TIMEOUT_S)
         if self._context is not None:
             await self._context.shutdown()
             self._context = None
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
-        await self.store.close()
+        await self.writer.stop()
+        await self.uplinks.stop()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
 
 def _bound_port(context: aiocoap.Context) -> int | None:

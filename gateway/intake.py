@@ -1,7 +1,9 @@
-"""What happens to a board's request, as plain functions the CoAP resources call.
+"""What happens to a board's request, as plain functions.
 
-Decode and validate everything first, then hand the result to the store in one piece: a
-request is all-or-nothing, and nothing reaches the store from a request that is refused.
+The CoAP resources check what is cheap to check (size, queries, content-format) and pass
+the raw payload to the writer process, which decodes it with :func:`decode_readings` and
+stores the result in one piece: a request is all-or-nothing, and nothing reaches the store
+from a request that is refused.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import cbor2
 
 from gateway.config import LimitsConfig
 from gateway.errors import BadPayload, BadQuery, PayloadTooLarge, UnsupportedContentFormat
-from gateway.senml import decode_senml_cbor, decode_senml_json, is_board_id
-from gateway.store import SequenceRange, Store, SubmitResult, now_ms
+from gateway.senml import Reading, decode_senml_cbor, decode_senml_json, is_board_id
+from gateway.store import SequenceRange
 
 #: Content-Formats (RFC 7252 §12.3 registry) the resources accept.
 SENML_CBOR = 112
@@ -65,34 +67,34 @@ def parse_sequence_query(queries: Sequence[str]) -> SequenceRange | None:
     return SequenceRange(first=found["s"], count=found["n"])
 
 
-async def accept_readings(
-    store: Store,
-    payload: bytes,
-    content_format: int | None,
-    queries: Sequence[str],
-    *,
-    address: str | None,
-    limits: LimitsConfig,
-) -> SubmitResult:
-    """Decode a SenML pack and store it; returns once it is committed."""
-    check_size(len(payload), limits)
-    seq = parse_sequence_query(queries) if queries else None
-    received = now_ms()
-    if content_format == SENML_CBOR:
-        readings = decode_senml_cbor(
-            payload, now_ms=received, max_records=limits.max_records_per_request
-        )
-    elif content_format == SENML_JSON:
-        readings = decode_senml_json(
-            payload, now_ms=received, max_records=limits.max_records_per_request
-        )
-    else:
+def check_readings_format(content_format: int | None) -> int:
+    """The content-format of a readings request, if ``/readings`` accepts it."""
+    if content_format is None or content_format not in READINGS_FORMATS:
         raise UnsupportedContentFormat(
             f"content-format {content_format} not accepted; use 112 (SenML-CBOR) or 110"
         )
+    return content_format
+
+
+def decode_readings(
+    payload: bytes,
+    content_format: int,
+    seq: SequenceRange | None,
+    received_ms: int,
+    limits: LimitsConfig,
+) -> list[Reading]:
+    """Decode a SenML pack received at ``received_ms``; raises a :class:`GatewayError`."""
+    max_records = limits.max_records_per_request
+    if content_format == SENML_CBOR:
+        readings = decode_senml_cbor(payload, now_ms=received_ms, max_records=max_records)
+    elif content_format == SENML_JSON:
+        readings = decode_senml_json(payload, now_ms=received_ms, max_records=max_records)
+    else:
+        check_readings_format(content_format)
+        raise AssertionError("unreachable")
     if seq is not None and any(r.board_id != readings[0].board_id for r in readings):
         raise BadQuery("sequence queries need a pack from a single board")
-    return await store.submit(readings, address=address, seq=seq, received_ms=received)
+    return readings
 
 
 def decode_health(payload: bytes, content_format: int | None) -> tuple[str, dict[str, Any]]:
@@ -144,18 +146,3 @@ def _check_jsonable(value: object, where: str, depth: int) -> None:
             raise BadPayload(f"{where}: integer out of range"[:120])
     elif not (value is None or isinstance(value, str | bool)):
         raise BadPayload(f"{where}: {type(value).__name__} cannot be stored"[:120])
-
-
-async def accept_health(
-    store: Store,
-    payload: bytes,
-    content_format: int | None,
-    *,
-    address: str | None,
-    limits: LimitsConfig,
-) -> str:
-    """Decode a health report and record it in the board registry; returns the board id."""
-    check_size(len(payload), limits)
-    board_id, report = decode_health(payload, content_format)
-    await store.submit_health(board_id, report, address=address)
-    return board_id

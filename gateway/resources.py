@@ -1,8 +1,10 @@
 """The gateway's CoAP endpoints: one aiocoap ``Resource`` per path, the tree in :func:`build_site`.
 
 The resources only translate between CoAP messages and the plain functions in
-:mod:`gateway.intake`; errors are :mod:`gateway.errors` exceptions, which render themselves
-as responses (code plus diagnostic payload) and are counted by reason on the way out.
+:mod:`gateway.intake`, and hand what they accept to the writer process through
+:class:`gateway.writer_link.WriterLink`; errors are :mod:`gateway.errors` exceptions,
+which render themselves as responses (code plus diagnostic payload) and are counted by
+reason on the way out.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from gateway.errors import GatewayError, MethodNotAllowed, StoreUnavailable, Unk
 from gateway.intake import (
     HEALTH_FORMATS,
     READINGS_FORMATS,
-    accept_health,
-    accept_readings,
+    check_readings_format,
     check_size,
+    decode_health,
+    parse_sequence_query,
 )
-from gateway.store import Counters, Store
+from gateway.store import Counters, now_ms
+from gateway.writer_link import WriterLink
 
 
 class Admission:
@@ -82,10 +86,10 @@ class _IntakeResource(Resource):  # type: ignore[misc]
     allowed: ClassVar[str] = "POST"
 
     def __init__(
-        self, store: Store, limits: LimitsConfig, counters: Counters, admission: Admission
+        self, writer: WriterLink, limits: LimitsConfig, counters: Counters, admission: Admission
     ) -> None:
         super().__init__()
-        self._store = store
+        self._writer = writer
         self._limits = limits
         self._counters = counters
         self._admission = admission
@@ -130,13 +134,16 @@ class ReadingsResource(_IntakeResource):
     ct = " ".join(str(cf) for cf in READINGS_FORMATS)
 
     async def render_post(self, request: Message) -> Message:
-        await accept_readings(
-            self._store,
-            request.payload,
-            _content_format(request),
-            request.opt.uri_query,
+        payload = request.payload
+        check_size(len(payload), self._limits)
+        queries = request.opt.uri_query
+        seq = parse_sequence_query(queries) if queries else None
+        await self._writer.submit_readings(
+            payload,
+            check_readings_format(_content_format(request)),
+            seq=seq,
             address=_address(request),
-            limits=self._limits,
+            received_ms=now_ms(),
         )
         return Message(code=CHANGED)
 
@@ -149,12 +156,10 @@ class HealthResource(_IntakeResource):
     ct = " ".join(str(cf) for cf in HEALTH_FORMATS)
 
     async def render_post(self, request: Message) -> Message:
-        await accept_health(
-            self._store,
-            request.payload,
-            _content_format(request),
-            address=_address(request),
-            limits=self._limits,
+        check_size(len(request.payload), self._limits)
+        board_id, report = decode_health(request.payload, _content_format(request))
+        await self._writer.submit_health(
+            board_id, report, address=_address(request), received_ms=now_ms()
         )
         return Message(code=CHANGED)
 
@@ -192,13 +197,13 @@ class GatewaySite(Site):  # type: ignore[misc]
 
 
 def build_site(
-    store: Store, limits: LimitsConfig, counters: Counters, admission: Admission
+    writer: WriterLink, limits: LimitsConfig, counters: Counters, admission: Admission
 ) -> Site:
     """The gateway's resource tree, ``/.well-known/core`` included."""
     site = GatewaySite(counters)
     site.add_resource(
         (".well-known", "core"), WKCResource(site.get_resources_as_linkheader, impl_info=None)
     )
-    site.add_resource(("readings",), ReadingsResource(store, limits, counters, admission))
-    site.add_resource(("health",), HealthResource(store, limits, counters, admission))
+    site.add_resource(("readings",), ReadingsResource(writer, limits, counters, admission))
+    site.add_resource(("health",), HealthResource(writer, limits, counters, admission))
     return site

@@ -1,29 +1,26 @@
-"""The durable store: one SQLite file in WAL mode, written by a single thread.
+"""The durable store: one SQLite file in WAL mode, and the three ways the gateway uses it.
 
-Request handlers ``await store.submit(...)``; that puts one job on a queue and waits on a
-future. The writer thread takes everything queued, applies it in *one* transaction, commits,
-and only then resolves the futures: an acknowledgement always means "on disk". If a group
-fails, its jobs are retried one transaction each, so one bad job cannot fail the others. When the
-gateway is idle a lone request commits at once; under load the groups grow by themselves,
-which is what keeps a fsync per commit affordable (group commit).
+* :class:`StoreWriter` applies groups of jobs in *one* transaction each (group commit). It
+  runs in the writer process (:mod:`gateway.writer`), which is the only place readings and
+  the board registry are written; an acknowledgement is sent only after its group commits.
+* :class:`Outbox` is one uplink's view of the ``readings`` table, which doubles as the
+  outbox: its ``id`` (AUTOINCREMENT, so it never goes back even after old rows are pruned) is
+  the position, and each uplink keeps its own cursor in ``uplink_progress``, advanced in its
+  own short write transaction. Uplinks run in their own process (:mod:`gateway.uplinks`).
+* :class:`StoreReader` answers the intake process's questions (registry, outbox positions).
 
-The ``readings`` table doubles as the **outbox**: its ``id`` (AUTOINCREMENT, so it never goes
-back even after old rows are pruned) is the position, and each uplink keeps its own cursor
-in ``uplink_progress``. Uplinks read through :meth:`Store.outbox` on a separate connection,
-and are woken when a commit adds rows, so they never poll.
+Everything here is synchronous: each connection belongs to one thread of one process.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import queue
 import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, NamedTuple
@@ -70,6 +67,9 @@ _TOUCH_BOARD = (
     " ON CONFLICT (board_id) DO UPDATE SET last_seen_ms = max(last_seen_ms, excluded.last_seen_ms),"
     " address = coalesce(excluded.address, address)"
 )
+_HEAD_ID = "SELECT coalesce(max(id), 0) FROM readings"
+#: Busy waits on the write lock (another process's cursor update, a checkpoint).
+_BUSY_TIMEOUT_MS: Final = 5000
 
 
 def now_ms() -> int:
@@ -130,47 +130,183 @@ class BoardRecord:
     health_ms: int | None
 
 
-class _Job:
-    """Work for the writer thread; ``apply`` runs inside the group's transaction."""
+def connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit) with a busy timeout."""
+    try:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        if read_only:
+            db.execute("PRAGMA query_only = 1")
+    except sqlite3.OperationalError as exc:
+        raise StateDirError(f"cannot open database {path}: {exc}") from None
+    except sqlite3.DatabaseError as exc:
+        raise _corrupt(path, exc) from None
+    return db
 
-    __slots__ = ("future",)
 
-    def __init__(self, future: asyncio.Future[Any]) -> None:
-        self.future = future
-
-    def apply(self, db: sqlite3.Connection) -> Any:
-        raise NotImplementedError
+def _corrupt(path: Path, exc: Exception) -> StoreCorrupt:
+    return StoreCorrupt(f"{path}: SQLite cannot use this file ({exc}); it was left untouched")
 
 
-class _ReadingsJob(_Job):
-    __slots__ = ("address", "readings", "received_ms", "seq")
+def prepare(path: Path) -> None:
+    """Create the schema if needed and switch to WAL; refuse a file SQLite cannot use.
+
+    The daemon calls this before it starts any process, so a bad file is reported at once.
+    """
+    db = connect(path)
+    try:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.executescript(_SCHEMA)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute(_HEAD_ID).fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise _corrupt(path, exc) from None
+    finally:
+        db.close()
+
+
+# -- writing (the writer process) -------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ReadingsJob:
+    """Decoded readings of one request, to be stored (duplicates ignored)."""
+
+    readings: Sequence[Reading]
+    address: str | None
+    seq: SequenceRange | None
+    received_ms: int
+
+
+@dataclass(slots=True)
+class HealthJob:
+    """A board's health report, already encoded as JSON, for the registry."""
+
+    board_id: str
+    health_json: str
+    address: str | None
+    received_ms: int
+
+
+Job = ReadingsJob | HealthJob
+#: A job's outcome: what it did, or why it failed (the group's other jobs still commit).
+Outcome = SubmitResult | None | StoreUnavailable
+#: Seconds between WAL checkpoints while commits keep coming.
+_CHECKPOINT_INTERVAL_S: Final = 0.5
+
+
+class StoreWriter:
+    """Applies groups of jobs, one transaction and one fsync per group.
+
+    If a group fails, its jobs are retried one transaction each, so one bad job cannot fail
+    the others. ``before_commit`` is called right before each COMMIT; tests use it to hold a
+    transaction open and prove that nothing is acknowledged before it commits.
+    """
 
     def __init__(
         self,
-        future: asyncio.Future[Any],
-        readings: Sequence[Reading],
-        address: str | None,
-        seq: SequenceRange | None,
-        received_ms: int,
+        path: Path,
+        *,
+        synchronous: str = "FULL",
+        before_commit: Callable[[], None] | None = None,
     ) -> None:
-        super().__init__(future)
-        self.readings = readings
-        self.address = address
-        self.seq = seq
-        self.received_ms = received_ms
-
-    def apply(self, db: sqlite3.Connection) -> SubmitResult:
-        at = self.received_ms
-        cursor = db.executemany(
-            _INSERT_READING,
-            [(r.board_id, r.name, r.unit, r.kind, r.value, r.time_ms, at) for r in self.readings],
+        self.path = path
+        self._before_commit = before_commit
+        self._db = connect(path)
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute(f"PRAGMA synchronous = {synchronous}")
+        # Checkpoints run in their own thread, not inside a COMMIT that boards wait on.
+        self._db.execute("PRAGMA wal_autocheckpoint = 0")
+        self._commits = threading.Event()
+        self._stopping = threading.Event()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, args=(connect(path),), name="checkpoint", daemon=True
         )
-        stored = max(cursor.rowcount, 0)
-        boards = {r.board_id for r in self.readings}
-        db.executemany(_TOUCH_BOARD, [(b, at, at, self.address) for b in boards])
-        if self.seq is not None and len(boards) == 1:
-            _count_sequence(db, next(iter(boards)), self.seq)
-        return SubmitResult(stored=stored, duplicates=len(self.readings) - stored)
+        self._checkpointer.start()
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._commits.set()
+        self._checkpointer.join()
+        self._db.close()
+
+    def commit(self, jobs: Sequence[Job]) -> list[Outcome]:
+        """Apply ``jobs`` and commit; returns each job's outcome, in order."""
+        try:
+            return self._transaction(jobs)
+        except Exception:
+            # Rare path: apply each job in its own transaction (no savepoints on the hot one).
+            outcomes: list[Outcome] = []
+            for job in jobs:
+                try:
+                    outcomes.extend(self._transaction([job]))
+                except Exception as exc:
+                    outcomes.append(StoreUnavailable(f"store could not commit: {exc}"))
+            return outcomes
+
+    def _transaction(self, jobs: Sequence[Job]) -> list[Outcome]:
+        db = self._db
+        outcomes: list[Outcome] = []
+        # The registry is touched once per board per group, however many requests it sent.
+        seen: dict[str, tuple[int, str | None]] = {}
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for job in jobs:
+                at, address = job.received_ms, job.address
+                if isinstance(job, ReadingsJob):
+                    outcomes.append(_store_readings(db, job))
+                    for board_id in {r.board_id for r in job.readings}:
+                        seen[board_id] = (at, address or seen.get(board_id, (0, None))[1])
+                else:
+                    db.execute(_TOUCH_BOARD, (job.board_id, at, at, address))
+                    db.execute(
+                        "UPDATE boards SET last_health = ?, health_ms = ? WHERE board_id = ?",
+                        (job.health_json, at, job.board_id),
+                    )
+                    outcomes.append(None)
+            db.executemany(_TOUCH_BOARD, [(b, at, at, a) for b, (at, a) in seen.items()])
+            if self._before_commit is not None:
+                self._before_commit()
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            raise
+        self._commits.set()
+        return outcomes
+
+    def _checkpoint_loop(self, db: sqlite3.Connection) -> None:
+        """Copy the WAL back into the database now and then, beside the writer.
+
+        PASSIVE never blocks the writer (nor readers); the WAL restarts from its beginning
+        once a checkpoint has caught up, which keeps it from growing without bound.
+        """
+        try:
+            while not self._stopping.is_set():
+                self._commits.wait()
+                self._commits.clear()
+                with contextlib.suppress(sqlite3.Error):  # busy now: the next round catches up
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                self._stopping.wait(_CHECKPOINT_INTERVAL_S)
+        finally:
+            db.close()
+
+
+def _store_readings(db: sqlite3.Connection, job: ReadingsJob) -> SubmitResult:
+    at = job.received_ms
+    cursor = db.executemany(
+        _INSERT_READING,
+        [(r.board_id, r.name, r.unit, r.kind, r.value, r.time_ms, at) for r in job.readings],
+    )
+    stored = max(cursor.rowcount, 0)
+    if job.seq is not None:
+        boards = {r.board_id for r in job.readings}
+        if len(boards) == 1:
+            board_id = next(iter(boards))
+            db.execute(_TOUCH_BOARD, (board_id, at, at, job.address))
+            _count_sequence(db, board_id, job.seq)
+    return SubmitResult(stored=stored, duplicates=len(job.readings) - stored)
 
 
 def _count_sequence(db: sqlite3.Connection, board_id: str, seq: SequenceRange) -> None:
@@ -191,296 +327,38 @@ def _count_sequence(db: sqlite3.Connection, board_id: str, seq: SequenceRange) -
         )
 
 
-class _HealthJob(_Job):
-    __slots__ = ("address", "board_id", "health_json", "received_ms")
-
-    def __init__(
-        self,
-        future: asyncio.Future[Any],
-        board_id: str,
-        health_json: str,
-        address: str | None,
-        received_ms: int,
-    ) -> None:
-        super().__init__(future)
-        self.board_id = board_id
-        self.health_json = health_json
-        self.address = address
-        self.received_ms = received_ms
-
-    def apply(self, db: sqlite3.Connection) -> None:
-        at = self.received_ms
-        db.execute(_TOUCH_BOARD, (self.board_id, at, at, self.address))
-        db.execute(
-            "UPDATE boards SET last_health = ?, health_ms = ? WHERE board_id = ?",
-            (self.health_json, at, self.board_id),
-        )
+# -- reading (the intake process) -------------------------------------------------------
 
 
-class _ProgressJob(_Job):
-    __slots__ = ("delivered_id", "uplink")
+class StoreReader:
+    """Read-only queries for operators and tests, on a connection of its own."""
 
-    def __init__(self, future: asyncio.Future[Any], uplink: str, delivered_id: int) -> None:
-        super().__init__(future)
-        self.uplink = uplink
-        self.delivered_id = delivered_id
-
-    def apply(self, db: sqlite3.Connection) -> None:
-        db.execute(
-            "INSERT INTO uplink_progress (uplink, delivered_id) VALUES (?, ?)"
-            " ON CONFLICT (uplink) DO UPDATE"
-            " SET delivered_id = max(delivered_id, excluded.delivered_id)",
-            (self.uplink, self.delivered_id),
-        )
-
-
-_STOP: Final = object()
-#: Seconds between WAL checkpoints while commits keep coming.
-_CHECKPOINT_INTERVAL_S: Final = 0.5
-
-
-class Store:
-    """The gateway's SQLite store with its single writer thread.
-
-    ``before_commit`` is called in the writer thread right before each COMMIT; tests use it
-    to hold a transaction open and prove that nothing is acknowledged before it commits.
-    """
-
-    def __init__(
-        self,
-        path: Path,
-        *,
-        synchronous: str = "FULL",
-        counters: Counters | None = None,
-        before_commit: Callable[[], None] | None = None,
-    ) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.synchronous = synchronous
-        self.counters = counters if counters is not None else Counters()
-        self._before_commit = before_commit
-        self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
-        self._writer: threading.Thread | None = None
-        self._write_db: sqlite3.Connection | None = None
-        self._read_db: sqlite3.Connection | None = None
-        self._checkpoint_db: sqlite3.Connection | None = None
-        self._checkpointer: threading.Thread | None = None
-        self._commits = threading.Event()
-        self._stopping = threading.Event()
-        self._read_lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._accepting = False
-        self._head_id = 0
-        self._wakeups: set[asyncio.Event] = set()
-        self._outboxes: dict[str, Outbox] = {}
+        self._db: sqlite3.Connection | None = connect(path, read_only=True)
+        self._lock = threading.Lock()
 
-    # -- lifecycle ---------------------------------------------------------------------
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
-    async def open(self) -> None:
-        """Open (or create) the database and start the writer thread."""
-        self._loop = asyncio.get_running_loop()
-        self._write_db = self._connect(self.path)
-        try:
-            self._write_db.execute("PRAGMA journal_mode = WAL")
-            self._write_db.execute(f"PRAGMA synchronous = {self.synchronous}")
-            # Checkpoints run in their own thread (see _checkpoint_loop), not inside a COMMIT
-            # that boards are waiting on.
-            self._write_db.execute("PRAGMA wal_autocheckpoint = 0")
-            self._write_db.executescript(_SCHEMA)
-            self._write_db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            self._read_db = self._connect(self.path)
-            self._read_db.execute("PRAGMA query_only = 1")
-            (head,) = self._read_db.execute("SELECT coalesce(max(id), 0) FROM readings").fetchone()
-        except sqlite3.DatabaseError as exc:
-            self._close_connections()
-            raise StoreCorrupt(
-                f"{self.path}: SQLite cannot use this file ({exc}); it was left untouched"
-            ) from None
-        self._head_id = head
-        self._writer = threading.Thread(target=self._write_loop, name="store-writer", daemon=True)
-        self._writer.start()
-        self._checkpoint_db = self._connect(self.path)
-        self._checkpointer = threading.Thread(
-            target=self._checkpoint_loop, name="store-checkpoint", daemon=True
-        )
-        self._checkpointer.start()
-        self._accepting = True
-
-    @staticmethod
-    def _connect(path: Path) -> sqlite3.Connection:
-        try:
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA busy_timeout = 5000")
-        except sqlite3.OperationalError as exc:
-            raise StateDirError(f"cannot open database {path}: {exc}") from None
-        except sqlite3.DatabaseError as exc:
-            raise StoreCorrupt(
-                f"{path}: SQLite cannot use this file ({exc}); it was left untouched"
-            ) from None
-        return db
-
-    async def close(self) -> None:
-        """Refuse new work, let the writer commit everything queued, then close the file."""
-        self._accepting = False
-        if self._writer is not None:
-            self._queue.put(_STOP)
-            await asyncio.to_thread(self._writer.join)
-            self._writer = None
-        if self._checkpointer is not None:
-            self._stopping.set()
-            self._commits.set()
-            await asyncio.to_thread(self._checkpointer.join)
-            self._checkpointer = None
-        # Futures resolved by the writer's last call_soon_threadsafe run on the next tick.
-        await asyncio.sleep(0)
-        self._close_connections()
-
-    def _close_connections(self) -> None:
-        for db in (self._write_db, self._read_db, self._checkpoint_db):
-            if db is not None:
-                db.close()
-        self._write_db = self._read_db = self._checkpoint_db = None
-
-    # -- writing -----------------------------------------------------------------------
-
-    async def submit(
-        self,
-        readings: Sequence[Reading],
-        *,
-        address: str | None = None,
-        seq: SequenceRange | None = None,
-        received_ms: int | None = None,
-    ) -> SubmitResult:
-        """Store readings (duplicates ignored) and touch their boards; returns after COMMIT.
-
-        ``seq`` is only counted when all readings come from one board.
-        """
-        future = self._new_future()
-        at = now_ms() if received_ms is None else received_ms
-        self._queue.put(_ReadingsJob(future, readings, address, seq, at))
-        result: SubmitResult = await future
-        return result
-
-    async def submit_health(
-        self, board_id: str, health: Mapping[str, Any], *, address: str | None = None
-    ) -> None:
-        """Record a board's health report in the registry; returns after COMMIT."""
-        future = self._new_future()
-        self._queue.put(_HealthJob(future, board_id, json.dumps(health), address, now_ms()))
-        await future
-
-    def _new_future(self) -> asyncio.Future[Any]:
-        if not self._accepting or self._loop is None:
-            raise StoreUnavailable("store is not accepting writes (gateway stopping)")
-        return self._loop.create_future()
-
-    def _write_loop(self) -> None:
-        db = self._write_db
-        assert db is not None
-        stopping = False
-        while not stopping:
-            jobs: list[_Job] = []
-            item = self._queue.get()
-            while True:
-                if item is _STOP:
-                    stopping = True
-                elif isinstance(item, _Job):
-                    jobs.append(item)
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            if jobs:
-                self._commit_group(db, jobs)
-
-    def _commit_group(self, db: sqlite3.Connection, jobs: list[_Job]) -> None:
-        try:
-            outcomes, head = self._transaction(db, jobs)
-        except Exception:
-            # Something in the group failed. Apply each job in its own transaction, so that
-            # one bad job cannot fail the others (rare path; no savepoints on the hot one).
-            outcomes, head = [], None
-            for job in jobs:
-                try:
-                    (outcome,), job_head = self._transaction(db, [job])
-                except Exception as exc:
-                    outcome = StoreUnavailable(f"store could not commit: {exc}")
-                    job_head = None
-                outcomes.append(outcome)
-                head = job_head if job_head is not None else head
-        assert self._loop is not None
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-            self._loop.call_soon_threadsafe(self._resolve, jobs, outcomes, head)
-
-    def _transaction(
-        self, db: sqlite3.Connection, jobs: list[_Job]
-    ) -> tuple[list[object], int | None]:
-        """Apply jobs in one transaction and commit; returns their outcomes and the new head."""
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            outcomes: list[object] = [job.apply(db) for job in jobs]
-            head: int | None = None
-            if any(isinstance(o, SubmitResult) and o.stored for o in outcomes):
-                (head,) = db.execute("SELECT max(id) FROM readings").fetchone()
-            if self._before_commit is not None:
-                self._before_commit()
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
-            raise
-        self._commits.set()
-        return outcomes, head
-
-    def _checkpoint_loop(self) -> None:
-        """Copy the WAL back into the database now and then, beside the writer.
-
-        PASSIVE never blocks the writer (nor readers); the WAL restarts from its beginning
-        once a checkpoint has caught up, which keeps it from growing without bound.
-        """
-        db = self._checkpoint_db
-        assert db is not None
-        while not self._stopping.is_set():
-            self._commits.wait()
-            self._commits.clear()
-            with contextlib.suppress(sqlite3.Error):  # busy now: the next round catches up
-                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            self._stopping.wait(_CHECKPOINT_INTERVAL_S)
-
-    def _resolve(self, jobs: list[_Job], outcomes: list[object], head: int | None) -> None:
-        counters = self.counters
-        for job, outcome in zip(jobs, outcomes, strict=True):
-            if isinstance(outcome, SubmitResult):
-                counters.readings_stored += outcome.stored
-                counters.duplicates += outcome.duplicates
-            if job.future.done():
-                continue  # the requester gave up (cancelled); the write stands regardless
-            if isinstance(outcome, BaseException):
-                job.future.set_exception(outcome)
-            else:
-                job.future.set_result(outcome)
-        if head is not None and head > self._head_id:
-            self._head_id = head
-            for wakeup in self._wakeups:
-                wakeup.set()
-
-    # -- reading -----------------------------------------------------------------------
+    def read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Run a read-only query (blocking; keep it small)."""
+        with self._lock:
+            if self._db is None:
+                raise StoreUnavailable("store is closed")
+            return self._db.execute(sql, tuple(params)).fetchall()
 
     @property
     def head_id(self) -> int:
         """Outbox position of the newest committed reading."""
-        return self._head_id
+        ((head,),) = self.read(_HEAD_ID)
+        return int(head)
 
-    def read(self, sql: str, params: Iterable[object] = ()) -> list[tuple[Any, ...]]:
-        """Run a read-only query on the reader connection (blocking; keep it small)."""
-        if self._read_db is None:
-            raise StoreUnavailable("store is closed")
-        with self._read_lock:
-            return self._read_db.execute(sql, tuple(params)).fetchall()
-
-    async def read_async(self, sql: str, params: Iterable[object] = ()) -> list[tuple[Any, ...]]:
-        """:meth:`read` in a worker thread, for queries that may take a while."""
-        return await asyncio.to_thread(self.read, sql, params)
+    def delivered_ids(self) -> dict[str, int]:
+        """Each uplink's saved cursor, by uplink name."""
+        return dict(self.read("SELECT uplink, delivered_id FROM uplink_progress"))
 
     def board(self, board_id: str) -> BoardRecord | None:
         """The registry entry of one board, or None if never heard from."""
@@ -503,73 +381,74 @@ class Store:
         )
         return seen, online
 
-    async def outbox(self, uplink: str) -> Outbox:
-        """The outbox as the uplink called ``uplink`` sees it, resuming at its saved cursor."""
-        existing = self._outboxes.get(uplink)
-        if existing is not None:
-            return existing
-        rows = await self.read_async(
-            "SELECT delivered_id FROM uplink_progress WHERE uplink = ?", (uplink,)
-        )
-        box = Outbox(self, uplink, rows[0][0] if rows else 0)
-        self._outboxes[uplink] = box
-        return box
 
-    @property
-    def outboxes(self) -> Mapping[str, Outbox]:
-        """Outboxes opened so far, by uplink name."""
-        return self._outboxes
-
-    def _fetch_rows(self, after_id: int, limit: int) -> list[OutboxRow]:
-        rows = self.read(
-            "SELECT id, board_id, name, unit, kind, value, time_ms, received_ms FROM readings"
-            " WHERE id > ? ORDER BY id LIMIT ?",
-            (after_id, limit),
-        )
-        make = OutboxRow._make
-        return [make(row) for row in rows]
-
-    async def _save_progress(self, uplink: str, delivered_id: int) -> None:
-        future = self._new_future()
-        self._queue.put(_ProgressJob(future, uplink, delivered_id))
-        await future
+# -- the outbox (an uplink's process) ---------------------------------------------------
 
 
 class Outbox:
     """One uplink's view of the readings table: rows after its cursor, oldest first.
 
     At-least-once: an uplink fetches, delivers, then marks delivered; after a crash between
-    the last two it sees the same rows again.
+    the last two it sees the same rows again. New rows are noticed by polling the outbox
+    head, which is one index lookup.
     """
 
-    def __init__(self, store: Store, uplink: str, delivered_id: int) -> None:
-        self.store = store
+    def __init__(self, path: Path, uplink: str) -> None:
         self.uplink = uplink
-        self._delivered_id = delivered_id
-        self._wakeup = asyncio.Event()
-        store._wakeups.add(self._wakeup)
+        self._db = connect(path)
+        rows = self._db.execute(
+            "SELECT delivered_id FROM uplink_progress WHERE uplink = ?", (uplink,)
+        ).fetchall()
+        self._delivered_id: int = rows[0][0] if rows else 0
+
+    def close(self) -> None:
+        self._db.close()
 
     @property
     def delivered_id(self) -> int:
         """Outbox position of the last reading this uplink delivered."""
         return self._delivered_id
 
+    def head_id(self) -> int:
+        """Outbox position of the newest committed reading."""
+        (head,) = self._db.execute(_HEAD_ID).fetchone()
+        return int(head)
+
     @property
     def backlog(self) -> int:
         """Readings committed but not yet delivered by this uplink (ids are dense)."""
-        return max(self.store.head_id - self._delivered_id, 0)
+        return max(self.head_id() - self._delivered_id, 0)
 
-    async def fetch(self, limit: int) -> list[OutboxRow]:
+    def fetch(self, limit: int) -> list[OutboxRow]:
         """Up to ``limit`` undelivered rows, in outbox order."""
-        return await asyncio.to_thread(self.store._fetch_rows, self._delivered_id, limit)
+        rows = self._db.execute(
+            "SELECT id, board_id, name, unit, kind, value, time_ms, received_ms FROM readings"
+            " WHERE id > ? ORDER BY id LIMIT ?",
+            (self._delivered_id, limit),
+        ).fetchall()
+        make = OutboxRow._make
+        return [make(row) for row in rows]
 
-    async def mark_delivered(self, up_to_id: int) -> None:
-        """Record (durably) that every row up to ``up_to_id`` has been delivered."""
-        await self.store._save_progress(self.uplink, up_to_id)
+    def mark_delivered(self, up_to_id: int) -> None:
+        """Record (durably, in a short transaction) that rows up to ``up_to_id`` are delivered."""
+        self._db.execute(
+            "INSERT INTO uplink_progress (uplink, delivered_id) VALUES (?, ?)"
+            " ON CONFLICT (uplink) DO UPDATE"
+            " SET delivered_id = max(delivered_id, excluded.delivered_id)",
+            (self.uplink, up_to_id),
+        )
         self._delivered_id = max(self._delivered_id, up_to_id)
 
-    async def wait_for_rows(self) -> None:
-        """Return once rows after the cursor are committed (at once if there already are)."""
-        while self.store.head_id <= self._delivered_id:
-            self._wakeup.clear()
-            await self._wakeup.wait()
+    def wait_for_rows(
+        self, timeout_s: float, *, poll_s: float = 0.02, stop: Callable[[], bool] | None = None
+    ) -> bool:
+        """Whether rows after the cursor are committed, waiting up to ``timeout_s`` for them.
+
+        ``stop`` is asked between polls; when it says so, the wait ends early (False).
+        """
+        deadline = time.monotonic() + timeout_s
+        while self.head_id() <= self._delivered_id:
+            if (stop is not None and stop()) or time.monotonic() >= deadline:
+                return False
+            time.sleep(poll_s)
+        return True

@@ -14,16 +14,21 @@ Each line::
 (``vd`` values are base64url). Delivery is at-least-once: lines are flushed and fsynced
 *before* the outbox cursor moves, so after a crash a line may appear twice but is never
 missing. Consumers deduplicate on ``id`` (per gateway) or on (board, name, time_ms).
+
+It runs in the uplinks process (:mod:`gateway.uplinks`), reading the outbox on its own
+connection, so its work never competes with the CoAP server for the interpreter lock.
 """
 
 from __future__ import annotations
 
-import asyncio
+import fcntl
 import json
 import logging
 import os
+import sqlite3
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway.senml import Value, ValueKind, value_to_json
@@ -57,7 +62,7 @@ def _json_value(kind: ValueKind, value: Value) -> str:
 
 
 class FileUplink:
-    """Appends the outbox to JSON Lines files; runs as an asyncio task via :meth:`run`."""
+    """Appends the outbox to JSON Lines files; :meth:`run` delivers until told to stop."""
 
     def __init__(
         self,
@@ -115,7 +120,7 @@ class FileUplink:
         return self.directory / f"readings-{utc_day(row.received_ms)}.jsonl"
 
     def append(self, rows: list[OutboxRow]) -> None:
-        """Write rows to their files and make them durable (blocking; run in a thread)."""
+        """Write rows to their files and make them durable."""
         self.directory.mkdir(parents=True, exist_ok=True)
         by_file: dict[Path, list[str]] = defaultdict(list)
         for row in rows:
@@ -133,28 +138,56 @@ class FileUplink:
                 finally:
                     os.close(dir_fd)
 
-    async def deliver_once(self) -> int:
+    def deliver_once(self) -> int:
         """Deliver one batch of undelivered rows, if any; returns how many."""
-        rows = await self.outbox.fetch(self.batch_size)
+        rows = self.outbox.fetch(self.batch_size)
         if rows:
-            await asyncio.to_thread(self.append, rows)
-            await self.outbox.mark_delivered(rows[-1].id)
+            self.append(rows)
+            self.outbox.mark_delivered(rows[-1].id)
         return len(rows)
 
-    async def run(self) -> None:
-        """Deliver forever, sleeping until the store commits new rows; retry on errors."""
+    def run(self, stop: Callable[[], bool]) -> None:
+        """Deliver until ``stop()`` says so, polling the outbox for new rows; retry on errors.
+
+        One process at a time appends to the directory (an exclusive lock on ``.lock``), so
+        an uplink left over from a killed gateway finishes before a new one starts.
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with (self.directory / ".lock").open("w") as lock:
+            while not _try_lock(lock.fileno()):
+                if stop():
+                    return
+                time.sleep(0.05)
+            self._deliver_until(stop)
+
+    def _deliver_until(self, stop: Callable[[], bool]) -> None:
         delay = _RETRY_MIN_S
-        while True:
-            await self.outbox.wait_for_rows()
+        while not stop():
+            if not self.outbox.wait_for_rows(_RETRY_MAX_S, stop=stop):
+                continue
             if self.linger_s and self.outbox.backlog < self.batch_size:
                 # Let a few commits gather: fewer, larger appends cost less per reading.
-                await asyncio.sleep(self.linger_s)
+                time.sleep(self.linger_s)
             try:
-                await self.deliver_once()
-            except (OSError, RuntimeError, ValueError) as exc:
+                self.deliver_once()
+            except (OSError, sqlite3.Error, ValueError) as exc:
                 self.errors += 1
                 log.warning("file uplink: %s; retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
+                _sleep_unless(stop, delay)
                 delay = min(delay * 2, _RETRY_MAX_S)
             else:
                 delay = _RETRY_MIN_S
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _sleep_unless(stop: Callable[[], bool], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not stop() and time.monotonic() < deadline:
+        time.sleep(0.05)

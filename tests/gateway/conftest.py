@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
 import signal
@@ -28,6 +29,22 @@ READY_LINE = re.compile(
     r"^simpul gateway (?P<id>\S+) listening on coap://(?P<host>\[[^\]]+\]|[^:\s]+):(?P<port>\d+)"
     r" state (?P<state>.+)$"
 )
+
+
+class HoldCommit:
+    """A ``before_commit`` hook: the writer process stops right before COMMIT until released.
+
+    It travels to the writer process, so its events are the ``spawn`` context's.
+    """
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.held = context.Event()
+        self.release = context.Event()
+
+    def __call__(self) -> None:  # runs in the writer process, just before COMMIT
+        self.held.set()
+        self.release.wait(10)
 
 
 def free_udp_port() -> int:

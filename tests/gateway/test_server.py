@@ -6,7 +6,6 @@ import asyncio
 import json
 import socket
 import struct
-import threading
 from pathlib import Path
 
 import cbor2
@@ -14,7 +13,7 @@ import pytest
 from aiocoap import GET, PUT, Context, Message
 
 from gateway.daemon import Gateway
-from tests.gateway.conftest import Client, db_rows, gateway_config, senml_pack
+from tests.gateway.conftest import Client, HoldCommit, db_rows, gateway_config, senml_pack
 
 CHANGED = "2.04 Changed"
 
@@ -75,13 +74,9 @@ async def test_senml_json_is_accepted(gateway: Gateway, client: Client) -> None:
 
 
 async def test_reading_acked_only_after_commit(tmp_path: Path) -> None:
-    held, release = threading.Event(), threading.Event()
-
-    def hold_commit() -> None:  # runs in the writer thread, just before COMMIT
-        held.set()
-        release.wait(10)
-
-    gateway = Gateway(gateway_config(tmp_path / "state"), before_commit=hold_commit)
+    hold = HoldCommit()
+    held, release = hold.held, hold.release
+    gateway = Gateway(gateway_config(tmp_path / "state"), before_commit=hold)
     await gateway.start()
     context = await Context.create_client_context()
     try:

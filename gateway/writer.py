@@ -1,0 +1,219 @@
+"""The writer process: decodes requests, commits them in groups, answers each one's outcome.
+
+The CoAP server's event loop would otherwise share one interpreter lock with SenML decoding
+and SQLite; in a process of its own, the writer uses the machine's other core. The two talk
+over a Unix socket pair in compact frames:
+
+* request ``[length][id][kind][content-format][received ms][seq first][seq count]
+  [address length] address payload`` — the raw payload, so decoding happens here too;
+* reply ``[length][id][stored][duplicates][reason length] reason message`` — the reason is
+  empty when the request was stored, else it names the :mod:`gateway.errors` class to raise.
+  The writer's first reply, with id 0, says it is ready.
+
+The writer takes every request that has arrived, decodes each (a bad one is refused on its
+own and never reaches the store), commits the rest in one transaction
+(:class:`gateway.store.StoreWriter`), and only then writes all the group's replies in one
+go. A 2.04 is therefore always sent after its readings are on disk. When the gateway's end of
+the socket closes, the writer commits what it already read, answers, and exits.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from gateway import errors
+from gateway.config import LimitsConfig
+from gateway.errors import GatewayError, StoreUnavailable
+from gateway.intake import decode_readings
+from gateway.store import HealthJob, Job, Outcome, ReadingsJob, SequenceRange, StoreWriter
+
+KIND_READINGS: Final = 1
+KIND_HEALTH: Final = 2
+
+#: length (of what follows), id, kind, content-format, received ms, seq first, seq count,
+#: address length. ``seq first`` is -1 when the request carries no sequence numbers.
+REQUEST_HEAD: Final = struct.Struct("<IIBHqqqH")
+#: length, id, stored, duplicates, reason length.
+REPLY_HEAD: Final = struct.Struct("<IIIIH")
+#: The id of the reply the writer sends, unasked, once it has the database open.
+READY_ID: Final = 0
+_RECV_SIZE: Final = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One request as the writer receives it."""
+
+    request_id: int
+    kind: int
+    content_format: int
+    received_ms: int
+    seq: SequenceRange | None
+    address: str | None
+    payload: bytes
+
+
+def encode_request(
+    request_id: int,
+    kind: int,
+    payload: bytes,
+    *,
+    content_format: int,
+    received_ms: int,
+    seq: SequenceRange | None,
+    address: str | None,
+) -> bytes:
+    """One request frame."""
+    addr = address.encode() if address is not None else b""
+    first, count = (seq.first, seq.count) if seq is not None else (-1, 0)
+    length = REQUEST_HEAD.size - 4 + len(addr) + len(payload)
+    head = REQUEST_HEAD.pack(
+        length, request_id, kind, content_format, received_ms, first, count, len(addr)
+    )
+    return b"".join((head, addr, payload))
+
+
+def decode_requests(buffer: bytearray) -> tuple[list[Request], int]:
+    """The complete request frames at the start of ``buffer``, and how many bytes they took."""
+    requests: list[Request] = []
+    at, end = 0, len(buffer)
+    unpack = REQUEST_HEAD.unpack_from
+    while end - at >= REQUEST_HEAD.size:
+        length, request_id, kind, cf, received, first, count, addr_len = unpack(buffer, at)
+        frame_end = at + 4 + length
+        if frame_end > end:
+            break
+        addr_at = at + REQUEST_HEAD.size
+        address = bytes(buffer[addr_at : addr_at + addr_len]).decode() if addr_len else None
+        payload = bytes(buffer[addr_at + addr_len : frame_end])
+        seq = SequenceRange(first, count) if first >= 0 else None
+        requests.append(Request(request_id, kind, cf, received, seq, address, payload))
+        at = frame_end
+    return requests, at
+
+
+def encode_reply(request_id: int, outcome: Outcome | GatewayError) -> bytes:
+    """One reply frame."""
+    if isinstance(outcome, GatewayError):
+        reason = outcome.reason.encode()
+        message = outcome.message.encode()[:200]
+        length = REPLY_HEAD.size - 4 + len(reason) + len(message)
+        return REPLY_HEAD.pack(length, request_id, 0, 0, len(reason)) + reason + message
+    stored, duplicates = (outcome.stored, outcome.duplicates) if outcome is not None else (0, 0)
+    return REPLY_HEAD.pack(REPLY_HEAD.size - 4, request_id, stored, duplicates, 0)
+
+
+#: The error class to raise for each reason a reply can name.
+ERRORS_BY_REASON: Final[dict[str, type[GatewayError]]] = {
+    cls.reason: cls
+    for cls in vars(errors).values()
+    if isinstance(cls, type) and issubclass(cls, GatewayError) and cls is not GatewayError
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A request's outcome as the gateway receives it."""
+
+    request_id: int
+    stored: int
+    duplicates: int
+    error: GatewayError | None
+
+
+def decode_replies(buffer: bytearray) -> tuple[list[Reply], int]:
+    """The complete reply frames at the start of ``buffer``, and how many bytes they took."""
+    replies: list[Reply] = []
+    at, end = 0, len(buffer)
+    unpack = REPLY_HEAD.unpack_from
+    while end - at >= REPLY_HEAD.size:
+        length, request_id, stored, duplicates, reason_len = unpack(buffer, at)
+        frame_end = at + 4 + length
+        if frame_end > end:
+            break
+        error: GatewayError | None = None
+        if reason_len:
+            reason_at = at + REPLY_HEAD.size
+            reason = bytes(buffer[reason_at : reason_at + reason_len]).decode()
+            message = bytes(buffer[reason_at + reason_len : frame_end]).decode(errors="replace")
+            error = ERRORS_BY_REASON.get(reason, StoreUnavailable)(message)
+        replies.append(Reply(request_id, stored, duplicates, error))
+        at = frame_end
+    return replies, at
+
+
+def _job(request: Request, limits: LimitsConfig) -> Job:
+    """The store job for a request; raises a :class:`GatewayError` for a bad one."""
+    if request.kind == KIND_HEALTH:
+        board_id, _, health_json = request.payload.decode().partition("\n")
+        return HealthJob(board_id, health_json, request.address, request.received_ms)
+    readings = decode_readings(
+        request.payload, request.content_format, request.seq, request.received_ms, limits
+    )
+    return ReadingsJob(readings, request.address, request.seq, request.received_ms)
+
+
+def serve(
+    sock: socket.socket,
+    db_path: Path,
+    synchronous: str,
+    limits: LimitsConfig,
+    before_commit: Callable[[], None] | None = None,
+) -> None:
+    """The writer process's main loop (started by :class:`gateway.writer_link.WriterLink`)."""
+    writer = StoreWriter(db_path, synchronous=synchronous, before_commit=before_commit)
+    buffer = bytearray()
+    try:
+        sock.sendall(encode_reply(READY_ID, None))
+        while True:
+            closed = False
+            chunk = sock.recv(_RECV_SIZE)
+            if not chunk:
+                closed = True
+            else:
+                buffer += chunk
+                # Take everything that has arrived meanwhile: it all goes in one commit.
+                sock.setblocking(False)
+                try:
+                    while chunk := sock.recv(_RECV_SIZE):
+                        buffer += chunk
+                    closed = True
+                except BlockingIOError:
+                    pass
+                finally:
+                    sock.setblocking(True)
+            requests, used = decode_requests(buffer)
+            del buffer[:used]
+            if requests:
+                sock.sendall(_commit(writer, requests, limits))
+            if closed:
+                break
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the gateway is gone: nobody waits for an answer, what committed stands
+    finally:
+        writer.close()
+        sock.close()
+
+
+def _commit(writer: StoreWriter, requests: list[Request], limits: LimitsConfig) -> bytes:
+    """Decode, commit the good ones together, and return every request's reply."""
+    replies: list[bytes] = []
+    jobs: list[Job] = []
+    ids: list[int] = []
+    for request in requests:
+        try:
+            job = _job(request, limits)
+        except GatewayError as exc:
+            replies.append(encode_reply(request.request_id, exc))
+            continue
+        jobs.append(job)
+        ids.append(request.request_id)
+    if jobs:
+        outcomes = writer.commit(jobs)
+        replies.extend(map(encode_reply, ids, outcomes))
+    return b"".join(replies)
