@@ -2,7 +2,11 @@
 
 It keeps ``window`` confirmable POSTs in flight, each a SenML-CBOR pack of ``readings``
 readings with times no other request uses (so a durable gateway really stores every one),
-matches 2.04 answers by message ID, and resends what went unanswered for ``timeout_s``.
+and resends what went unanswered for ``timeout_s``. Answers are handled as a real client
+handles them (RFC 7252 §5.2): a piggybacked response (ACK with a code) is matched by message
+ID; an empty ACK means a *separate* response will follow, so the request stays in flight
+(no more resends) until a CON or NON response with its token arrives, which is ACKed if it
+is a CON. Only real error codes (4.xx, 5.xx) count as errors.
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ class LoadResult:
     seconds: float
     retransmissions: int
     errors: int
+    #: Requests answered in a separate response (an empty ACK first); counted in ``requests``.
+    separate_responses: int = 0
+    #: Answers that were neither 2.04 nor an error code (not expected from these servers).
+    unexpected: int = 0
 
     @property
     def readings_per_s(self) -> float:
@@ -52,6 +60,14 @@ def _pack(board: str, t_s: int, readings: int) -> bytes:
     return bytes(cbor2.dumps(records))
 
 
+_CON, _NON, _ACK = 0, 1, 2
+_CHANGED = 0x44  # 2.04
+
+
+def _ack(mid: bytes) -> bytes:
+    return bytes([0x60, 0x00]) + mid  # empty ACK (version 1, type ACK, no token)
+
+
 def run(
     host: str,
     port: int,
@@ -68,8 +84,11 @@ def run(
     sock.setblocking(False)
     prefix = os.urandom(2)
     t0 = start_time if start_time is not None else 1_700_000_000 + (os.getpid() % 1000) * 10**6
-    in_flight: dict[int, tuple[bytes, float]] = {}
-    sent = done = retrans = errors = 0
+    # By message ID: (datagram, sent at, token) of requests not yet acknowledged.
+    in_flight: dict[int, tuple[bytes, float, bytes]] = {}
+    # By token: requests acknowledged with an empty ACK, awaiting their separate response.
+    awaiting: dict[bytes, float] = {}
+    sent = done = retrans = errors = separate = unexpected = 0
     mid = 0
     deadline = time.monotonic() + seconds
     started = time.monotonic()
@@ -77,11 +96,22 @@ def run(
     def send_new() -> None:
         nonlocal sent, mid
         mid = (mid + 1) & 0xFFFF
-        board = f"bench-{sent % boards:04d}"
-        datagram = _request(mid, prefix + mid.to_bytes(2, "big"), _pack(board, t0 + sent, readings))
-        in_flight[mid] = (datagram, time.monotonic())
+        token = prefix + mid.to_bytes(2, "big")
+        datagram = _request(mid, token, _pack(f"bench-{sent % boards:04d}", t0 + sent, readings))
+        in_flight[mid] = (datagram, time.monotonic(), token)
         sock.send(datagram)
         sent += 1
+
+    def answered(code: int) -> None:
+        nonlocal done, errors, unexpected
+        if code == _CHANGED:
+            done += 1
+        elif code >> 5 in (4, 5):
+            errors += 1
+        else:
+            unexpected += 1
+        if time.monotonic() < deadline:
+            send_new()
 
     while len(in_flight) < window:
         send_new()
@@ -98,22 +128,27 @@ def run(
                     break
                 if len(data) < 4:
                     continue
-                answered = int.from_bytes(data[2:4], "big")
-                if answered not in in_flight or data[0] >> 4 & 3 != 2:
-                    continue
-                del in_flight[answered]
-                if data[1] == 0x44:  # 2.04
-                    done += 1
-                else:
-                    errors += 1
-                if time.monotonic() < deadline:
-                    send_new()
+                kind, code, token = data[0] >> 4 & 3, data[1], data[4 : 4 + (data[0] & 0x0F)]
+                if kind == _ACK:
+                    entry = in_flight.pop(int.from_bytes(data[2:4], "big"), None)
+                    if entry is None:
+                        continue  # a duplicate ACK of a retransmission
+                    if code == 0:  # empty ACK: the response comes separately
+                        awaiting[entry[2]] = time.monotonic()
+                    else:
+                        answered(code)
+                elif kind in (_CON, _NON):
+                    if kind == _CON:
+                        sock.send(_ack(data[2:4]))
+                    if awaiting.pop(token, None) is not None:
+                        separate += 1
+                        answered(code)
         now = time.monotonic()
-        for key, (datagram, at) in list(in_flight.items()):
+        for key, (datagram, at, token) in list(in_flight.items()):
             if now - at > timeout_s:
                 sock.send(datagram)
-                in_flight[key] = (datagram, now)
+                in_flight[key] = (datagram, now, token)
                 retrans += 1
     elapsed = time.monotonic() - started
     sock.close()
-    return LoadResult(done, done * readings, elapsed, retrans, errors)
+    return LoadResult(done, done * readings, elapsed, retrans, errors, separate, unexpected)
