@@ -333,7 +333,11 @@ def _loads(data: bytes, what: str) -> Any:
 
 
 def _protected_kid(protected: bytes) -> bytes:
-    if item_end(protected) != len(protected):
+    try:
+        end = item_end(protected)
+    except BadBatch as exc:
+        raise BadBatch(f"protected header: {exc}") from None
+    if end != len(protected):
         raise BadBatch("protected header has trailing data")
     header = _loads(protected, "protected header")
     if not isinstance(header, dict):

@@ -142,7 +142,11 @@ def load_or_create(state_dir: Path) -> GatewayIdentity:
 def load(state_dir: Path) -> GatewayIdentity:
     """The gateway's identity in ``state_dir``; :class:`KeyFileError` if it has none."""
     key_dir = state_dir / KEY_DIR
-    return _identity(key_dir, _load_key(key_dir / CURRENT_KEY))
+    try:
+        current = _load_key(key_dir / CURRENT_KEY)
+    except FileNotFoundError:
+        raise KeyFileError(f"no gateway key in {key_dir} (it is created on first start)") from None
+    return _identity(key_dir, current)
 
 
 def _identity(key_dir: Path, current: SigningKey) -> GatewayIdentity:
