@@ -40,6 +40,12 @@ class Faults:
     clock_offset_ms: int = 0  # the RTC was set wrong by this much
 
 
+def wall_clock_ms(faults: Faults) -> int:
+    """The board's RTC in Unix milliseconds: the host's clock, with the board's drift and offset."""
+    now = time.time() * 1000
+    return int(now * (1 + faults.clock_drift_ppm / 1e6)) + faults.clock_offset_ms
+
+
 class Console:
     """The board's serial console: lines go to a file that outlives the process."""
 
@@ -100,8 +106,7 @@ class EmulatedBoard:
         return ((a - b + half) % TICKS_PERIOD) - half
 
     def time_ms(self) -> int:
-        now = time.time() * 1000
-        return int(now * (1 + self.faults.clock_drift_ppm / 1e6)) + self.faults.clock_offset_ms
+        return wall_clock_ms(self.faults)
 
     async def sleep_ms(self, ms: int) -> None:
         await asyncio.sleep(ms / 1000)

@@ -24,7 +24,9 @@ from typing import Any
 
 from hw import profiles
 from hw.board import BoardReset, Console, EmulatedBoard, Faults
+from hw.cpython_repl import Namespace
 from hw.flash import Flash, PowerCut
+from hw.serial_repl import BoardGone, Repl, SerialPort
 
 FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"
 
@@ -74,8 +76,26 @@ class BoardRecord:
             self.sensor_faults += 1
 
 
+@dataclass
+class _Command:
+    """Something the serial REPL asks of a running board."""
+
+    kind: str  # interrupt | reboot | reset | power_cut
+    run_main: bool = True
+    cause: str = "soft"
+    done: asyncio.Future[bool] | None = None
+
+
 class BoardRunner:
-    """One emulated board, booting again whenever it resets."""
+    """One emulated board, booting again whenever it resets; the CPython engine.
+
+    A boot runs the firmware (``app.main(board)``) until the chip restarts, or, once the
+    serial REPL interrupted it (Ctrl-C), waits at the REPL until a soft reboot or a reset.
+    Subclasses run the same lifecycle on another engine (``hw/vm/runner.py``) by replacing
+    the ``_power_on`` … ``_execute`` hooks.
+    """
+
+    engine = "cpython"
 
     def __init__(
         self,
@@ -85,6 +105,7 @@ class BoardRunner:
         *,
         faults: Faults | None = None,
         echo: Callable[[str], None] | None = None,
+        serial: bool = False,
     ) -> None:
         self.spec = spec
         self.root = root
@@ -93,9 +114,23 @@ class BoardRunner:
         self.faults.link.rng.seed(spec.seed)
         self.record = BoardRecord()
         self.hardware = profiles.build_hardware(spec.kind, spec.site, spec.seed)
+        self.repl: Repl | None = Repl(SerialPort(), self, self.banner()) if serial else None
+        self.main_running = False
         self._echo = echo
         self._task: asyncio.Task[None] | None = None
+        self._commands: asyncio.Queue[_Command] = asyncio.Queue()
+        self._rebooted: list[asyncio.Future[bool]] = []
+        self._console: Console | None = None
         self.board: EmulatedBoard | None = None
+        self._namespace: Namespace | None = None
+
+    @property
+    def serial_path(self) -> str | None:
+        """The pty a technician's tool opens to reach this board's REPL (``--serial``)."""
+        return self.repl.port.path if self.repl else None
+
+    def banner(self) -> str:
+        return f"MicroPython v1.27.0 on 2025-12-10; ESP32 module ({self.engine} engine) with ESP32"
 
     def provisioned_config(self) -> dict[str, Any]:
         host, port = self.gateway
@@ -110,76 +145,205 @@ class BoardRunner:
         config.update(self.spec.config)
         return config
 
-    def _boot(self, cause: str, console: Console) -> EmulatedBoard:
+    @property
+    def rssi_dbm(self) -> int:
+        return -55 - self.spec.seed % 30
+
+    # --- the lifecycle, the same for every engine --------------------------------------------
+
+    async def run(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        provision_flash(Flash(self.root / "flash"), self.provisioned_config())
+        self._console = Console(self.root / "console.log", self._echo)
+        if self.repl is not None:
+            self.repl.start()
+        cause, run_main = "power_on", True
+        try:
+            while True:
+                await self._power_on(cause)
+                self.record.boots += 1
+                try:
+                    cause, run_main = await self._live(cause, run_main)
+                finally:
+                    self.main_running = False
+                    await self._power_off()
+        finally:
+            self._console.close()
+            if self.repl is not None:
+                await self.repl.stop()
+
+    async def _live(self, cause: str, run_main: bool) -> tuple[str, bool]:
+        """One boot, until the board restarts: return the next boot's (cause, run firmware)."""
+        main = self._start_main() if run_main else None
+        self.main_running = main is not None
+        if self.repl is not None:
+            self.repl.board_booted(cause, running=self.main_running)
+        for waiter in self._rebooted:
+            if not waiter.done():
+                waiter.set_result(True)
+        self._rebooted.clear()
+        getter = asyncio.ensure_future(self._commands.get())
+        try:
+            while True:
+                waiting: set[asyncio.Future[Any]] = {getter}
+                if main is not None:
+                    waiting.add(main)
+                timeout = min(1.0, self._watchdog_timeout_s() / 4)
+                done, _ = await asyncio.wait(
+                    waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if main is not None and main in done:
+                    self.main_running = False
+                    error = main.exception()
+                    main = None
+                    if error is not None:
+                        return await self._after_crash(error)
+                    if self.repl is not None:
+                        self.repl.firmware_ended()
+                if getter in done:
+                    command = getter.result()
+                    getter = asyncio.ensure_future(self._commands.get())
+                    if command.kind == "interrupt":
+                        stopped = main is not None
+                        if main is not None:
+                            await self._stop_main(main)
+                            main = None
+                            self.main_running = False
+                        _resolve(command.done, stopped)
+                    elif command.kind == "reboot":
+                        if command.done is not None:
+                            self._rebooted.append(command.done)
+                        return "soft", command.run_main
+                    elif command.kind == "reset":
+                        return command.cause, True
+                    elif command.kind == "power_cut":
+                        await asyncio.sleep(REBOOT_DELAY_S)
+                        return "power_on", True
+                if main is not None and self._watchdog_expired():
+                    self._console_line("-- watchdog reset")
+                    return "wdt", True
+        finally:
+            getter.cancel()
+            if main is not None and not main.done():
+                await self._stop_main(main)
+
+    async def _after_crash(self, error: BaseException) -> tuple[str, bool]:
+        if isinstance(error, BoardReset):
+            await asyncio.sleep(error.after_ms / 1000)
+            return error.cause, True
+        if isinstance(error, PowerCut):
+            self._console_line(f"-- {error}")
+            await asyncio.sleep(REBOOT_DELAY_S)
+            return "power_on", True
+        if isinstance(error, _WatchdogBite):
+            self._console_line("-- watchdog reset")
+            return "wdt", True
+        # As on a board: the traceback on the console, then the watchdog resets it.
+        self._crashed(error)
+        await asyncio.sleep(self._watchdog_timeout_s())
+        self._console_line("-- watchdog reset")
+        return "wdt", True
+
+    def _watchdog_expired(self) -> bool:
+        return time.monotonic() - self._watchdog_fed() > self._watchdog_timeout_s()
+
+    def _console_line(self, line: str) -> None:
+        """A line on the board's serial console (the log file, the pty, the record)."""
+        if self._console is not None:
+            self._console.write_line(line)
+        self._observed(line)
+
+    def _observed(self, line: str) -> None:
+        if self.main_running:
+            self.record.observe(line)
+        if self.repl is not None:
+            self.repl.console((line + "\n").encode())
+
+    # --- what the serial REPL asks (hw/serial_repl.ReplTarget) --------------------------------
+
+    async def interrupt(self) -> bool:
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._commands.put_nowait(_Command("interrupt", done=done))
+        return await done
+
+    async def soft_reboot(self, run_main: bool) -> None:
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._commands.put_nowait(_Command("reboot", run_main=run_main, done=done))
+        await done
+
+    async def execute(self, source: str, single: bool, out: Callable[[bytes], None]) -> str:
+        try:
+            return await self._execute(source, single, out)
+        except BoardReset as reset:
+            self._commands.put_nowait(_Command("reset", cause=reset.cause))
+            raise BoardGone(str(reset)) from None
+        except PowerCut as cut:
+            self._console_line(f"-- {cut}")
+            self._commands.put_nowait(_Command("power_cut"))
+            raise BoardGone(str(cut)) from None
+
+    # --- the CPython engine's hooks -----------------------------------------------------------
+
+    async def _power_on(self, cause: str) -> None:
         flash = Flash(self.root / "flash", self.faults.flash)
-        cfg_module = firmware_module("config")
-        cfg = cfg_module.load(flash)
-        self.record.boots += 1
-        return EmulatedBoard(
+        cfg = firmware_module("config").load(flash)
+        assert self._console is not None
+        self.board = EmulatedBoard(
             cfg,
             flash=flash,
             buses=self.hardware.buses,
             faults=self.faults,
-            console=console,
+            console=self._console,
             reset_cause=cause,
-            rssi_dbm=-55 - self.spec.seed % 30,
-            on_log=self.record.observe,
+            rssi_dbm=self.rssi_dbm,
+            on_log=self._observed,
         )
+        self._namespace = Namespace(flash, cause)
 
-    async def run(self) -> None:
-        app = firmware_module("app")
-        self.root.mkdir(parents=True, exist_ok=True)
-        provision_flash(Flash(self.root / "flash"), self.provisioned_config())
-        console = Console(self.root / "console.log", self._echo)
-        cause = "power_on"
-        try:
-            while True:
-                board = self._boot(cause, console)
-                self.board = board
-                try:
-                    await self._run_until_reset(app, board)
-                except BoardReset as reset:
-                    cause = reset.cause
-                    await asyncio.sleep(reset.after_ms / 1000)
-                except PowerCut as cut:
-                    console.write_line(f"-- {cut}")
-                    cause = "power_on"
-                    await asyncio.sleep(REBOOT_DELAY_S)
-                except _WatchdogBite:
-                    console.write_line("-- watchdog reset")
-                    cause = "wdt"
-                finally:
-                    board.close()
-        finally:
-            console.close()
+    def _start_main(self) -> asyncio.Future[None]:
+        assert self.board is not None
+        self.board.watchdog_fed = time.monotonic()
+        main: asyncio.Future[None] = asyncio.ensure_future(firmware_module("app").main(self.board))
+        return main
 
-    async def _run_until_reset(self, app: ModuleType, board: EmulatedBoard) -> None:
-        task = asyncio.ensure_future(app.main(board))
-        timeout_s = board.config.get("watchdog_ms", 120000) / 1000
-        try:
-            while not task.done():
-                await asyncio.wait({task}, timeout=min(1.0, timeout_s / 4))
-                if not task.done() and time.monotonic() - board.watchdog_fed > timeout_s:
-                    raise _WatchdogBite
-            exc = task.exception()
-            if exc is not None:
-                raise exc
-        except (Exception, asyncio.CancelledError) as e:
-            if isinstance(e, asyncio.CancelledError) and not task.done():
-                task.cancel()
-                raise
-            if not isinstance(e, Exception):
-                raise
-            # As on a board: the traceback on the console, then the watchdog resets it.
-            for line in traceback.format_exception(e):
-                board.log(line.rstrip())
-            await asyncio.sleep(timeout_s)
-            raise _WatchdogBite from e
-        finally:
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+    async def _stop_main(self, main: asyncio.Future[None]) -> None:
+        main.cancel()
+        with contextlib.suppress(BaseException):
+            await main
+
+    def _watchdog_fed(self) -> float:
+        return self.board.watchdog_fed if self.board else time.monotonic()
+
+    def _watchdog_timeout_s(self) -> float:
+        config = self.board.config if self.board else {}
+        return float(config.get("watchdog_ms", 120000)) / 1000
+
+    def _crashed(self, error: BaseException) -> None:
+        for line in traceback.format_exception(error):
+            for part in line.rstrip().splitlines():
+                self._console_line(part)
+
+    async def _power_off(self) -> None:
+        if self.board is not None:
+            self.board.close()
+
+    async def _execute(self, source: str, single: bool, out: Callable[[bytes], None]) -> str:
+        namespace = self._namespace
+        assert namespace is not None
+        loop = asyncio.get_running_loop()
+
+        def threadsafe_out(data: bytes) -> None:
+            loop.call_soon_threadsafe(out, data)
+
+        result = await asyncio.to_thread(namespace.execute, source, single, threadsafe_out)
+        await asyncio.sleep(0)  # output scheduled from the thread goes out first
+        return result
+
+    def interrupt_execution(self) -> None:
+        if self._namespace is not None:
+            self._namespace.interrupt()
+
+    # --- control ------------------------------------------------------------------------------
 
     def start(self) -> asyncio.Task[None]:
         self._task = asyncio.ensure_future(self.run())
@@ -194,6 +358,11 @@ class BoardRunner:
 
 class _WatchdogBite(Exception):
     pass
+
+
+def _resolve(future: asyncio.Future[bool] | None, value: bool) -> None:
+    if future is not None and not future.done():
+        future.set_result(value)
 
 
 def provision_flash(flash: Flash, config: Mapping[str, Any]) -> None:
@@ -233,6 +402,20 @@ def plan_fleet(
     return specs
 
 
+ENGINES = ("cpython", "mpy")
+
+
+def runner_for(engine: str) -> type[BoardRunner]:
+    """The board runner of an engine: ``cpython`` (this process) or ``mpy`` (the real VM)."""
+    if engine == "cpython":
+        return BoardRunner
+    if engine == "mpy":
+        from hw.vm.runner import VmBoardRunner
+
+        return VmBoardRunner
+    raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
+
+
 class Fleet:
     """Many boards in this process's event loop, pointed at one gateway."""
 
@@ -243,13 +426,17 @@ class Fleet:
         gateway: tuple[str, int],
         *,
         echo: Callable[[str, str], None] | None = None,
+        engine: str = "cpython",
+        serial: bool = False,
     ) -> None:
+        runner_class = runner_for(engine)
         self.runners = [
-            BoardRunner(
+            runner_class(
                 spec,
                 state_dir / "boards" / spec.board_id,
                 gateway,
                 echo=functools.partial(echo, spec.board_id) if echo else None,
+                serial=serial,
             )
             for spec in specs
         ]

@@ -1,0 +1,107 @@
+"""The MicroPython VM engine: a board whose firmware runs on the real interpreter.
+
+Each boot is a Node process running the official WebAssembly build of MicroPython
+(``hw/vm/host.py``); the board's hardware stays in this process, the same sensor models,
+flash directory, UDP links and faults as the CPython engine's, and so does its lifecycle
+(``hw/engine.BoardRunner``): a reset, a power cut or a watchdog bite ends the process and
+the board boots again in a new one, from what its flash holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from hw.engine import BoardRunner, firmware_module
+from hw.flash import Flash
+from hw.vm.host import VmCrash, VmProcess
+
+
+class VmBoardRunner(BoardRunner):
+    engine = "mpy"
+
+    def __init__(self, *args: Any, heap_probe: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.heap_probe = heap_probe
+        self.vm: VmProcess | None = None
+        self.cpu_s = 0.0  # CPU time of every boot's VM process so far
+        self._watchdog_s = 120.0
+        self._line = bytearray()
+        self._exec_out: Callable[[bytes], None] | None = None
+
+    async def _power_on(self, cause: str) -> None:
+        flash = Flash(self.root / "flash", self.faults.flash)
+        config = firmware_module("config").load(flash)
+        self._watchdog_s = float(config.get("watchdog_ms", 120000)) / 1000
+        self.vm = VmProcess(
+            flash=flash,
+            buses=self.hardware.buses,
+            faults=self.faults,
+            rssi=self._rssi,
+            reset_cause=cause,
+            unique_id=self.spec.board_id,
+            on_output=self._output,
+            heap_probe=self.heap_probe,
+        )
+        await self.vm.start()
+
+    def _rssi(self) -> int | None:
+        if self.faults.link.down:
+            return None
+        return self.rssi_dbm
+
+    def _output(self, data: bytes) -> None:
+        if self._exec_out is not None:
+            self._exec_out(data)
+            return
+        self._line += data
+        while b"\n" in self._line:
+            line, _, rest = bytes(self._line).partition(b"\n")
+            self._line = bytearray(rest)
+            self._console_line(line.decode(errors="replace").rstrip("\r"))
+
+    def _start_main(self) -> asyncio.Future[None]:
+        assert self.vm is not None
+        return self.vm.start_main()
+
+    async def _stop_main(self, main: asyncio.Future[None]) -> None:
+        assert self.vm is not None
+        await self.vm.stop_main()
+
+    def _watchdog_fed(self) -> float:
+        assert self.vm is not None
+        return self.vm.watchdog_fed
+
+    def _watchdog_timeout_s(self) -> float:
+        return self._watchdog_s
+
+    def _crashed(self, error: BaseException) -> None:
+        # The VM printed the traceback on its console already; a dead process did not.
+        if isinstance(error, VmCrash) and "exited" in str(error):
+            self._console_line(f"-- {error}")
+
+    async def _power_off(self) -> None:
+        if self.vm is not None:
+            await self.vm.close()
+            self.cpu_s += self.vm.cpu_s
+        self._line.clear()
+
+    async def _execute(self, source: str, single: bool, out: Callable[[bytes], None]) -> str:
+        assert self.vm is not None
+        self._exec_out = out
+        try:
+            return await self.vm.execute(source, single)
+        finally:
+            self._exec_out = None
+
+    def interrupt_execution(self) -> None:
+        if self.vm is not None:
+            self.vm.interrupt_execution()
+
+    def cpu_seconds(self) -> float:
+        """CPU time the board's VM processes used, the running one included."""
+        from hw.vm.host import _cpu_seconds
+
+        running = _cpu_seconds(self.vm.pid) if self.vm and self.vm.pid else 0.0
+        return self.cpu_s + running
