@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hw.engine import Fleet, plan_fleet
+from hw.engine import ENGINES, Fleet, plan_fleet
 
 
 def host_port(text: str) -> tuple[str, int]:
@@ -86,6 +86,19 @@ def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="N",
         help="fault: the power goes (SIGKILL) in the middle of flash write N",
     )
+    emulate.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="cpython",
+        help="cpython: every board in this process (default); mpy: each board on the real "
+        "MicroPython VM (WebAssembly, under Node)",
+    )
+    emulate.add_argument(
+        "--serial",
+        action="store_true",
+        help="give every board a serial port on a pseudo-terminal with MicroPython's REPL "
+        "(mpremote connect PTY ...); one line per board names its pty",
+    )
     emulate.set_defaults(handler=run_emulate)
 
     demo = groups.add_parser(
@@ -139,16 +152,19 @@ def run_emulate(args: argparse.Namespace) -> int:
 
 async def _emulate(args: argparse.Namespace) -> int:
     specs = plan_fleet(args.boards, args.seed, _board_config(args.cycle))
-    fleet = Fleet(specs, args.state_dir, args.gateway)
+    fleet = Fleet(specs, args.state_dir, args.gateway, engine=args.engine, serial=args.serial)
     if args.power_cut_at_write:
         for runner in fleet.runners:
             runner.faults.flash.cut_at_write = args.power_cut_at_write
             runner.faults.flash.cut_by = "kill"
     print(
         f"simpul emulate: {len(specs)} boards -> coap://{args.gateway[0]}:{args.gateway[1]}, "
-        f"state {args.state_dir}",
+        f"state {args.state_dir}, engine {args.engine}",
         flush=True,
     )
+    for runner in fleet.runners:
+        if runner.serial_path:
+            print(f"{runner.spec.board_id} serial {runner.serial_path}", flush=True)
     fleet.start()
     started = time.monotonic()
     reporter = asyncio.ensure_future(_report(fleet, args.cycle))

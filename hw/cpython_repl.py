@@ -279,6 +279,8 @@ def _mp_traceback(e: BaseException) -> str:
             "Traceback (most recent call last):\n",
             f'  File "<stdin>", line {e.lineno or 1}\n',
         ]
+    # MicroPython has no OSError subclasses: FileNotFoundError is an OSError there.
+    name = "OSError" if isinstance(e, OSError) else type(e).__name__
     detail = str(e)
-    lines.append(f"{type(e).__name__}: {detail}\n" if detail else f"{type(e).__name__}: \n")
+    lines.append(f"{name}: {detail}\n" if detail else f"{name}: \n")
     return "".join(lines)

@@ -136,37 +136,38 @@ def continues(source: str) -> bool:
         return False
     depth = 0
     quote: str | None = None
+    last = ""  # the last character of code outside comments
     i = 0
     while i < len(source):
-        for triple in ('"""', "'''"):
-            if source.startswith(triple, i) and quote in (None, triple):
-                quote = None if quote == triple else triple
-                i += 3
-                break
-        else:
-            c = source[i]
-            if quote is None:
-                if c in "([{":
-                    depth += 1
-                elif c in ")]}":
-                    depth -= 1
-                elif c in "'\"":
-                    quote = c
-                elif c == "#":
-                    while i < len(source) and source[i] != "\n":
-                        i += 1
-                    continue
-            elif c == "\\":
+        triple = source[i : i + 3]
+        if triple in ('"""', "'''") and quote in (None, triple):
+            quote = None if quote == triple else triple
+            last = triple[0]
+            i += 3
+            continue
+        c = source[i]
+        if quote is not None:
+            if c == "\\":
                 i += 1
             elif c == quote:
                 quote = None
-            i += 1
-    if quote in ('"""', "'''") or depth > 0 or source.endswith("\\"):
-        return True
-    lines = source.split("\n")
-    if lines[-1].rstrip().endswith(":"):
+        elif c == "#":
+            while i < len(source) and source[i] != "\n":
+                i += 1
+            continue
+        elif c in "'\"":
+            quote = c
+        elif c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        if not c.isspace():
+            last = c
+        i += 1
+    if quote in ('"""', "'''") or depth > 0 or source.endswith("\\") or last == ":":
         return True
     # Inside a compound statement, an empty line ends it.
+    lines = source.split("\n")
     return len(lines) > 1 and lines[-1].strip() != ""
 
 
