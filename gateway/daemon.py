@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aiocoap
+from aiocoap.pipe import Pipe, error_to_message, run_driving_pipe
 
 from gateway.config import GatewayConfig
 from gateway.errors import BindError, StateDirError
@@ -88,7 +89,7 @@ class Gateway:
         host, port = self.config.bind.host, self.config.bind.port
         site = build_site(self.writer, self.config.limits, self.counters, self.admission)
         try:
-            self._context = await aiocoap.Context.create_server_context(
+            self._context = await _ServerContext.create_server_context(
                 site, bind=(host, port), transports=["udp6"]
             )
         except OSError as exc:
@@ -145,6 +146,21 @@ class Gateway:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+
+class _ServerContext(aiocoap.Context):  # type: ignore[misc]
+    """aiocoap's server context, without a per-request cost it does not need to pay.
+
+    ``Context.render_to_pipe`` names each rendering task ``"Rendering for %r" % request``,
+    formatting the whole message (addresses, options, payload) for every request, wanted or
+    not: about a tenth of the CPU time this process spends per request under load. This is
+    the same method (aiocoap 0.4.17) with a constant task name.
+    """
+
+    def render_to_pipe(self, pipe: Pipe) -> None:
+        run_driving_pipe(
+            error_to_message(pipe, self.log), self._render_to_pipe(pipe), name="coap-render"
+        )
 
 
 def _bound_port(context: aiocoap.Context) -> int | None:

@@ -40,6 +40,7 @@ UPLINK_NAME = "file"
 _RETRY_MIN_S = 0.5
 _RETRY_MAX_S = 30.0
 _QUOTE_CACHE_SIZE = 65536
+_DAY_MS = 86_400_000
 
 
 def iso_utc(time_ms: int) -> str:
@@ -117,15 +118,21 @@ class FileUplink:
 
     def path_for(self, row: OutboxRow) -> Path:
         """The file a row goes to (by UTC day of receipt)."""
-        return self.directory / f"readings-{utc_day(row.received_ms)}.jsonl"
+        return self.path_for_day(row.received_ms // _DAY_MS)
+
+    def path_for_day(self, day: int) -> Path:
+        """The file of a UTC day, counted in days since the Unix epoch."""
+        return self.directory / f"readings-{utc_day(day * _DAY_MS)}.jsonl"
 
     def append(self, rows: list[OutboxRow]) -> None:
         """Write rows to their files and make them durable."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        by_file: dict[Path, list[str]] = defaultdict(list)
+        by_day: dict[int, list[str]] = defaultdict(list)
+        line = self.line
         for row in rows:
-            by_file[self.path_for(row)].append(self.line(row))
-        for path, lines in by_file.items():
+            by_day[row.received_ms // _DAY_MS].append(line(row))
+        for day, lines in by_day.items():
+            path = self.path_for_day(day)
             created = not path.exists()
             with path.open("a", encoding="utf-8") as fp:
                 fp.write("\n".join(lines) + "\n")
