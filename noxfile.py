@@ -106,11 +106,13 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def firmware(session: nox.Session) -> None:
-    """Compile every firmware file with mpy-cross; run its unit tests on the MicroPython VM."""
+    """Compile every firmware file with mpy-cross; its unit tests and heap budget on the VM."""
     _npm_ci(session)
     _install(session, "test")
     session.run("python", "-m", "hw.firmware_build", "--check")
-    session.run("pytest", "-q", "tests/firmware", "-k", "micropython_vm", *session.posargs)
+    session.run(
+        "pytest", "-q", "tests/firmware", "tests/hw_vm", "-k", "micropython_vm", *session.posargs
+    )
 
 
 @nox.session

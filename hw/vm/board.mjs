@@ -9,7 +9,8 @@
 //                                         one line on fd 0 before the VM goes on
 //                         "!" + message   a notification, no answer: ["o", base64] VM output,
 //                                         ["ready"], ["wdt"], ["end", traceback], ["done",
-//                                         error text], ["heap", bytes]
+//                                         error text], ["heap", bytes], ["mark",
+//                                         name, bytes]
 //   fd 0 (from the host)  answer lines    [value], or {"e": errno} for an OSError; a leading
 //                                         "K" asks for a KeyboardInterrupt in the VM
 //   events fd (host)      ["d", link, hex] a datagram arrived on a link
@@ -173,6 +174,20 @@ async function main() {
     }
     flushOutput();
   };
+  if (bridge.heap_probing()) {
+    // Each in an entry of its own: what crossed into JS in one is released before the next.
+    bridge.heap_mark("bridge");
+    bridge.import_firmware();
+    bridge.heap_mark("firmware_code");
+    // Live heap between asyncio steps, where the firmware waits with its working set.
+    setInterval(() => {
+      try {
+        bridge.probe_heap();
+      } catch (err) {
+        pythonError(err);
+      }
+    }, 2);
+  }
   let carry = "";
   const events = fs.createReadStream(null, { fd: opts.events });
   events.on("data", (chunk) => {

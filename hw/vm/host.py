@@ -120,6 +120,7 @@ class VmProcess:
         self._interrupt = False
         self.watchdog_fed = time.monotonic()
         self.heap_peak = 0
+        self.heap_marks: dict[str, int] = {}  # live heap at named moments (heap probe on)
         self.cpu_s = 0.0
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -283,6 +284,8 @@ class VmProcess:
             self.watchdog_fed = time.monotonic()
         elif kind == "heap":
             self.heap_peak = max(self.heap_peak, int(message[1]))
+        elif kind == "mark":
+            self.heap_marks[str(message[1])] = int(message[2])
         elif kind == "done":
             if self._exec is not None and not self._exec.done():
                 self._exec.set_result(message[1])

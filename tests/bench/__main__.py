@@ -133,8 +133,39 @@ def gateway_vs_bare(seconds: float) -> dict[str, Any]:
     }
 
 
+def firmware_heap(seconds: float) -> dict[str, Any]:
+    """The firmware's heap and CPU on the real MicroPython VM (see hw/vm/budget.py)."""
+    import asyncio
+    from dataclasses import asdict
+
+    from hw.vm.budget import HEAP_BUDGET, measure_cpu, measure_heap
+    from tests.support import GatewayProcess
+
+    with tempfile.TemporaryDirectory(prefix="simpul-bench-") as state:
+        gateway = GatewayProcess(Path(state) / "gateway")
+        gateway.start()
+        try:
+            heap = asyncio.run(measure_heap(Path(state) / "heap", gateway.address))
+            cpu = asyncio.run(measure_cpu(Path(state) / "cpu", gateway.address, 5, seconds, 1.0))
+        finally:
+            gateway.stop()
+    figures = {**asdict(heap), "runtime_peak": heap.runtime_peak, "budget": HEAP_BUDGET}
+    figures["firmware_peak"] = heap.firmware_peak
+    return {
+        "method": (
+            "one air node on the MicroPython VM (WebAssembly under Node) against a gateway "
+            "process on 127.0.0.1; its flash ring buffer filled beforehand by the firmware's own "
+            "code; live heap (gc.collect then gc.mem_alloc) sampled every 2 ms between asyncio "
+            "steps while the backlog is sent, then over 12 normal cycles of 0.5 s; bytes. "
+            f"CPU: 5 VM boards sampling every 1 s for {seconds} s, no heap probe"
+        ),
+        "figures": {**figures, "cpu": cpu},
+    }
+
+
 SCENARIOS: dict[str, Callable[[float], dict[str, Any]]] = {
     "gateway_vs_bare": gateway_vs_bare,
+    "firmware_heap": firmware_heap,
 }
 
 

@@ -36,7 +36,12 @@ _unhexlify = binascii.unhexlify
 _state = {"probe": False, "peak": 0, "main": None, "cause": "power_on"}
 
 
-def _probe_heap():
+def probe_heap():
+    """Live heap now, between two asyncio steps (the JS side calls it every few ms).
+
+    Not inside a step: objects that crossed into JS during a step stay pinned until control
+    returns to JS, which is the bridge's doing, not the firmware's.
+    """
     gc.collect()
     used = gc.mem_alloc()
     if used > _state["peak"]:
@@ -44,10 +49,26 @@ def _probe_heap():
         simpul_host.notify('["heap",%d]' % used)
 
 
+def heap_probing():
+    return _state["probe"]
+
+
+def heap_mark(name):
+    """Tell the host the live heap now, under ``name`` (before and after the firmware loads)."""
+    gc.collect()
+    notify("mark", name, gc.mem_alloc())
+
+
+def import_firmware():
+    """Load every firmware module up front, so its code is one figure and its data another."""
+    for name in os.listdir("/rom"):
+        module = name[:-3]
+        if name.endswith(".py") and module not in ("vmboard", "machine", "main", "boot", "board"):
+            __import__(module)
+
+
 def call(*request):
     """One synchronous call to the host; raises OSError(errno) when the host says so."""
-    if _state["probe"]:
-        _probe_heap()
     reply = json.loads(simpul_host.call(json.dumps(request)))
     if isinstance(reply, dict):
         raise OSError(reply["e"])

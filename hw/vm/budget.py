@@ -1,0 +1,169 @@
+"""The firmware's heap, measured on the real MicroPython VM, against the ESP32's budget.
+
+An ESP32 running MicroPython has about 100 KB of heap; the firmware may use at most
+``HEAP_BUDGET`` of it. ``measure_heap`` boots one board on the VM engine with its heap probe
+on (``gc.collect()`` then ``gc.mem_alloc()`` at every call the VM makes to the hardware:
+each bus transaction, flash operation and datagram) and records the peak of live heap
+
+- while it sends a full buffered backlog: its flash ring buffer is filled beforehand, on the
+  host, with records the firmware's own code encodes, as after days without a gateway;
+- during normal cycles afterwards: sample, buffer, upload, health.
+
+The heap is sampled every 2 ms between asyncio steps, where the firmware waits with its
+working set (a batch in flight until the gateway's ACK, a sample between sensor reads);
+inside a step, objects that crossed into JS stay pinned until the step ends, which is the
+bridge's doing, not the firmware's. The budget holds the firmware's *run-time* heap: the peak
+less the bridge's modules and the firmware's loaded code, both measured at boot and reported
+beside it (loaded from .py source here; as .mpy the code is about a third smaller).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hw.engine import BoardSpec, Fleet, firmware_module, plan_fleet, provision_flash
+from hw.flash import Flash
+from hw.vm.runner import VmBoardRunner
+
+HEAP_BUDGET = 48 * 1024
+
+# A node that samples every 0.5 s and reports health every 4th cycle.
+CONFIG: dict[str, Any] = {
+    "interval_s": 0.5,
+    "health_every": 4,
+    "coap_ack_timeout_ms": 500,
+    "coap_max_retransmit": 2,
+    "retry_max_s": 1,
+    "watchdog_ms": 60000,
+}
+
+
+@dataclass
+class HeapFigures:
+    """Bytes of live heap (``gc.mem_alloc()`` after ``gc.collect()``) on the VM."""
+
+    bridge: int  # the VM engine's own modules, before any firmware is loaded
+    code: int  # the firmware's modules, loaded from .py source (code, constants, classes)
+    backlog_records: int  # records waiting in flash at boot
+    backlog_peak: int  # the whole heap at its most while they were sent
+    normal_peak: int  # the whole heap at its most during normal cycles afterwards
+    normal_cycles: int
+
+    @property
+    def runtime_peak(self) -> int:
+        """What the running firmware allocates beyond its loaded code: the budgeted figure."""
+        return max(self.backlog_peak, self.normal_peak) - self.bridge - self.code
+
+    @property
+    def firmware_peak(self) -> int:
+        """Code and run-time data together."""
+        return self.code + self.runtime_peak
+
+
+async def _until(predicate: Callable[[], bool]) -> None:
+    """Poll the boards' records (they change from the console, not from an event)."""
+    while True:
+        if predicate():
+            return
+        await asyncio.sleep(0.1)
+
+
+def fill_backlog(flash_dir: Path, spec: BoardSpec, config: dict[str, Any]) -> int:
+    """Fill the board's ring buffer to the brim as its firmware would; return the records."""
+    ringbuf = firmware_module("ringbuf")
+    senml = firmware_module("senml")
+    defaults = firmware_module("config").DEFAULTS
+    flash = Flash(flash_dir)
+    flash.mkdir("/data")
+    buffer = ringbuf.RingBuffer(
+        flash,
+        "/data/buf",
+        config.get("buffer_segment_bytes", defaults["buffer_segment_bytes"]),
+        config.get("buffer_segments", defaults["buffer_segments"]),
+    )
+    base = "urn:dev:simpul:" + spec.board_id + ":"
+    readings = [
+        ("temperature", "Cel", 27.41),
+        ("humidity", "%RH", 78.2),
+        ("pressure", "Pa", 100934),
+        ("pm1", "ug/m3", 12),
+        ("pm2_5", "ug/m3", 18),
+        ("pm10", "ug/m3", 27),
+        ("battery", "V", 3.97),
+    ]
+    start_ms = int(time.time() * 1000) - 3_600_000
+    i = 0
+    while buffer.dropped == 0:
+        part, n = senml.group(base, start_ms + i * 60_000 + 250, readings)
+        buffer.append(bytes((n,)) + part)
+        i += 1
+    return int(buffer.pending)
+
+
+async def measure_heap(
+    state_dir: Path, gateway: tuple[str, int], normal_cycles: int = 12
+) -> HeapFigures:
+    """Boot an air node on the VM with a full backlog; the heap's peaks (see the module)."""
+    spec = plan_fleet(1, seed=11, config=CONFIG)[0]
+    runner = VmBoardRunner(spec, state_dir / spec.board_id, gateway, heap_probe=True)
+    flash_dir = runner.root / "flash"
+    provision_flash(Flash(flash_dir), runner.provisioned_config())
+    backlog = fill_backlog(flash_dir, spec, runner.provisioned_config())
+    runner.start()
+    try:
+        await _until(lambda: runner.record.acked_through >= backlog)
+        assert runner.vm is not None
+        backlog_peak = runner.vm.heap_peak
+        runner.vm.reset_heap_peak()
+        seen = len(runner.record.samples)
+        await _until(lambda: len(runner.record.samples) >= seen + normal_cycles)
+        normal_peak = runner.vm.heap_peak
+    finally:
+        with contextlib.suppress(Exception):
+            await runner.stop()
+    marks = runner.vm.heap_marks
+    return HeapFigures(
+        bridge=marks["bridge"],
+        code=marks["firmware_code"] - marks["bridge"],
+        backlog_records=backlog,
+        backlog_peak=backlog_peak,
+        normal_peak=normal_peak,
+        normal_cycles=normal_cycles,
+    )
+
+
+async def measure_cpu(
+    state_dir: Path, gateway: tuple[str, int], boards: int, seconds: float, interval_s: float
+) -> dict[str, float]:
+    """CPU of VM boards in normal operation (no heap probe): per board, and the host's share."""
+    fleet = Fleet(
+        plan_fleet(boards, seed=2, config={**CONFIG, "interval_s": interval_s}),
+        state_dir,
+        gateway,
+        engine="mpy",
+    )
+    fleet.start()
+    runners = [r for r in fleet.runners if isinstance(r, VmBoardRunner)]
+    try:
+        await _until(lambda: all(r.record.samples for r in runners))
+        vm_before = sum(r.cpu_seconds() for r in runners)
+        host_before = time.process_time()
+        started = time.monotonic()
+        await asyncio.sleep(seconds)
+        elapsed = time.monotonic() - started
+        vm = sum(r.cpu_seconds() for r in runners) - vm_before
+        host = time.process_time() - host_before
+    finally:
+        await fleet.stop()
+    return {
+        "boards": boards,
+        "interval_s": interval_s,
+        "vm_cpu_percent_per_board": round(100 * vm / elapsed / boards, 2),
+        "host_cpu_percent_per_board": round(100 * host / elapsed / boards, 2),
+    }
