@@ -325,6 +325,7 @@ class BoardRunner:
 
     async def _power_off(self) -> None:
         if self.board is not None:
+            await _stop_firmware_tasks(self.board)
             self.board.close()
 
     async def _execute(self, source: str, single: bool, out: Callable[[bytes], None]) -> str:
@@ -358,6 +359,28 @@ class BoardRunner:
 
 class _WatchdogBite(Exception):
     pass
+
+
+async def _stop_firmware_tasks(board: EmulatedBoard) -> None:
+    """A chip without power runs nothing: end every task of this board's firmware.
+
+    When one of the firmware's tasks dies (a power cut mid-write, a crash), ``asyncio.gather``
+    ends ``app.main`` but leaves its other tasks running; they would go on writing to the
+    flash of a board that is off.
+    """
+    firmware = str(FIRMWARE_DIR)
+    tasks = []
+    for task in asyncio.all_tasks():
+        frame = getattr(task.get_coro(), "cr_frame", None)
+        if frame is None or not frame.f_code.co_filename.startswith(firmware):
+            continue
+        owner = frame.f_locals.get("self")
+        if getattr(owner, "board", None) is board and task is not asyncio.current_task():
+            task.cancel()
+            tasks.append(task)
+    for task in tasks:
+        with contextlib.suppress(BaseException):
+            await task
 
 
 def _resolve(future: asyncio.Future[bool] | None, value: bool) -> None:
