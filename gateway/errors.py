@@ -145,3 +145,29 @@ class RetiredKey(UnknownKey):
     """A batch is signed by a key its gateway rotated out before that batch's seq."""
 
     reason = "retired_key"
+
+
+class UplinkError(GatewayError, OSError):
+    """An uplink could not deliver (broker or server down, refused, timed out); it retries."""
+
+    reason = "uplink"
+
+
+class OutboxFull(GatewayError, RuntimeError):
+    """The outbox is at its disk budget (policy ``refuse``): 5.03 with Max-Age.
+
+    The board keeps the readings in its own buffer and sends them again after Max-Age
+    seconds, by when the uplinks may have made room.
+    """
+
+    code = Code.SERVICE_UNAVAILABLE
+    reason = "outbox_full"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def to_message(self) -> Message:
+        response = super().to_message()
+        response.opt.max_age = self.retry_after_s
+        return response

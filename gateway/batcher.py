@@ -1,0 +1,186 @@
+"""The batcher: turns the readings outbox into signed, hash-chained batches.
+
+It reads the ``readings`` table after its own cursor, cuts a batch when ``max_readings`` are
+waiting or the oldest waiting reading was received ``max_age_ms`` ago, signs it with the
+gateway's identity (:func:`gateway.batch.build`; the key from
+:meth:`gateway.identity.GatewayIdentity.signer_for`, which also carries a rotation through),
+and stores it with the new chain state and cursor in one transaction
+(:meth:`gateway.batch_log.BatchLog.append`). Batch uplinks take it from there.
+
+One batcher at a time per state directory: it holds an exclusive lock on
+``<state_dir>/batcher.lock``, so one left over from a killed gateway finishes first.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Final
+
+from gateway.batch import build
+from gateway.batch_log import BatchLog, ChainHead, ChainMoved, add_counter, transaction
+from gateway.identity import GatewayIdentity
+from gateway.locks import sleep_unless
+from gateway.store import OutboxRow, now_ms
+
+log = logging.getLogger(__name__)
+
+_FETCH_ROWS: Final = (
+    "SELECT id, board_id, name, unit, kind, value, time_ms, received_ms FROM readings"
+    " WHERE id > ? ORDER BY id LIMIT ?"
+)
+_HEAD_ID: Final = "SELECT coalesce(max(id), 0) FROM readings"
+_RETRY_MIN_S: Final = 0.5
+_RETRY_MAX_S: Final = 30.0
+
+
+class Batcher:
+    """Builds and stores batches; :meth:`run` until told to stop, :meth:`batch_once` for tests."""
+
+    def __init__(
+        self,
+        log_: BatchLog,
+        identity: GatewayIdentity,
+        *,
+        gateway_id: str,
+        site: str,
+        max_readings: int = 1000,
+        max_age_ms: int = 1000,
+        poll_s: float = 0.02,
+        clock_ms: Callable[[], int] = now_ms,
+    ) -> None:
+        if max_readings < 1:
+            raise ValueError("max_readings must be at least 1")
+        self.log = log_
+        self.identity = identity
+        self.gateway_id = gateway_id
+        self.site = site
+        self.max_readings = max_readings
+        self.max_age_ms = max_age_ms
+        self.poll_s = poll_s
+        self.clock_ms = clock_ms
+        self.head: ChainHead = log_.head()
+        #: Batches built by this process, and readings that could not be signed (skipped).
+        self.built = 0
+        self.invalid = 0
+
+    def waiting(self) -> int:
+        """Readings stored but not yet in a batch (ids are dense; pruning only goes behind)."""
+        (head,) = self.log.db.execute(_HEAD_ID).fetchone()
+        return max(int(head) - self.head.batched_id, 0)
+
+    def due_in_ms(self) -> int | None:
+        """Milliseconds until a batch is due (0: now); None when no reading waits."""
+        waiting = self.waiting()
+        if waiting == 0:
+            return None
+        if waiting >= self.max_readings:
+            return 0
+        row = self.log.db.execute(
+            "SELECT received_ms FROM readings WHERE id > ? ORDER BY id LIMIT 1",
+            (self.head.batched_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return max(int(row[0]) + self.max_age_ms - self.clock_ms(), 0)
+
+    def batch_once(self, *, force: bool = False) -> int:
+        """Build and store one batch of the waiting readings if one is due (or ``force``).
+
+        Returns how many readings it carries (0: none was due).
+        """
+        due = self.due_in_ms()
+        if due is None or (due > 0 and not force):
+            return 0
+        rows = [
+            OutboxRow._make(row)
+            for row in self.log.db.execute(
+                _FETCH_ROWS, (self.head.batched_id, self.max_readings)
+            ).fetchall()
+        ]
+        if not rows:
+            return 0
+        try:
+            try:
+                return self._store(rows)
+            except ValueError:  # a row whose value does not fit its kind: never from intake
+                return self._store(self._signable(rows))
+        except ChainMoved:
+            log.warning("batcher: another batcher extended the chain; reloading it")
+            self.head = self.log.head()
+            return 0
+
+    def _store(self, rows: list[OutboxRow]) -> int:
+        head = self.head
+        key, next_key = self.identity.signer_for(head.state)
+        created = self.clock_ms()
+        encoded, state = build(
+            key,
+            head.state,
+            rows,
+            created,
+            gateway=self.gateway_id,
+            site=self.site,
+            next_key=next_key,
+        )
+        self.head = self.log.append(
+            head,
+            encoded,
+            state,
+            first_id=rows[0].id,
+            last_id=rows[-1].id,
+            readings=len(rows),
+            created_ms=created,
+        )
+        self.built += 1
+        return len(rows)
+
+    def _signable(self, rows: list[OutboxRow]) -> list[OutboxRow]:
+        """``rows`` without those that cannot be signed, each skipped one logged and counted.
+
+        If none is left, the cursor moves past them all and :class:`ChainMoved` makes the
+        caller start again.
+        """
+        key = self.identity.current.private
+        good = []
+        for row in rows:
+            try:
+                build(key, self.head.state, [row], 0, gateway=self.gateway_id, site=self.site)
+            except ValueError as exc:
+                self.invalid += 1
+                log.error("batcher: skipping a reading that cannot be signed: %s", exc)
+            else:
+                good.append(row)
+        with transaction(self.log.db) as db:
+            add_counter(db, "invalid_readings", len(rows) - len(good))
+            if not good:
+                db.execute(
+                    "INSERT INTO batch_chain (id, state, batched_id) VALUES (1, ?, ?)"
+                    " ON CONFLICT (id) DO UPDATE SET batched_id = max(batched_id, ?)",
+                    (self.head.state.encode(), rows[-1].id, rows[-1].id),
+                )
+        if not good:
+            raise ChainMoved("only unsignable readings: skipped")
+        return good
+
+    def run(self, stop: Callable[[], bool]) -> None:
+        """Batch until ``stop()`` says so; retry with backoff on store errors."""
+        delay = _RETRY_MIN_S
+        while not stop():
+            try:
+                if self.batch_once():
+                    delay = _RETRY_MIN_S
+                    continue
+                due = self.due_in_ms()
+            except (sqlite3.Error, OSError) as exc:
+                log.warning("batcher: %s; retrying in %.1f s", exc, delay)
+                sleep_unless(stop, delay)
+                delay = min(delay * 2, _RETRY_MAX_S)
+                continue
+            wait_s = self.poll_s if due is None else min(max(due / 1000, 0.001), self.poll_s * 5)
+            time.sleep(wait_s)
+
+
+__all__ = ["Batcher"]

@@ -1,0 +1,46 @@
+"""One process at a time per job: an exclusive ``flock`` on a file in the state directory.
+
+A gateway killed with SIGKILL leaves its batcher and uplink processes running until they
+notice; the lock makes the new gateway's processes wait for them, so two never sign or send
+at once. The kernel releases the lock when its holder dies, however it dies.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def hold_lock(path: Path, stop: Callable[[], bool], *, poll_s: float = 0.05) -> int | None:
+    """Take an exclusive lock on ``path``, waiting while ``stop()`` is false.
+
+    Returns the locked file descriptor (keep it open for as long as the lock is needed), or
+    None if ``stop()`` said so first.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if stop():
+                os.close(fd)
+                return None
+            time.sleep(poll_s)
+
+
+def sleep_unless(stop: Callable[[], bool], seconds: float, *, step_s: float = 0.05) -> None:
+    """Sleep ``seconds``, or less if ``stop()`` becomes true meanwhile."""
+    deadline = time.monotonic() + seconds
+    while not stop():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(step_s, left))
+
+
+__all__ = ["hold_lock", "sleep_unless"]
