@@ -413,7 +413,3 @@ def repl_exec(source, single):
         sys.print_exception(e, buf)
         error = buf.getvalue()
     notify("done", error)
-
-
-def heap_peak():
-    return _state["peak"]
