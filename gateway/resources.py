@@ -11,16 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+from collections.abc import Callable
 from typing import Any, ClassVar
 
-from aiocoap import CHANGED, Message
+from aiocoap import CHANGED, CONTENT, Message
 from aiocoap import error as coap_error
 from aiocoap.resource import Resource, Site, WKCResource
 
 from gateway.config import LimitsConfig
-from gateway.errors import GatewayError, MethodNotAllowed, StoreUnavailable, UnknownPath
+from gateway.errors import (
+    GatewayError,
+    MethodNotAllowed,
+    OutboxFull,
+    StoreUnavailable,
+    UnknownPath,
+)
 from gateway.intake import (
     HEALTH_FORMATS,
+    JSON,
     READINGS_FORMATS,
     check_readings_format,
     check_size,
@@ -41,6 +50,10 @@ class Admission:
     def __init__(self) -> None:
         self.open = True
         self.in_flight = 0
+        #: Set while the outbox is over its disk budget under the ``refuse`` policy: new
+        #: readings get 5.03 with Max-Age ``retry_after_s`` (boards keep them meanwhile).
+        self.outbox_full = False
+        self.retry_after_s = 60
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -134,6 +147,11 @@ class ReadingsResource(_IntakeResource):
     ct = " ".join(str(cf) for cf in READINGS_FORMATS)
 
     async def render_post(self, request: Message) -> Message:
+        if self._admission.outbox_full:
+            raise OutboxFull(
+                "outbox is at its disk budget; keep the readings and retry after Max-Age",
+                retry_after_s=self._admission.retry_after_s,
+            )
         payload = request.payload
         check_size(len(payload), self._limits)
         queries = request.opt.uri_query
@@ -162,6 +180,21 @@ class HealthResource(_IntakeResource):
             board_id, report, address=_address(request), received_ms=now_ms()
         )
         return Message(code=CHANGED)
+
+
+class GatewayHealthResource(Resource):  # type: ignore[misc]
+    """``GET /gateway``: the gateway's own health as JSON (what ``Gateway.stats()`` says)."""
+
+    rt = "simpul.gateway"
+    ct = str(JSON)
+
+    def __init__(self, stats: Callable[[], dict[str, Any]]) -> None:
+        super().__init__()
+        self._stats = stats
+
+    async def render_get(self, request: Message) -> Message:
+        body = json.dumps(self._stats(), separators=(",", ":")).encode()
+        return Message(code=CONTENT, payload=body, content_format=JSON)
 
 
 class GatewaySite(Site):  # type: ignore[misc]
@@ -197,13 +230,19 @@ class GatewaySite(Site):  # type: ignore[misc]
 
 
 def build_site(
-    writer: WriterLink, limits: LimitsConfig, counters: Counters, admission: Admission
+    writer: WriterLink,
+    limits: LimitsConfig,
+    counters: Counters,
+    admission: Admission,
+    stats: Callable[[], dict[str, Any]] | None = None,
 ) -> Site:
-    """The gateway's resource tree, ``/.well-known/core`` included."""
+    """The gateway's resource tree, ``/.well-known/core`` included (``/gateway`` with stats)."""
     site = GatewaySite(counters)
     site.add_resource(
         (".well-known", "core"), WKCResource(site.get_resources_as_linkheader, impl_info=None)
     )
     site.add_resource(("readings",), ReadingsResource(writer, limits, counters, admission))
     site.add_resource(("health",), HealthResource(writer, limits, counters, admission))
+    if stats is not None:
+        site.add_resource(("gateway",), GatewayHealthResource(stats))
     return site
