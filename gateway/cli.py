@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import GatewayConfig, load_config, parse_bind
-from gateway.daemon import Gateway
+from gateway.daemon import Gateway, tune_gc
 from gateway.errors import GatewayError
 
 EXIT_OK = 0
@@ -75,6 +75,7 @@ async def serve(config: GatewayConfig) -> int:
     """Run a gateway until SIGTERM or SIGINT, then stop it gracefully."""
     gateway = Gateway(config)
     await gateway.start()
+    tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

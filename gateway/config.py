@@ -108,6 +108,14 @@ class UplinksConfig:
     """Where readings go upstream; each uplink reads the outbox with its own cursor."""
 
     file: FileUplinkConfig = field(default_factory=FileUplinkConfig)
+    #: How much lower the uplink processes' CPU priority is (a ``nice`` increment, 0..19).
+    #: Answering boards has a deadline (they retransmit after about 2 s) while readings
+    #: wait durably in the outbox, so when the CPU is short the uplinks are the ones to wait.
+    nice: int = 10
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.nice <= 19:
+            raise ValueError(f"nice must be 0..19, got {self.nice}")
 
 
 @dataclass(frozen=True)

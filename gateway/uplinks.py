@@ -3,7 +3,8 @@
 An uplink needs nothing from the CoAP server but the database file, so it runs apart from
 it (``spawn``: a fresh interpreter) and never competes with it for the interpreter lock. It
 opens its own connection, polls the outbox head for new rows, delivers them, and advances
-its durable cursor in its own short transaction. :class:`UplinkSupervisor` starts one
+its durable cursor in its own short transaction, at a lower CPU priority than the server
+(``uplinks.nice``). :class:`UplinkSupervisor` starts one
 process per uplink, restarts one that dies (with a log line), and stops them on shutdown;
 a process whose gateway was killed notices and exits by itself.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event as EventType
@@ -34,6 +36,7 @@ _HEALTHY_RUN_S: Final = 10.0
 
 def run_file_uplink(config: GatewayConfig, stop: EventType) -> None:
     """Main function of the file uplink's process."""
+    os.nice(config.uplinks.nice)
     parent = multiprocessing.parent_process()
 
     def stopping() -> bool:
