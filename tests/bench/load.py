@@ -6,7 +6,9 @@ and resends what went unanswered for ``timeout_s``. Answers are handled as a rea
 handles them (RFC 7252 §5.2): a piggybacked response (ACK with a code) is matched by message
 ID; an empty ACK means a *separate* response will follow, so the request stays in flight
 (no more resends) until a CON or NON response with its token arrives, which is ACKed if it
-is a CON. Only real error codes (4.xx, 5.xx) count as errors.
+is a CON. Only real error codes (4.xx, 5.xx) count as errors. A separate response that
+never comes is given up after twice the retransmission timeout, and a new request takes its
+place. At the end it waits for the answers still due before it closes its socket.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class LoadResult:
     separate_responses: int = 0
     #: Answers that were neither 2.04 nor an error code (not expected from these servers).
     unexpected: int = 0
+    #: Requests whose separate response never came (given up after ``2 * timeout_s``).
+    abandoned: int = 0
 
     @property
     def readings_per_s(self) -> float:
@@ -88,7 +92,7 @@ def run(
     in_flight: dict[int, tuple[bytes, float, bytes]] = {}
     # By token: requests acknowledged with an empty ACK, awaiting their separate response.
     awaiting: dict[bytes, float] = {}
-    sent = done = retrans = errors = separate = unexpected = 0
+    sent = done = retrans = errors = separate = unexpected = abandoned = 0
     mid = 0
     deadline = time.monotonic() + seconds
     started = time.monotonic()
@@ -113,42 +117,55 @@ def run(
         if time.monotonic() < deadline:
             send_new()
 
+    def receive(counting: bool) -> None:
+        nonlocal separate
+        while True:
+            try:
+                data = sock.recv(2048)
+            except BlockingIOError:
+                return
+            if len(data) < 4:
+                continue
+            kind, code, token = data[0] >> 4 & 3, data[1], data[4 : 4 + (data[0] & 0x0F)]
+            if kind == _ACK:
+                entry = in_flight.pop(int.from_bytes(data[2:4], "big"), None)
+                if entry is None:
+                    continue  # a duplicate ACK of a retransmission
+                if code == 0:  # empty ACK: the response comes separately
+                    awaiting[entry[2]] = time.monotonic()
+                elif counting:
+                    answered(code)
+            elif kind in (_CON, _NON):
+                if kind == _CON:
+                    sock.send(_ack(data[2:4]))
+                if awaiting.pop(token, None) is not None and counting:
+                    separate += 1
+                    answered(code)
+
     while len(in_flight) < window:
         send_new()
-    while True:
-        now = time.monotonic()
-        if now >= deadline:
-            break
-        ready, _, _ = select.select([sock], [], [], 0.05)
-        if ready:
-            while True:
-                try:
-                    data = sock.recv(2048)
-                except BlockingIOError:
-                    break
-                if len(data) < 4:
-                    continue
-                kind, code, token = data[0] >> 4 & 3, data[1], data[4 : 4 + (data[0] & 0x0F)]
-                if kind == _ACK:
-                    entry = in_flight.pop(int.from_bytes(data[2:4], "big"), None)
-                    if entry is None:
-                        continue  # a duplicate ACK of a retransmission
-                    if code == 0:  # empty ACK: the response comes separately
-                        awaiting[entry[2]] = time.monotonic()
-                    else:
-                        answered(code)
-                elif kind in (_CON, _NON):
-                    if kind == _CON:
-                        sock.send(_ack(data[2:4]))
-                    if awaiting.pop(token, None) is not None:
-                        separate += 1
-                        answered(code)
+    while time.monotonic() < deadline:
+        if select.select([sock], [], [], 0.05)[0]:
+            receive(counting=True)
         now = time.monotonic()
         for key, (datagram, at, token) in list(in_flight.items()):
             if now - at > timeout_s:
                 sock.send(datagram)
                 in_flight[key] = (datagram, now, token)
                 retrans += 1
+        for token, at in list(awaiting.items()):
+            if now - at > 2 * timeout_s:  # as a board would: give up, send a new batch
+                del awaiting[token]
+                abandoned += 1
+                send_new()
     elapsed = time.monotonic() - started
+    # Stay for the answers still due before closing: a closed port makes the server's
+    # answers bounce (ICMP port unreachable), which would disturb whoever measures next.
+    drain_until = time.monotonic() + timeout_s
+    while (in_flight or awaiting) and time.monotonic() < drain_until:
+        if select.select([sock], [], [], 0.05)[0]:
+            receive(counting=False)
     sock.close()
-    return LoadResult(done, done * readings, elapsed, retrans, errors, separate, unexpected)
+    return LoadResult(
+        done, done * readings, elapsed, retrans, errors, separate, unexpected, abandoned
+    )
