@@ -32,6 +32,9 @@ from hw.flash import Flash
 from hw.vm.runner import VmBoardRunner
 
 HEAP_BUDGET = 48 * 1024
+# All the heap an ESP32 running MicroPython offers: the firmware's code and its run-time
+# together must fit here (with OTA slots the code is .mpy on flash, loaded into the heap).
+ESP32_HEAP = 100 * 1024
 
 # A node that samples every 0.5 s and reports health every 4th cycle.
 CONFIG: dict[str, Any] = {
