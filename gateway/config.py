@@ -18,6 +18,22 @@ Example::
 
     [gateway.uplinks.file]
     enabled = true
+
+    [gateway.batches]            # signed, hash-chained batches (when a batch uplink runs)
+    max_readings = 1000
+    max_age_ms = 1000
+
+    [gateway.uplinks.mqtt]
+    enabled = true
+    broker = "mqtt.example.go.id:1883"
+
+    [gateway.uplinks.http]
+    enabled = true
+    url = "https://data.example.go.id/simpul/batches"
+
+    [gateway.outbox]             # disk budget of the store
+    max_bytes = 2_000_000_000
+    policy = "refuse"            # or "drop_oldest"
 """
 
 from __future__ import annotations
@@ -104,10 +120,123 @@ class FileUplinkConfig:
 
 
 @dataclass(frozen=True)
+class BatchesConfig:
+    """How the batcher groups outbox readings into signed batches (``gateway.batcher``).
+
+    It runs whenever a batch uplink (mqtt, http, batch_file) is enabled.
+    """
+
+    #: Most readings in one batch; a batch is cut as soon as this many are waiting.
+    max_readings: int = 1000
+    #: Milliseconds a received reading waits at most before a smaller batch is cut for it.
+    max_age_ms: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.max_readings < 1 or self.max_age_ms < 0:
+            raise ValueError("max_readings must be at least 1 and max_age_ms not negative")
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    """The outbox's disk budget and what happens when it is reached (``gateway.outbox_budget``).
+
+    The budget counts the bytes of the store in use (readings, batches, registry); what every
+    enabled uplink has delivered is pruned, so only undelivered data fills it.
+    """
+
+    #: Disk budget of the store, in bytes; 0: no budget.
+    max_bytes: int = 0
+    #: ``refuse``: answer new readings with 5.03 and Max-Age (boards keep them) while over
+    #: budget; ``drop_oldest``: delete the oldest undelivered batches (or readings) instead.
+    policy: str = "refuse"
+    #: Max-Age of a refusal, in seconds: when boards should try again.
+    retry_after_s: int = 60
+    #: Milliseconds between budget checks (and pruning rounds).
+    check_interval_ms: int = 500
+
+    def __post_init__(self) -> None:
+        if self.policy not in ("refuse", "drop_oldest"):
+            raise ValueError(f"policy must be refuse or drop_oldest, got {self.policy!r}")
+        if self.max_bytes < 0 or self.retry_after_s < 0 or self.check_interval_ms < 1:
+            raise ValueError("max_bytes, retry_after_s and check_interval_ms must be positive")
+
+
+@dataclass(frozen=True)
+class MqttUplinkConfig:
+    """The MQTT batch uplink (``gateway.uplink_mqtt``): QoS 1 to one broker."""
+
+    #: Whether it runs.
+    enabled: bool = False
+    #: The broker, ``HOST:PORT`` (plain TCP).
+    broker: str = "127.0.0.1:1883"
+    #: Most batches published and not yet acknowledged (PUBACK) at once.
+    window: int = 16
+    #: MQTT keepalive, in seconds; the broker publishes the last will after 1.5 times this.
+    keepalive_s: int = 30
+    #: First retry delay after a failure, in milliseconds; doubles per failure (with jitter).
+    backoff_base_ms: int = 500
+    #: Longest retry delay, in milliseconds.
+    backoff_max_ms: int = 30_000
+
+    def __post_init__(self) -> None:
+        _check_batch_uplink(self.window, self.backoff_base_ms, self.backoff_max_ms)
+
+
+@dataclass(frozen=True)
+class HttpUplinkConfig:
+    """The HTTP(S) batch uplink (``gateway.uplink_http``): one POST per batch, in order."""
+
+    #: Whether it runs.
+    enabled: bool = False
+    #: Where batches are POSTed, ``http://`` or ``https://``.
+    url: str = ""
+    #: Milliseconds to wait for the server's answer before trying again.
+    timeout_ms: int = 10_000
+    #: First retry delay after a failure, in milliseconds; doubles per failure (with jitter).
+    backoff_base_ms: int = 500
+    #: Longest retry delay, in milliseconds.
+    backoff_max_ms: int = 30_000
+
+    def __post_init__(self) -> None:
+        if self.enabled and not self.url:
+            raise ValueError("the http uplink needs a url")
+        _check_batch_uplink(1, self.backoff_base_ms, self.backoff_max_ms)
+
+
+@dataclass(frozen=True)
+class BatchFileUplinkConfig:
+    """The batch file uplink (``gateway.uplink_batch_file``): a CBOR sequence of batches."""
+
+    #: Whether it runs.
+    enabled: bool = False
+    #: Directory of ``batches.cbor``; default ``<state_dir>/batches``.
+    directory: Path | None = None
+    #: Most batches appended per fsync.
+    window: int = 64
+    #: First retry delay after a failure (disk full...), in milliseconds; doubles per failure.
+    backoff_base_ms: int = 500
+    #: Longest retry delay, in milliseconds.
+    backoff_max_ms: int = 30_000
+
+    def __post_init__(self) -> None:
+        _check_batch_uplink(self.window, self.backoff_base_ms, self.backoff_max_ms)
+
+
+def _check_batch_uplink(window: int, base_ms: int, max_ms: int) -> None:
+    if window < 1:
+        raise ValueError(f"window must be at least 1, got {window}")
+    if not 0 < base_ms <= max_ms:
+        raise ValueError("backoff_base_ms must be positive and at most backoff_max_ms")
+
+
+@dataclass(frozen=True)
 class UplinksConfig:
     """Where readings go upstream; each uplink reads the outbox with its own cursor."""
 
     file: FileUplinkConfig = field(default_factory=FileUplinkConfig)
+    mqtt: MqttUplinkConfig = field(default_factory=MqttUplinkConfig)
+    http: HttpUplinkConfig = field(default_factory=HttpUplinkConfig)
+    batch_file: BatchFileUplinkConfig = field(default_factory=BatchFileUplinkConfig)
     #: How much lower the uplink processes' CPU priority is (a ``nice`` increment, 0..19).
     #: Answering boards has a deadline (they retransmit after about 2 s) while readings
     #: wait durably in the outbox, so when the CPU is short the uplinks are the ones to wait.
@@ -133,6 +262,8 @@ class GatewayConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     uplinks: UplinksConfig = field(default_factory=UplinksConfig)
+    batches: BatchesConfig = field(default_factory=BatchesConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
     #: A board counts as online when it was heard within this many seconds.
     online_window_s: int = 900
 
@@ -145,6 +276,11 @@ class GatewayConfig:
     def file_uplink_dir(self) -> Path:
         """Where the file uplink writes."""
         return self.uplinks.file.directory or self.state_dir / "uplink"
+
+    @property
+    def batch_file_dir(self) -> Path:
+        """Where the batch file uplink writes ``batches.cbor``."""
+        return self.uplinks.batch_file.directory or self.state_dir / "batches"
 
 
 def load_config(

@@ -5,7 +5,9 @@ Three kinds of process share the work, so that they share no interpreter lock:
 * this one runs the CoAP server (aiocoap) and answers boards;
 * the writer process (:mod:`gateway.writer`) decodes and commits what boards send, and says
   when each request is on disk, which is when this process answers it;
-* one process per uplink (:mod:`gateway.uplinks`) reads the outbox with its own cursor.
+* one process per uplink (:mod:`gateway.uplinks`) reads the outbox with its own cursor;
+  so do the batcher, which signs readings into hash-chained batches, the batch uplinks
+  (MQTT, HTTP, batch file) and the outbox keeper (pruning, the disk budget's policy).
 
 They meet in the SQLite file (WAL mode): only the writer writes readings and the registry,
 each uplink writes only its own cursor, and this process only reads.
@@ -13,6 +15,7 @@ each uplink writes only its own cursor, and this process only reads.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import gc
 import logging
@@ -23,15 +26,27 @@ from typing import Any
 import aiocoap
 from aiocoap.pipe import Pipe, error_to_message, run_driving_pipe
 
+from gateway.batch import ChainState
+from gateway.batch_log import prepare_batches
+from gateway.batch_processes import enabled_batch_uplinks
 from gateway.config import GatewayConfig
-from gateway.errors import BindError, StateDirError
+from gateway.errors import BindError, OutboxFull, StateDirError
 from gateway.resources import Admission, build_site
-from gateway.store import Counters, StoreReader, now_ms, prepare
+from gateway.store import Counters, StoreReader, connect, now_ms, prepare
+from gateway.uplink_file import UPLINK_NAME as FILE_UPLINK
 from gateway.uplinks import UplinkSupervisor
 from gateway.writer_link import WriterLink
 
 log = logging.getLogger(__name__)
 
+#: Persistent outbox counters shown in :meth:`Gateway.stats`.
+_OUTBOX_COUNTERS = (
+    "pruned_readings",
+    "pruned_batches",
+    "dropped_readings",
+    "dropped_batches",
+    "invalid_readings",
+)
 #: How long a stop waits for requests in hand to be committed and answered.
 _DRAIN_TIMEOUT_S = 5.0
 
@@ -60,6 +75,8 @@ class Gateway:
         self._store: StoreReader | None = None
         self._context: aiocoap.Context | None = None
         self._bound: tuple[str, int] | None = None
+        self._budget: asyncio.Task[None] | None = None
+        self.admission.retry_after_s = config.outbox.retry_after_s
 
     async def start(self) -> None:
         """Open the store, bind the CoAP server, start the uplinks.
@@ -68,11 +85,13 @@ class Gateway:
         """
         self._prepare_state_dir()
         prepare(self.config.db_path)
+        _prepare_batch_tables(self.config)
         self._store = StoreReader(self.config.db_path)
         try:
             await self.writer.start()
             await self._bind()
             await self.uplinks.start()
+            self._budget = asyncio.create_task(self._watch_budget(), name="outbox-budget")
         except BaseException:
             await self.stop()
             raise
@@ -88,7 +107,9 @@ class Gateway:
 
     async def _bind(self) -> None:
         host, port = self.config.bind.host, self.config.bind.port
-        site = build_site(self.writer, self.config.limits, self.counters, self.admission)
+        site = build_site(
+            self.writer, self.config.limits, self.counters, self.admission, stats=self.stats
+        )
         try:
             self._context = await _ServerContext.create_server_context(
                 site, bind=(host, port), transports=["udp6"]
@@ -115,9 +136,20 @@ class Gateway:
     def stats(self) -> dict[str, Any]:
         """A snapshot for operators and tests (this process's counters; the rest from the db)."""
         online_since = now_ms() - self.config.online_window_s * 1000
-        seen, online = self.store.board_counts(online_since)
-        head = self.store.head_id
-        delivered = self.store.delivered_ids()
+        store = self.store
+        seen, online = store.board_counts(online_since)
+        # Positions, not rows: pruning may have deleted every row behind them.
+        ((head,),) = store.read(
+            "SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'readings'"
+        )
+        delivered = store.delivered_ids()
+        outbox = self.config.outbox
+        chain = store.read("SELECT state, batched_id FROM batch_chain WHERE id = 1")
+        newest = ChainState.decode(chain[0][0]).seq if chain else 0
+        batched_id = chain[0][1] if chain else 0
+        progress = dict(store.read("SELECT uplink, delivered_seq FROM batch_progress"))
+        counters = dict(store.read("SELECT name, value FROM outbox_counters"))
+        batching = bool(enabled_batch_uplinks(self.config))
         return {
             "gateway_id": self.config.gateway_id,
             "readings_stored": self.counters.readings_stored,
@@ -132,12 +164,61 @@ class Gateway:
                     "backlog": max(head - delivered.get(name, 0), 0),
                 }
                 for name in self.uplinks.names
+                if name == FILE_UPLINK
+            },
+            "batches": {
+                "enabled": batching,
+                "newest_seq": newest,
+                "batched_id": batched_id,
+                "waiting": max(head - batched_id, 0) if batching else 0,
+            },
+            "batch_uplinks": {
+                name: {
+                    "delivered_seq": progress.get(name, 0),
+                    "backlog": max(newest - progress.get(name, 0), 0),
+                }
+                for name in enabled_batch_uplinks(self.config)
+            },
+            "outbox": {
+                "used_bytes": self._used_bytes(),
+                "max_bytes": outbox.max_bytes,
+                "policy": outbox.policy,
+                "full": self.admission.outbox_full,
+                "refused": self.counters.refused.get(OutboxFull.reason, 0),
+                **{name: counters.get(name, 0) for name in _OUTBOX_COUNTERS},
             },
         }
+
+    def _used_bytes(self) -> int:
+        ((pages, free, size),) = self.store.read(
+            "SELECT page_count, freelist_count, page_size"
+            " FROM pragma_page_count(), pragma_freelist_count(), pragma_page_size()"
+        )
+        return int((pages - free) * size)
+
+    async def _watch_budget(self) -> None:
+        """Under the ``refuse`` policy, refuse readings while the store is over budget."""
+        outbox = self.config.outbox
+        if outbox.max_bytes <= 0 or outbox.policy != "refuse":
+            return
+        while True:
+            try:
+                full = self._used_bytes() > outbox.max_bytes
+            except Exception as exc:  # a busy or closing store: keep the last verdict
+                log.debug("budget check failed: %s", exc)
+            else:
+                if full != self.admission.outbox_full:
+                    log.warning("outbox %s its budget", "over" if full else "back within")
+                self.admission.outbox_full = full
+            await asyncio.sleep(outbox.check_interval_ms / 1000)
 
     async def stop(self) -> None:
         """Stop accepting requests, let the writer commit what it has, stop the uplinks."""
         # Requests in hand get their answer before the socket closes.
+        if self._budget is not None:
+            self._budget.cancel()
+            await asyncio.gather(self._budget, return_exceptions=True)
+            self._budget = None
         await self.admission.close(_DRAIN_TIMEOUT_S)
         if self._context is not None:
             await self._context.shutdown()
@@ -178,6 +259,15 @@ def tune_gc() -> None:
     """
     gc.freeze()
     gc.set_threshold(50_000, 10, 100)
+
+
+def _prepare_batch_tables(config: GatewayConfig) -> None:
+    """Create the batch tables up front, so stats can read them before any batch is made."""
+    db = connect(config.db_path)
+    try:
+        prepare_batches(db)
+    finally:
+        db.close()
 
 
 def _bound_port(context: aiocoap.Context) -> int | None:

@@ -63,7 +63,7 @@ class OutboxKeeper:
     """Prunes delivered data and enforces the budget on one database."""
 
     def __init__(
-        self, path: Path, consumers: Consumers, *, max_bytes: int = 0, policy: Policy = "refuse"
+        self, path: Path, consumers: Consumers, *, max_bytes: int = 0, policy: str = "refuse"
     ) -> None:
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")

@@ -20,6 +20,7 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event as EventType
 from typing import Final
 
+from gateway.batch_processes import BATCH_MAINS, enabled_batch_processes
 from gateway.config import GatewayConfig
 from gateway.store import Outbox
 from gateway.uplink_file import UPLINK_NAME as FILE_UPLINK
@@ -56,15 +57,18 @@ def run_file_uplink(config: GatewayConfig, stop: EventType) -> None:
         outbox.close()
 
 
-#: Each uplink by name: the function its process runs.
+#: Each uplink by name: the function its process runs. The batcher, the outbox keeper and
+#: the batch uplinks (:mod:`gateway.batch_processes`) run under the same supervision.
 UPLINK_MAINS: Final[dict[str, Callable[[GatewayConfig, EventType], None]]] = {
     FILE_UPLINK: run_file_uplink,
+    **BATCH_MAINS,
 }
 
 
 def enabled_uplinks(config: GatewayConfig) -> list[str]:
-    """Names of the uplinks this configuration runs."""
-    return [FILE_UPLINK] if config.uplinks.file.enabled else []
+    """Names of the processes this configuration runs besides the server and the writer."""
+    readings = [FILE_UPLINK] if config.uplinks.file.enabled else []
+    return readings + enabled_batch_processes(config)
 
 
 class UplinkSupervisor:
