@@ -4,6 +4,9 @@
 
     simpul gateway <gateway_id> listening on coap://HOST:PORT state <state_dir>
 
+``simpul gateway key --public`` prints the batch signing key's public half (PEM) for
+consumers' key sets; ``--kid`` its key id; ``--rotate`` begins a key rotation.
+
 It stops gracefully on SIGTERM or SIGINT (exit code 0). Configuration errors, a port in use
 or an unusable state directory exit with code 2 and a one-line message on stderr.
 """
@@ -21,6 +24,7 @@ from typing import Any
 from gateway.config import GatewayConfig, load_config, parse_bind
 from gateway.daemon import Gateway, tune_gc
 from gateway.errors import GatewayError
+from gateway.identity import add_key_arguments
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -42,6 +46,13 @@ def add_commands(subparsers: Any) -> None:
     run.add_argument("--site", metavar="NAME", help="the site this gateway serves")
     run.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     run.set_defaults(handler=run_command)
+    key = commands.add_parser(
+        "key",
+        help="the gateway's batch signing key: print it, its id, or rotate it",
+        description="Print the public key consumers verify batches with (creating the key on"
+        " first use), its key id, or begin a rotation announced by the next batch.",
+    )
+    add_key_arguments(key)
 
 
 def config_from_args(args: argparse.Namespace) -> GatewayConfig:
