@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench import load
+from tests.bench.drain import drain_backlog
+from tests.bench.signing import signing_throughput
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench-results"
@@ -194,6 +196,8 @@ def uplink_catch_up(db_path: Path, timeout_s: float = 120.0) -> float | None:
 SCENARIOS: dict[str, Callable[[float], dict[str, Any]]] = {
     "gateway_vs_bare": gateway_vs_bare,
     "firmware_heap": firmware_heap,
+    "signing_throughput": signing_throughput,
+    "drain_backlog": drain_backlog,
 }
 
 
