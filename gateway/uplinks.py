@@ -21,6 +21,7 @@ from multiprocessing.synchronize import Event as EventType
 from typing import Final
 
 from gateway.batch_processes import BATCH_MAINS, enabled_batch_processes
+from gateway.children import child_main
 from gateway.config import GatewayConfig
 from gateway.store import Outbox
 from gateway.uplink_file import UPLINK_NAME as FILE_UPLINK
@@ -90,8 +91,8 @@ class UplinkSupervisor:
 
     def _start(self, name: str) -> BaseProcess:
         process = self._context.Process(
-            target=UPLINK_MAINS[name],
-            args=(self.config, self._stop),
+            target=child_main,
+            args=(UPLINK_MAINS[name], self.config, self._stop),
             name=f"simpul-uplink-{name}",
             daemon=True,
         )

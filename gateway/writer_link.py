@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from gateway import writer
+from gateway.children import child_main
 from gateway.config import LimitsConfig
 from gateway.errors import StoreUnavailable
 from gateway.store import Counters, SequenceRange, SubmitResult
@@ -93,7 +94,10 @@ class WriterLink:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER)
         process = multiprocessing.get_context("spawn").Process(
-            target=writer.serve, args=(theirs, *self._args), name="simpul-writer", daemon=True
+            target=child_main,
+            args=(writer.serve, theirs, *self._args),
+            name="simpul-writer",
+            daemon=True,
         )
         process.start()
         theirs.close()
