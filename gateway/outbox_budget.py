@@ -147,10 +147,11 @@ class OutboxKeeper:
         while self.used_bytes > self.max_bytes:
             dropped = self._drop_oldest_batches() if self.consumers.batch_uplinks else (0, 0)
             if dropped == (0, 0):
-                dropped = self._drop_oldest_readings()
-            if dropped == (0, 0):
-                log.warning("outbox over budget with nothing left to drop")
-                break
+                lost, deleted = self._drop_oldest_readings()
+                if not deleted:
+                    log.warning("outbox over budget with nothing left to drop")
+                    break
+                dropped = (lost, 0)
             readings += dropped[0]
             batches += dropped[1]
         if readings or batches:
@@ -171,17 +172,33 @@ class OutboxKeeper:
         return readings, len(rows)
 
     def _drop_oldest_readings(self, count: int = 5000) -> tuple[int, int]:
+        """Delete the oldest readings; return (dropped, deleted).
+
+        Only readings some reader still lacked count as dropped.
+        A reading every reader has passed (the batcher included: it is in a batch, waiting
+        or already counted when that batch was dropped) is pruned, not lost.
+        """
+        passed = self.readings_passed()
         with transaction(self._db) as db:
-            deleted = max(
-                db.execute(
-                    "DELETE FROM readings WHERE id IN"
-                    " (SELECT id FROM readings ORDER BY id LIMIT ?)",
-                    (count,),
-                ).rowcount,
-                0,
-            )
-            add_counter(db, "dropped_readings", deleted)
-        return deleted, 0
+            last = db.execute(
+                "SELECT max(id) FROM (SELECT id FROM readings ORDER BY id LIMIT ?)", (count,)
+            ).fetchone()[0]
+            if self.consumers.batching:
+                # Never under the batcher's feet: it may hold rows it has read but not yet
+                # committed into a batch. Space comes from dropping whole batches instead.
+                row = db.execute("SELECT batched_id FROM batch_chain WHERE id = 1").fetchone()
+                batched = int(row[0]) if row else 0
+                last = min(last, batched) if last is not None else None
+            if not last:
+                return 0, 0
+            (lost,) = db.execute(
+                "SELECT count(*) FROM readings WHERE id > ? AND id <= ?",
+                (passed if passed is not None else -1, last),
+            ).fetchone()
+            deleted = max(db.execute("DELETE FROM readings WHERE id <= ?", (last,)).rowcount, 0)
+            add_counter(db, "dropped_readings", int(lost))
+            add_counter(db, "pruned_readings", deleted - int(lost))
+        return int(lost), deleted
 
     def run(self, stop: Callable[[], bool], interval_s: float = 1.0) -> None:
         """Prune and enforce every ``interval_s`` until ``stop()``; errors are logged, retried."""
