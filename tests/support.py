@@ -1,7 +1,10 @@
-"""Helpers the integration and fault tests share: a real gateway process, its upstream."""
+"""Helpers the integration and fault tests share: a real gateway process, its upstream, and
+the oracle that checks what emulated boards sampled against what reached upstream."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import re
@@ -11,35 +14,64 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hw.engine import Fleet
 
 ROOT = Path(__file__).resolve().parent.parent
-READY = re.compile(r"listening on coap://(?P<host>[^ ]+):(?P<port>\d+)")
+#: The line ``simpul gateway run`` prints once it listens.
+READY_LINE = re.compile(
+    r"^simpul gateway (?P<id>\S+) listening on coap://(?P<host>\[[^\]]+\]|[^:\s]+):(?P<port>\d+)"
+    r" state (?P<state>.+)$"
+)
 
 
 def free_udp_port() -> int:
+    """A UDP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
 class GatewayProcess:
-    """``simpul gateway run`` as its own process, on a fixed port so restarts keep it."""
+    """``simpul gateway run`` as its own process, in a session of its own so a kill can take
+    every process of it (writer, batcher, uplinks).
 
-    def __init__(self, state_dir: Path, port: int | None = None, gateway_id: str = "gw-test"):
+    ``port=None`` picks a free port once, so restarts keep it; ``port=0`` lets the gateway
+    choose at each start (``port`` is then read from the ready line). ``env`` is added to the
+    environment, e.g. ``SIMPUL_GATEWAY__…`` settings; ``site=None`` passes no ``--site``.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        port: int | None = None,
+        gateway_id: str = "gw-test",
+        *,
+        site: str | None = "Test site",
+        env: Mapping[str, str] | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.state_dir = state_dir
-        self.port = port or free_udp_port()
+        self.port = free_udp_port() if port is None else port
         self.gateway_id = gateway_id
+        self.site = site
+        self.env = dict(env or {})
+        self.extra_args = extra_args
         self.proc: subprocess.Popen[str] | None = None
+        self.ready: re.Match[str] | None = None
         self.log = state_dir.parent / f"{state_dir.name}.log"
 
     @property
     def address(self) -> tuple[str, int]:
         return ("127.0.0.1", self.port)
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 30.0) -> re.Match[str]:
+        """Start the daemon and wait for its ready line; returns the parsed line."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
             sys.executable,
@@ -53,35 +85,53 @@ class GatewayProcess:
             str(self.state_dir),
             "--gateway-id",
             self.gateway_id,
-            "--site",
-            "Test site",
+            *(["--site", self.site] if self.site is not None else []),
+            *self.extra_args,
         ]
-        log = self.log.open("a")
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("SIMPUL_GATEWAY__BIND__PORT", None)
+        env.update(self.env)
+        with self.log.open("a") as log:
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                env=env,
+                start_new_session=True,
+            )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
-            if READY.search(line):
-                return
+            match = READY_LINE.match(line.strip())
+            if match:
+                self.ready = match
+                self.port = int(match["port"])
+                return match
             if not line and self.proc.poll() is not None:
                 break
-        self.proc.kill()
-        raise RuntimeError(f"gateway did not start; see {self.log}: {self.log.read_text()[-2000:]}")
+        self.close()
+        raise RuntimeError(f"gateway did not start; see {self.log}: {self.stderr_text()[-2000:]}")
 
-    def kill(self) -> None:
+    def stderr_text(self) -> str:
+        """Everything the gateway wrote to stderr, over all its starts."""
+        return self.log.read_text() if self.log.exists() else ""
+
+    def kill(self, *, every_process: bool = False) -> None:
+        """SIGKILL, as in a power cut: the daemon alone, or with every process of its session."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
+        if every_process:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        else:
+            self.proc.kill()
         self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
     def stop(self) -> int:
+        """SIGTERM and wait; returns the exit code (0 if it never ran)."""
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else 0
         self.proc.terminate()
@@ -91,6 +141,16 @@ class GatewayProcess:
             self.proc.kill()
             self.proc.wait()
             raise
+
+    def close(self) -> None:
+        """SIGKILL whatever is left of the session and release the pipe; safe to call twice."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
     def stored(self) -> set[tuple[str, str, int]]:
         """(board, name, time_ms) of every reading in the gateway's store."""
@@ -109,16 +169,94 @@ class GatewayProcess:
         return lines
 
 
-def wait_until(predicate: Any, timeout: float, step: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return bool(predicate())
-
-
 def iter_console(board_dir: Path) -> Iterator[str]:
     path = board_dir / "console.log"
     if path.exists():
         yield from path.read_text().splitlines()
+
+
+# The pipeline oracle: what emulated boards sampled (their consoles) against what went upstream.
+
+#: Boards that sample twice a second and give up on a silent gateway quickly.
+FAST = {
+    "interval_s": 0.5,
+    "health_every": 4,
+    "coap_ack_timeout_ms": 300,
+    "coap_max_retransmit": 2,
+    "retry_max_s": 1,
+    "watchdog_ms": 60000,
+}
+
+#: The reading names each kind of board sends.
+NAMES = {
+    "air": {"temperature", "humidity", "pressure", "pm1", "pm2_5", "pm10", "battery"},
+    "water": {"temperature", "humidity", "pressure", "distance", "level", "battery"},
+    "bin": {"distance", "fill", "battery"},
+}
+
+
+async def eventually(predicate: Callable[[], bool], within: float, step: float = 0.2) -> bool:
+    """Poll ``predicate`` every ``step`` s without blocking the loop; False after ``within`` s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(step)
+    return predicate()
+
+
+def sampled_through(fleet: Fleet) -> dict[str, int]:
+    """board -> the newest sample sequence number it has taken so far."""
+    return {r.spec.board_id: max(r.record.samples, default=0) for r in fleet.runners}
+
+
+def expected_readings(fleet: Fleet, through: dict[str, int]) -> dict[tuple[str, int], int]:
+    """(board, time_ms) -> how many readings the board sampled then, up to ``through``."""
+    return {
+        (r.spec.board_id, t_ms): n
+        for r in fleet.runners
+        for seq, (t_ms, n) in r.record.samples.items()
+        if seq <= through[r.spec.board_id]
+    }
+
+
+async def drain(fleet: Fleet, through: dict[str, int], within: float = 40) -> None:
+    """Keep the boards running until each saw everything up to ``through`` acknowledged."""
+    done = await eventually(
+        lambda: all(r.record.acked_through >= through[r.spec.board_id] for r in fleet.runners),
+        within,
+    )
+    behind = {
+        r.spec.board_id: (r.record.acked_through, through[r.spec.board_id])
+        for r in fleet.runners
+        if r.record.acked_through < through[r.spec.board_id]
+    }
+    assert done, f"boards never saw their samples acknowledged: {behind}"
+
+
+def assert_exactly_once(gateway: GatewayProcess, fleet: Fleet, through: dict[str, int]) -> None:
+    """Every reading sampled up to ``through`` is upstream once, none twice, all well named."""
+    lines = gateway.upstream()
+    keys = Counter((line["board"], line["name"], line["time_ms"]) for line in lines)
+    repeated = [k for k, c in keys.items() if c > 1]
+    assert not repeated, f"readings delivered more than once: {repeated[:5]}"
+    per_sample = Counter((line["board"], line["time_ms"]) for line in lines)
+    expected = expected_readings(fleet, through)
+    missing = {k: (n, per_sample.get(k, 0)) for k, n in expected.items() if per_sample[k] != n}
+    assert not missing, f"{len(missing)} samples not upstream exactly once: {list(missing)[:5]}"
+    kinds = {r.spec.board_id: r.spec.kind for r in fleet.runners}
+    for line in lines:
+        assert line["name"] in NAMES[kinds[line["board"]]], line
+        assert isinstance(line["value"], int | float), line
+
+
+async def wait_upstream(gateway: GatewayProcess, fleet: Fleet, through: dict[str, int]) -> None:
+    """Give the file uplink time to write out every expected reading."""
+    expected = expected_readings(fleet, through)
+
+    def arrived() -> bool:
+        have = Counter((line["board"], line["time_ms"]) for line in gateway.upstream())
+        return all(have[k] >= n for k, n in expected.items())
+
+    await eventually(arrived, 20)

@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
-import re
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import cbor2
 import pytest
@@ -22,13 +15,7 @@ from aiocoap import POST, Context, Message
 
 from gateway.config import GatewayConfig, load_config
 from gateway.daemon import Gateway
-
-ROOT = Path(__file__).resolve().parents[2]
-#: The line ``simpul gateway run`` prints once it listens.
-READY_LINE = re.compile(
-    r"^simpul gateway (?P<id>\S+) listening on coap://(?P<host>\[[^\]]+\]|[^:\s]+):(?P<port>\d+)"
-    r" state (?P<state>.+)$"
-)
+from tests.support import GatewayProcess
 
 
 class HoldCommit:
@@ -45,14 +32,6 @@ class HoldCommit:
     def __call__(self) -> None:  # runs in the writer process, just before COMMIT
         self.held.set()
         self.release.wait(10)
-
-
-def free_udp_port() -> int:
-    """A UDP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def gateway_config(state_dir: Path, **overrides: Any) -> GatewayConfig:
@@ -141,83 +120,10 @@ async def client(gateway: Gateway) -> AsyncIterator[Client]:
         await context.shutdown()
 
 
-@dataclass
-class GatewayProcess:
-    """``python -m fleet.cli gateway run`` as a child process."""
-
-    state_dir: Path
-    port: int = 0
-    extra_args: list[str] = field(default_factory=list)
-    proc: subprocess.Popen[str] | None = None
-    ready: re.Match[str] | None = None
-    stderr_path: Path | None = None
-
-    def start(self, timeout_s: float = 30.0) -> re.Match[str]:
-        """Start the daemon and wait for its ready line; returns the parsed line."""
-        self.stderr_path = self.state_dir.parent / f"{self.state_dir.name}.stderr"
-        stderr: IO[str] = self.stderr_path.open("a")
-        cmd = [
-            sys.executable,
-            "-m",
-            "fleet.cli",
-            "gateway",
-            "run",
-            "--bind",
-            f"127.0.0.1:{self.port}",
-            "--state-dir",
-            str(self.state_dir),
-            "--gateway-id",
-            "gw-proc",
-            *self.extra_args,
-        ]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("SIMPUL_GATEWAY__BIND__PORT", None)
-        self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env
-        )
-        stderr.close()
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line and self.proc.poll() is not None:
-                break
-            match = READY_LINE.match(line.strip())
-            if match:
-                self.ready = match
-                self.port = int(match["port"])
-                return match
-        self.proc.kill()
-        self.proc.wait()
-        raise RuntimeError(f"gateway did not start: {self.stderr_text()[-2000:]}")
-
-    def stderr_text(self) -> str:
-        return self.stderr_path.read_text() if self.stderr_path else ""
-
-    def kill(self) -> None:
-        """SIGKILL: no chance to clean up, as in a power cut of the process."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def terminate(self, timeout_s: float = 20.0) -> int:
-        """SIGTERM and wait; returns the exit code."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout_s)
-
-    def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        if self.proc is not None and self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
 @pytest.fixture
 def gateway_process(tmp_path: Path) -> Iterator[GatewayProcess]:
     """A daemon process (not started) with its state in ``tmp_path / "state"``."""
-    process = GatewayProcess(tmp_path / "state")
+    process = GatewayProcess(tmp_path / "state", port=0, gateway_id="gw-proc", site=None)
     try:
         yield process
     finally:

@@ -14,14 +14,8 @@ import cbor2
 import pytest
 from aiocoap import Context
 
-from tests.gateway.conftest import (
-    ROOT,
-    Client,
-    GatewayProcess,
-    db_rows,
-    free_udp_port,
-    senml_pack,
-)
+from tests.gateway.conftest import Client, db_rows, senml_pack
+from tests.support import ROOT, GatewayProcess
 
 CHANGED = "2.04 Changed"
 
@@ -48,14 +42,14 @@ async def test_ready_line_then_sigterm_stops_cleanly(gateway_process: GatewayPro
         assert str((await client.post_pack(senml_pack())).code) == CHANGED
     finally:
         await context.shutdown()
-    assert await asyncio.to_thread(gateway_process.terminate) == 0
+    assert await asyncio.to_thread(gateway_process.stop) == 0
     assert "Traceback" not in gateway_process.stderr_text()
     assert db_rows(gateway_process.state_dir, "SELECT count(*) FROM readings") == [(1,)]
 
 
 @pytest.mark.slow
 async def test_every_acknowledged_batch_survives_sigkill(tmp_path: Path) -> None:
-    gateway = GatewayProcess(tmp_path / "state", port=free_udp_port())
+    gateway = GatewayProcess(tmp_path / "state")
     gateway.start()
     acked: set[tuple[str, str, int]] = set()
     sent = 0

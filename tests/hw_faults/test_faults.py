@@ -8,7 +8,7 @@ import asyncio
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,26 +16,18 @@ import pytest
 
 from hw.engine import BoardRunner, Fleet, firmware_module, plan_fleet
 from hw.flash import Flash
-from tests.integration.test_pipeline import (
+from tests.support import (
     FAST,
+    GatewayProcess,
     assert_exactly_once,
     drain,
+    eventually,
+    iter_console,
     sampled_through,
     wait_upstream,
 )
-from tests.support import GatewayProcess, iter_console
 
 ENGINES = ["cpython", "mpy"]
-
-
-async def eventually(predicate: Callable[[], bool], within: float) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while loop.time() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.05)
-    return predicate()
 
 
 @pytest.fixture
@@ -79,17 +71,17 @@ async def test_power_cut_at_every_write_of_a_cycle_loses_and_corrupts_nothing(
     runner = fleet.runners[0]
     fleet.start()
     try:
-        assert await eventually(lambda: runner.record.acked_through >= 2, 20)
+        assert await eventually(lambda: runner.record.acked_through >= 2, 20, step=0.05)
         # Writes since power-on: the boot counter, the ring buffer's appends and its state
         # after each acknowledgement. Cut the power at each in turn, one boot each.
         for n in range(1, 9):
             boots = runner.record.boots
             runner.faults.flash.cut_at_write = n
-            rebooted = await eventually(lambda b=boots: runner.record.boots > b, 20)  # type: ignore[misc]
+            rebooted = await eventually(lambda b=boots: runner.record.boots > b, 20, step=0.05)  # type: ignore[misc]
             assert rebooted, f"no power cut at write {n}"
             assert runner.faults.flash.cut_at_write is None
         acked = runner.record.acked_through
-        assert await eventually(lambda: runner.record.acked_through > acked, 20)
+        assert await eventually(lambda: runner.record.acked_through > acked, 20, step=0.05)
         through = sampled_through(fleet)
         await drain(fleet, through)
     finally:
@@ -113,7 +105,9 @@ async def test_link_down_then_lossy_and_slow_delivers_everything_once(
     fleet = Fleet(plan_fleet(2, seed=6, config=FAST), tmp_path, gateway.address, engine=engine)
     fleet.start()
     try:
-        assert await eventually(lambda: all(r.record.acked_through >= 1 for r in fleet.runners), 20)
+        assert await eventually(
+            lambda: all(r.record.acked_through >= 1 for r in fleet.runners), 20, step=0.05
+        )
         for runner in fleet.runners:
             runner.faults.link.down = True
         before = {r.spec.board_id: r.record.acked_through for r in fleet.runners}
@@ -150,7 +144,7 @@ async def test_dead_and_garbage_sensors_are_reported_while_the_others_keep_repor
     board_id = runner.spec.board_id
     fleet.start()
     try:
-        assert await eventually(lambda: runner.record.acked_through >= 1, 20)
+        assert await eventually(lambda: runner.record.acked_through >= 1, 20, step=0.05)
         runner.hardware.devices["pms5003"].fault = "timeout"  # stops answering
         runner.hardware.devices["bme280"].fault = "garbage"  # answers, with nonsense
         faulted_at = max(runner.record.samples)
@@ -160,8 +154,8 @@ async def test_dead_and_garbage_sensors_are_reported_while_the_others_keep_repor
             errors = (health or {}).get("sensor_errors", {})
             return "pms5003" in errors and "bme280" in errors
 
-        assert await eventually(reported, 30), last_health(gateway, board_id)
-        assert await eventually(lambda: max(runner.record.samples) >= faulted_at + 5, 20)
+        assert await eventually(reported, 30, step=0.05), last_health(gateway, board_id)
+        assert await eventually(lambda: max(runner.record.samples) >= faulted_at + 5, 20, step=0.05)
         through = sampled_through(fleet)
         await drain(fleet, through)
     finally:

@@ -14,14 +14,15 @@ import pytest
 
 from hw.engine import Fleet, plan_fleet
 from hw.vm.runner import VmBoardRunner
-from tests.integration.test_pipeline import (
+from tests.support import (
     FAST,
+    GatewayProcess,
     assert_exactly_once,
     drain,
+    iter_console,
     sampled_through,
     wait_upstream,
 )
-from tests.support import GatewayProcess, iter_console
 
 
 @pytest.mark.slow

@@ -8,10 +8,7 @@ board saw acknowledged (repeats only as whole batches, which it recognises).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import random
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -26,11 +23,11 @@ from aiocoap import GET, Context, Message
 
 from gateway.batch import ChainState, decode
 from gateway.daemon import Gateway
-from tests.gateway.conftest import READY_LINE, Client, free_udp_port, gateway_config
+from tests.gateway.conftest import Client, gateway_config
 from tests.mosquitto import Broker, free_tcp_port, running_mosquitto
+from tests.support import ROOT, GatewayProcess
 from tests.upstream import Subscriber, http_upstream, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 GATEWAY_ID = "gw-e2e"
 SITE = "kec-a"
 TOPIC = f"simpul/{SITE}/{GATEWAY_ID}/batches"
@@ -43,72 +40,6 @@ def batch_env(**settings: Any) -> dict[str, str]:
         "SIMPUL_GATEWAY__" + key.upper().replace(".", "__"): str(value)
         for key, value in settings.items()
     }
-
-
-class GatewayRun:
-    """``simpul gateway run`` in a session of its own, so a kill can take every process."""
-
-    def __init__(self, state_dir: Path, env: dict[str, str]) -> None:
-        self.state_dir = state_dir
-        self.env = env
-        self.port = free_udp_port()
-        self.proc: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        cmd = [
-            sys.executable,
-            "-m",
-            "fleet.cli",
-            "gateway",
-            "run",
-            "--bind",
-            f"127.0.0.1:{self.port}",
-            "--state-dir",
-            str(self.state_dir),
-            "--gateway-id",
-            GATEWAY_ID,
-            "--site",
-            SITE,
-        ]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
-        log = (self.state_dir.parent / "gateway.log").open("a")
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            env=env,
-            start_new_session=True,
-        )
-        log.close()
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not READY_LINE.match(line.strip()):
-            self.kill_all()
-            raise RuntimeError(f"gateway did not start: {line!r}")
-
-    def kill(self, *, every_process: bool) -> None:
-        """SIGKILL the daemon (and, if asked, its writer, batcher and uplinks with it)."""
-        assert self.proc is not None
-        if every_process:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        else:
-            self.proc.kill()
-        self.proc.wait(10)
-        assert self.proc.stdout is not None
-        self.proc.stdout.close()
-
-    def kill_all(self) -> None:
-        if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def terminate(self) -> None:
-        assert self.proc is not None
-        self.proc.terminate()
-        self.proc.wait(20)
 
 
 def db_value(state_dir: Path, sql: str) -> Any:
@@ -140,6 +71,16 @@ def all_delivered(state_dir: Path, uplink: str) -> bool:
 def newest_seq(state_dir: Path) -> int:
     state = db_value(state_dir, "SELECT state FROM batch_chain")
     return ChainState.decode(state).seq if state else 0
+
+
+async def delivered_over_mqtt(state_dir: Path, subscriber: Subscriber, within: float) -> int:
+    """Wait until every batch went out over MQTT and the newest reached ``subscriber``."""
+    assert await asyncio.to_thread(wait_for, lambda: all_delivered(state_dir, "mqtt"), within)
+    newest = newest_seq(state_dir)
+    assert await asyncio.to_thread(
+        wait_for, lambda: newest in {decode(p).seq for p in subscriber.payloads()}, 10
+    )
+    return newest
 
 
 def verify(
@@ -243,7 +184,7 @@ async def test_sigkilled_twenty_times_during_upload_verify_finds_every_acked_rea
                 "batches.max_age_ms": 50,
             }
         )
-        gateway = GatewayRun(state, env)
+        gateway = GatewayProcess(state, gateway_id=GATEWAY_ID, site=SITE, env=env)
         acked: set[Reading] = set()
         rng = random.Random(3)
         start_ms = 1_700_000_000_000
@@ -255,14 +196,10 @@ async def test_sigkilled_twenty_times_during_upload_verify_finds_every_acked_rea
                 start_ms += 100_000
                 gateway.kill(every_process=cycle % 2 == 0)
             gateway.start()
-            assert await asyncio.to_thread(wait_for, lambda: all_delivered(state, "mqtt"), 30)
-            newest = newest_seq(state)
-            assert await asyncio.to_thread(
-                wait_for, lambda: newest in {decode(p).seq for p in subscriber.payloads()}, 10
-            )
-            gateway.terminate()
+            newest = await delivered_over_mqtt(state, subscriber, 30)
+            gateway.stop()
         finally:
-            gateway.kill_all()
+            gateway.close()
             subscriber.stop()
     received = subscriber.payloads()
     result = verify(state / "keys" / "gateway.pub", received, tmp_path)
@@ -302,7 +239,7 @@ async def test_broker_outage_mqtt_catches_up_in_order_http_never_held_back(
                 "batches.max_age_ms": 50,
             }
         )
-        gateway = GatewayRun(state, env)
+        gateway = GatewayProcess(state, gateway_id=GATEWAY_ID, site=SITE, env=env)
         gateway.start()
         try:
             await post_for(coap, gateway.port, "wl-02", 1_700_000_000_000, 1.0, acked)
@@ -316,14 +253,10 @@ async def test_broker_outage_mqtt_catches_up_in_order_http_never_held_back(
             assert not all_delivered(state, "mqtt")
             broker.start()  # same port
             subscriber = Subscriber(broker, TOPIC, client_id="after-outage").start()
-            assert await asyncio.to_thread(wait_for, lambda: all_delivered(state, "mqtt"), 20)
-            newest = newest_seq(state)
-            assert await asyncio.to_thread(
-                wait_for, lambda: newest in {decode(p).seq for p in subscriber.payloads()}, 10
-            )
-            gateway.terminate()
+            await delivered_over_mqtt(state, subscriber, 20)
+            gateway.stop()
         finally:
-            gateway.kill_all()
+            gateway.close()
             subscriber.stop()
             broker.stop()
     key = state / "keys" / "gateway.pub"
@@ -472,7 +405,7 @@ def _file_batches(tmp_path: Path) -> Iterator[tuple[Path, list[bytes]]]:
             "batches.max_age_ms": 20,
         }
     )
-    gateway = GatewayRun(state, env)
+    gateway = GatewayProcess(state, gateway_id=GATEWAY_ID, site=SITE, env=env)
     gateway.start()
 
     async def load() -> None:
@@ -486,9 +419,9 @@ def _file_batches(tmp_path: Path) -> Iterator[tuple[Path, list[bytes]]]:
     try:
         asyncio.run(load())
         assert wait_for(lambda: all_delivered(state, "batch_file"), 15)
-        gateway.terminate()
+        gateway.stop()
     finally:
-        gateway.kill_all()
+        gateway.close()
     with (state / "batches" / "batches.cbor").open("rb") as fp:
         batches = list(iter_sequence(fp))
     yield state / "keys" / "gateway.pub", batches

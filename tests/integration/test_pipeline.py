@@ -11,93 +11,21 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from hw.engine import Fleet, plan_fleet
-from tests.support import GatewayProcess, iter_console
-
-# Boards that sample twice a second and give up on a silent gateway quickly.
-FAST = {
-    "interval_s": 0.5,
-    "health_every": 4,
-    "coap_ack_timeout_ms": 300,
-    "coap_max_retransmit": 2,
-    "retry_max_s": 1,
-    "watchdog_ms": 60000,
-}
-
-NAMES = {
-    "air": {"temperature", "humidity", "pressure", "pm1", "pm2_5", "pm10", "battery"},
-    "water": {"temperature", "humidity", "pressure", "distance", "level", "battery"},
-    "bin": {"distance", "fill", "battery"},
-}
-
-
-async def eventually(predicate: Callable[[], bool], within: float) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while loop.time() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.2)
-    return predicate()
-
-
-def sampled_through(fleet: Fleet) -> dict[str, int]:
-    return {r.spec.board_id: max(r.record.samples, default=0) for r in fleet.runners}
-
-
-def expected_readings(fleet: Fleet, through: dict[str, int]) -> dict[tuple[str, int], int]:
-    """(board, time_ms) -> how many readings the board sampled then, up to ``through``."""
-    return {
-        (r.spec.board_id, t_ms): n
-        for r in fleet.runners
-        for seq, (t_ms, n) in r.record.samples.items()
-        if seq <= through[r.spec.board_id]
-    }
-
-
-async def drain(fleet: Fleet, through: dict[str, int], within: float = 40) -> None:
-    """Keep the boards running until each saw everything up to ``through`` acknowledged."""
-    done = await eventually(
-        lambda: all(r.record.acked_through >= through[r.spec.board_id] for r in fleet.runners),
-        within,
-    )
-    behind = {
-        r.spec.board_id: (r.record.acked_through, through[r.spec.board_id])
-        for r in fleet.runners
-        if r.record.acked_through < through[r.spec.board_id]
-    }
-    assert done, f"boards never saw their samples acknowledged: {behind}"
-
-
-def assert_exactly_once(gateway: GatewayProcess, fleet: Fleet, through: dict[str, int]) -> None:
-    lines = gateway.upstream()
-    keys = Counter((line["board"], line["name"], line["time_ms"]) for line in lines)
-    repeated = [k for k, c in keys.items() if c > 1]
-    assert not repeated, f"readings delivered more than once: {repeated[:5]}"
-    per_sample = Counter((line["board"], line["time_ms"]) for line in lines)
-    expected = expected_readings(fleet, through)
-    missing = {k: (n, per_sample.get(k, 0)) for k, n in expected.items() if per_sample[k] != n}
-    assert not missing, f"{len(missing)} samples not upstream exactly once: {list(missing)[:5]}"
-    kinds = {r.spec.board_id: r.spec.kind for r in fleet.runners}
-    for line in lines:
-        assert line["name"] in NAMES[kinds[line["board"]]], line
-        assert isinstance(line["value"], int | float), line
-
-
-async def wait_upstream(gateway: GatewayProcess, fleet: Fleet, through: dict[str, int]) -> None:
-    """Give the file uplink time to write out every expected reading."""
-    expected = expected_readings(fleet, through)
-
-    def arrived() -> bool:
-        have = Counter((line["board"], line["time_ms"]) for line in gateway.upstream())
-        return all(have[k] >= n for k, n in expected.items())
-
-    await eventually(arrived, 20)
+from tests.support import (
+    FAST,
+    GatewayProcess,
+    assert_exactly_once,
+    drain,
+    expected_readings,
+    iter_console,
+    sampled_through,
+    wait_upstream,
+)
 
 
 @pytest.mark.slow
