@@ -118,6 +118,7 @@ def firmware(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks: figures go to bench-results/ with the machine and the method."""
+    _apt_install(APT_PACKAGES)
     _npm_ci(session)
     _install(session, "test")
     session.run("python", "-m", "tests.bench", *session.posargs)
