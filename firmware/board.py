@@ -26,6 +26,7 @@ import time
 
 import machine
 import network
+from flashfs import Flash
 
 # Pins of the simpul sensor carrier board (hw/profiles.py holds the same map for the emulator).
 _PINS = {
@@ -47,32 +48,6 @@ _CAUSES = {
     machine.DEEPSLEEP_RESET: "deepsleep",
     machine.SOFT_RESET: "soft",
 }
-
-
-class Flash:
-    def open(self, path, mode):
-        return open(path, mode)
-
-    def remove(self, path):
-        os.remove(path)
-
-    def rename(self, old, new):
-        os.rename(old, new)
-
-    def size(self, path):
-        try:
-            return os.stat(path)[6]
-        except OSError:
-            return -1
-
-    def listdir(self, path):
-        return os.listdir(path)
-
-    def mkdir(self, path):
-        try:
-            os.mkdir(path)
-        except OSError:
-            pass
 
 
 class Udp:

@@ -2,11 +2,12 @@
 # Lives at the root with slots.py, outside both slots (see slots.py).
 import sys
 
+import flashfs
 import slots
 
 
 def _boot():
-    files = slots.Files()
+    files = flashfs.Flash()
     state = slots.read(files)
     slot, new = slots.choose(state)
     if new != state:

@@ -4,12 +4,11 @@
 written into the inactive slot and set as ``trial``; the next boot runs it once. The app
 confirms it (``confirm``) after its self-test; a reset before that returns to ``active``.
 
-``boot.py`` and this module sit at the filesystem's root, outside both slots, so that no
-update can replace the code that chooses what to boot.
+``boot.py``, this module and ``flashfs.py`` sit at the filesystem's root, outside both
+slots, so that no update can replace the code that chooses what to boot.
 """
 
 import json
-import os
 
 PATH = "/slots.json"
 SLOTS = ("a", "b")
@@ -65,13 +64,3 @@ def confirm(state):
     new["trial"] = None
     new["trial_boots"] = 0
     return new
-
-
-class Files:
-    """The root filesystem as boot.py sees it, before a slot (and board.py in it) is chosen."""
-
-    def open(self, path, mode):
-        return open(path, mode)
-
-    def rename(self, old, new):
-        os.rename(old, new)

@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hw.engine import ENGINES, Fleet, plan_fleet
+from hw.engine import ENGINES, Fleet, cycle_config, plan_fleet
 
 
 def host_port(text: str) -> tuple[str, int]:
@@ -120,16 +120,6 @@ def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo.set_defaults(handler=run_demo)
 
 
-def _board_config(cycle: float) -> dict[str, float | int]:
-    return {
-        "interval_s": cycle,
-        "health_every": 5,
-        "coap_ack_timeout_ms": 1000,
-        "retry_max_s": max(2 * cycle, 5.0),
-        "watchdog_ms": int(max(30.0, 10 * cycle) * 1000),
-    }
-
-
 async def _until_stopped(duration: float | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -151,7 +141,7 @@ def run_emulate(args: argparse.Namespace) -> int:
 
 
 async def _emulate(args: argparse.Namespace) -> int:
-    specs = plan_fleet(args.boards, args.seed, _board_config(args.cycle))
+    specs = plan_fleet(args.boards, args.seed, cycle_config(args.cycle))
     fleet = Fleet(specs, args.state_dir, args.gateway, engine=args.engine, serial=args.serial)
     if args.power_cut_at_write:
         for runner in fleet.runners:

@@ -22,8 +22,7 @@ from rich.table import Table
 
 from gateway.config import load_config
 from gateway.daemon import Gateway
-from hw.cli import _board_config
-from hw.engine import SITES, Fleet, plan_fleet
+from hw.engine import SITES, Fleet, cycle_config, plan_fleet
 
 # What the live view shows per site, in this order: (reading name, label, unit).
 _SHOWN = (
@@ -114,7 +113,7 @@ async def run(
     gateway = Gateway(config)
     await gateway.start()
     host, port = gateway.bound_address
-    specs = plan_fleet(boards, 1, _board_config(cycle))
+    specs = plan_fleet(boards, 1, cycle_config(cycle))
     site_of = {s.board_id: s.site for s in specs}
     fleet = Fleet(specs, state_dir, (host, port))
     upstream = Upstream(config.file_uplink_dir)

@@ -403,6 +403,18 @@ SITES = ("Takengon", "Tegal", "Cimahi", "Tarutung", "Pematang Siantar")
 KINDS = ("air", "water", "bin")
 
 
+def cycle_config(cycle: float) -> dict[str, float | int]:
+    """Board settings for sampling every ``cycle`` seconds on one machine: health every fifth
+    cycle, a short CoAP timeout, retries and watchdog scaled to the cycle."""
+    return {
+        "interval_s": cycle,
+        "health_every": 5,
+        "coap_ack_timeout_ms": 1000,
+        "retry_max_s": max(2 * cycle, 5.0),
+        "watchdog_ms": int(max(30.0, 10 * cycle) * 1000),
+    }
+
+
 def plan_fleet(
     count: int, seed: int = 1, config: Mapping[str, Any] | None = None
 ) -> list[BoardSpec]:

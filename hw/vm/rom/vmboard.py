@@ -1,5 +1,5 @@
 # mypy: ignore-errors
-# ruff: noqa: UP031, SIM105
+# ruff: noqa: UP031
 # (MicroPython code: it runs inside the VM, never on CPython.)
 """The emulated ESP32 as the firmware sees it on the MicroPython VM engine.
 
@@ -27,6 +27,7 @@ import time
 
 import simpul_host
 import vfs
+from flashfs import Flash
 
 ESP32_HEAP = 111 * 1024  # what MicroPython has free on an ESP32 without PSRAM
 
@@ -189,34 +190,6 @@ class HostFlash:
 
     def getcwd(self):
         return self._cwd
-
-
-class Flash:
-    """``board.flash``: the mounted filesystem, as ``firmware/board.py`` uses it on a chip."""
-
-    def open(self, path, mode):
-        return open(path, mode)
-
-    def remove(self, path):
-        os.remove(path)
-
-    def rename(self, old, new):
-        os.rename(old, new)
-
-    def size(self, path):
-        try:
-            return os.stat(path)[6]
-        except OSError:
-            return -1
-
-    def listdir(self, path):
-        return os.listdir(path)
-
-    def mkdir(self, path):
-        try:
-            os.mkdir(path)
-        except OSError:
-            pass
 
 
 # --- buses: machine.I2C / UART / ADC as the drivers use them ------------------------------
