@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
 
 from gateway import cli as gateway_cli
-from gateway import verify_cli
+from gateway.batches import cli as verify_cli
 from hw import cli as hw_cli
 
 Handler = Callable[[argparse.Namespace], int]
@@ -23,11 +24,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog="simpul",
         description="simpul runs a city's sensor network: boards, gateways and the fleet.",
     )
+    parser.add_argument("--version", action="version", version=f"simpul {simpul_version()}")
     groups = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     gateway_cli.add_commands(groups)
     verify_cli.add_commands(groups)
     hw_cli.add_commands(groups)
     return parser
+
+
+def simpul_version() -> str:
+    """The installed distribution's version (``0+unknown`` when run from a bare checkout)."""
+    try:
+        return version("simpul")
+    except PackageNotFoundError:
+        return "0+unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,10 +21,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gateway.batches.keys import add_key_arguments
 from gateway.config import GatewayConfig, load_config, parse_bind
-from gateway.daemon import Gateway, tune_gc
 from gateway.errors import GatewayError
-from gateway.identity import add_key_arguments
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -84,6 +83,10 @@ def run_command(args: argparse.Namespace) -> int:
 
 async def serve(config: GatewayConfig) -> int:
     """Run a gateway until SIGTERM or SIGINT, then stop it gracefully."""
+    # Imported here: the rest of the ``simpul`` command (``verify`` above all) needs no
+    # CoAP stack, and a consumer's machine may not have one.
+    from gateway.daemon import Gateway, tune_gc
+
     gateway = Gateway(config)
     await gateway.start()
     tune_gc()

@@ -38,6 +38,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import socket
@@ -106,7 +107,7 @@ class StoreConfig:
 
 @dataclass(frozen=True)
 class FileUplinkConfig:
-    """The local file uplink: JSON Lines per UTC day (see ``gateway.uplink_file``)."""
+    """The local file uplink: JSON Lines per UTC day (see ``gateway.uplinks.jsonl``)."""
 
     #: Whether the file uplink runs.
     enabled: bool = True
@@ -121,7 +122,7 @@ class FileUplinkConfig:
 
 @dataclass(frozen=True)
 class BatchesConfig:
-    """How the batcher groups outbox readings into signed batches (``gateway.batcher``).
+    """How the batcher groups outbox readings into signed batches (``gateway.uplinks.batcher``).
 
     It runs whenever a batch uplink (mqtt, http, batch_file) is enabled.
     """
@@ -138,7 +139,7 @@ class BatchesConfig:
 
 @dataclass(frozen=True)
 class OutboxConfig:
-    """The outbox's disk budget and what happens when it is reached (``gateway.outbox_budget``).
+    """The outbox's disk budget and what happens when it is reached (``gateway.store.budget``).
 
     The budget counts the bytes of the store in use (readings, batches, registry); what every
     enabled uplink has delivered is pruned, so only undelivered data fills it.
@@ -153,17 +154,24 @@ class OutboxConfig:
     retry_after_s: int = 60
     #: Milliseconds between budget checks (and pruning rounds).
     check_interval_ms: int = 500
+    #: Seconds a delivered reading stays in the store before it is pruned. The store
+    #: recognises a board's retransmission (its acknowledgement lost, the gateway restarted
+    #: meanwhile) only while it still holds the reading, so this is how late a repeat may
+    #: come and still be stored once. The disk budget's ``drop_oldest`` ignores it.
+    keep_delivered_s: int = 86_400
 
     def __post_init__(self) -> None:
         if self.policy not in ("refuse", "drop_oldest"):
             raise ValueError(f"policy must be refuse or drop_oldest, got {self.policy!r}")
         if self.max_bytes < 0 or self.retry_after_s < 0 or self.check_interval_ms < 1:
             raise ValueError("max_bytes, retry_after_s and check_interval_ms must be positive")
+        if self.keep_delivered_s < 0:
+            raise ValueError("keep_delivered_s must not be negative")
 
 
 @dataclass(frozen=True)
 class MqttUplinkConfig:
-    """The MQTT batch uplink (``gateway.uplink_mqtt``): QoS 1 to one broker."""
+    """The MQTT batch uplink (``gateway.uplinks.mqtt``): QoS 1 to one broker."""
 
     #: Whether it runs.
     enabled: bool = False
@@ -184,7 +192,7 @@ class MqttUplinkConfig:
 
 @dataclass(frozen=True)
 class HttpUplinkConfig:
-    """The HTTP(S) batch uplink (``gateway.uplink_http``): one POST per batch, in order."""
+    """The HTTP(S) batch uplink (``gateway.uplinks.http``): one POST per batch, in order."""
 
     #: Whether it runs.
     enabled: bool = False
@@ -205,10 +213,14 @@ class HttpUplinkConfig:
 
 @dataclass(frozen=True)
 class BatchFileUplinkConfig:
-    """The batch file uplink (``gateway.uplink_batch_file``): a CBOR sequence of batches."""
+    """The batch file uplink (``gateway.uplinks.batch_file``): a CBOR sequence of batches.
+
+    On by default, so that a gateway with no configuration already signs every reading into
+    its hash chain (``simpul verify --file <state_dir>/batches/batches.cbor``).
+    """
 
     #: Whether it runs.
-    enabled: bool = False
+    enabled: bool = True
     #: Directory of ``batches.cbor``; default ``<state_dir>/batches``.
     directory: Path | None = None
     #: Most batches appended per fsync.
@@ -311,6 +323,9 @@ def load_config(
     for name, text in environ.items():
         if name.startswith(ENV_PREFIX):
             _set_dotted(tree, name[len(ENV_PREFIX) :].lower().split("__"), text, source=name)
+    # The file and the environment are checked whole, even where an override replaces a
+    # value: a wrong bind.port in the file must not hide behind a --bind for today's run.
+    _build(GatewayConfig, copy.deepcopy(tree), "gateway")
     for key, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(tree, key.split("."), value, source=f"override {key}")

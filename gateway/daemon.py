@@ -3,9 +3,9 @@
 Three kinds of process share the work, so that they share no interpreter lock:
 
 * this one runs the CoAP server (aiocoap) and answers boards;
-* the writer process (:mod:`gateway.writer`) decodes and commits what boards send, and says
+* the writer process (:mod:`gateway.intake.writer`) decodes and commits what boards send, and says
   when each request is on disk, which is when this process answers it;
-* one process per uplink (:mod:`gateway.uplinks`) reads the outbox with its own cursor;
+* one process per uplink (:mod:`gateway.uplinks.supervisor`) reads the outbox with its own cursor;
   so do the batcher, which signs readings into hash-chained batches, the batch uplinks
   (MQTT, HTTP, batch file) and the outbox keeper (pruning, the disk budget's policy).
 
@@ -26,16 +26,16 @@ from typing import Any
 import aiocoap
 from aiocoap.pipe import Pipe, error_to_message, run_driving_pipe
 
-from gateway.batch import ChainState
-from gateway.batch_log import prepare_batches
-from gateway.batch_processes import enabled_batch_uplinks
 from gateway.config import GatewayConfig
 from gateway.errors import BindError, OutboxFull, StateDirError
-from gateway.resources import Admission, build_site
-from gateway.store import Counters, StoreReader, connect, now_ms, prepare
-from gateway.uplink_file import UPLINK_NAME as FILE_UPLINK
-from gateway.uplinks import UplinkSupervisor
-from gateway.writer_link import WriterLink
+from gateway.intake.requests import Counters
+from gateway.intake.resources import Admission, build_site
+from gateway.intake.writer_link import WriterLink
+from gateway.store.registry import StoreReader
+from gateway.store.schema import now_ms, prepare
+from gateway.uplinks.jsonl import UPLINK_NAME as FILE_UPLINK
+from gateway.uplinks.registry import enabled_batch_uplinks
+from gateway.uplinks.supervisor import UplinkSupervisor
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class Gateway:
     """One gateway: ``await start()``, serve, ``await stop()``.
 
     ``before_commit`` is passed to the writer process, so it must pickle (a test hook; see
-    :class:`gateway.store.StoreWriter`).
+    :class:`gateway.store.schema.StoreWriter`).
     """
 
     def __init__(
@@ -85,7 +85,6 @@ class Gateway:
         """
         self._prepare_state_dir()
         prepare(self.config.db_path)
-        _prepare_batch_tables(self.config)
         self._store = StoreReader(self.config.db_path)
         try:
             await self.writer.start()
@@ -138,17 +137,9 @@ class Gateway:
         online_since = now_ms() - self.config.online_window_s * 1000
         store = self.store
         seen, online = store.board_counts(online_since)
-        # Positions, not rows: pruning may have deleted every row behind them.
-        ((head,),) = store.read(
-            "SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'readings'"
-        )
-        delivered = store.delivered_ids()
+        at = store.positions()
+        head, delivered, newest = at.head_id, at.delivered_ids, at.newest_seq
         outbox = self.config.outbox
-        chain = store.read("SELECT state, batched_id FROM batch_chain WHERE id = 1")
-        newest = ChainState.decode(chain[0][0]).seq if chain else 0
-        batched_id = chain[0][1] if chain else 0
-        progress = dict(store.read("SELECT uplink, delivered_seq FROM batch_progress"))
-        counters = dict(store.read("SELECT name, value FROM outbox_counters"))
         batching = bool(enabled_batch_uplinks(self.config))
         return {
             "gateway_id": self.config.gateway_id,
@@ -169,32 +160,25 @@ class Gateway:
             "batches": {
                 "enabled": batching,
                 "newest_seq": newest,
-                "batched_id": batched_id,
-                "waiting": max(head - batched_id, 0) if batching else 0,
+                "batched_id": at.batched_id,
+                "waiting": max(head - at.batched_id, 0) if batching else 0,
             },
             "batch_uplinks": {
                 name: {
-                    "delivered_seq": progress.get(name, 0),
-                    "backlog": max(newest - progress.get(name, 0), 0),
+                    "delivered_seq": at.delivered_seqs.get(name, 0),
+                    "backlog": max(newest - at.delivered_seqs.get(name, 0), 0),
                 }
                 for name in enabled_batch_uplinks(self.config)
             },
             "outbox": {
-                "used_bytes": self._used_bytes(),
+                "used_bytes": at.used_bytes,
                 "max_bytes": outbox.max_bytes,
                 "policy": outbox.policy,
                 "full": self.admission.outbox_full,
                 "refused": self.counters.refused.get(OutboxFull.reason, 0),
-                **{name: counters.get(name, 0) for name in _OUTBOX_COUNTERS},
+                **{name: at.counters.get(name, 0) for name in _OUTBOX_COUNTERS},
             },
         }
-
-    def _used_bytes(self) -> int:
-        ((pages, free, size),) = self.store.read(
-            "SELECT page_count, freelist_count, page_size"
-            " FROM pragma_page_count(), pragma_freelist_count(), pragma_page_size()"
-        )
-        return int((pages - free) * size)
 
     async def _watch_budget(self) -> None:
         """Under the ``refuse`` policy, refuse readings while the store is over budget."""
@@ -203,7 +187,7 @@ class Gateway:
             return
         while True:
             try:
-                full = self._used_bytes() > outbox.max_bytes
+                full = self.store.used_bytes() > outbox.max_bytes
             except Exception as exc:  # a busy or closing store: keep the last verdict
                 log.debug("budget check failed: %s", exc)
             else:
@@ -259,15 +243,6 @@ def tune_gc() -> None:
     """
     gc.freeze()
     gc.set_threshold(50_000, 10, 100)
-
-
-def _prepare_batch_tables(config: GatewayConfig) -> None:
-    """Create the batch tables up front, so stats can read them before any batch is made."""
-    db = connect(config.db_path)
-    try:
-        prepare_batches(db)
-    finally:
-        db.close()
 
 
 def _bound_port(context: aiocoap.Context) -> int | None:

@@ -1,24 +1,42 @@
 """Every error the gateway raises, in one place.
 
 Each exception also inherits the builtin a caller would naturally catch (``ValueError`` for
-bad input, ``OSError`` for the file system), and each one that can cross the network knows
-its CoAP response code and renders itself as a response with a short diagnostic payload
-(RFC 7252 §5.5.2), so aiocoap answers with it when a resource raises it.
+bad input, ``OSError`` for the file system). Each one that can cross the network names its
+CoAP response code as a plain number (RFC 7252 §12.1.2: class times 32 plus detail) and, where the
+response carries an option, the option's value (:attr:`GatewayError.hint`);
+:mod:`gateway.intake.responses` renders them as responses with a short diagnostic payload.
+This module imports no CoAP stack, so ``simpul verify`` and the batch format need none.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-from aiocoap import Message
-from aiocoap.error import RenderableError
-from aiocoap.numbers.codes import Code
+from typing import ClassVar, Final
 
 
-class GatewayError(RenderableError):  # type: ignore[misc]
-    """Base of all gateway errors; renders as 5.00 unless a subclass says otherwise."""
+def coap_code(klass: int, detail: int) -> int:
+    """A CoAP response code as its number: ``coap_code(4, 4)`` is 4.04 (132)."""
+    return klass << 5 | detail
 
-    code: ClassVar[Code] = Code.INTERNAL_SERVER_ERROR
+
+BAD_REQUEST: Final = coap_code(4, 0)
+UNAUTHORIZED: Final = coap_code(4, 1)
+BAD_OPTION: Final = coap_code(4, 2)
+FORBIDDEN: Final = coap_code(4, 3)
+NOT_FOUND: Final = coap_code(4, 4)
+METHOD_NOT_ALLOWED: Final = coap_code(4, 5)
+REQUEST_ENTITY_INCOMPLETE: Final = coap_code(4, 8)
+PRECONDITION_FAILED: Final = coap_code(4, 12)
+REQUEST_ENTITY_TOO_LARGE: Final = coap_code(4, 13)
+UNSUPPORTED_CONTENT_FORMAT: Final = coap_code(4, 15)
+INTERNAL_SERVER_ERROR: Final = coap_code(5, 0)
+SERVICE_UNAVAILABLE: Final = coap_code(5, 3)
+PROXYING_NOT_SUPPORTED: Final = coap_code(5, 5)
+
+
+class GatewayError(Exception):
+    """Base of all gateway errors; answered with 5.00 unless a subclass says otherwise."""
+
+    code: ClassVar[int] = INTERNAL_SERVER_ERROR
     #: Short name used for the "refused by reason" counters.
     reason: ClassVar[str] = "internal"
 
@@ -29,67 +47,75 @@ class GatewayError(RenderableError):  # type: ignore[misc]
     def __str__(self) -> str:
         return self.message
 
-    def to_message(self) -> Message:
-        """The CoAP response for this error: its code and the diagnostic as UTF-8 text."""
-        # Diagnostic payloads are for humans debugging boards; keep them short on the wire.
-        return Message(code=self.code, payload=self.message.encode("utf-8")[:200])
+    @property
+    def hint(self) -> int | None:
+        """The value of the option the response carries (Size1, Max-Age), if any."""
+        return None
+
+    @classmethod
+    def rebuild(cls, message: str, hint: int | None) -> GatewayError:
+        """The same error from its message and :attr:`hint` (as another process sent them)."""
+        return cls(message)
 
 
 class BadPayload(GatewayError, ValueError):
     """The payload is not what the content-format promises (bad CBOR/JSON, not SenML...)."""
 
-    code = Code.BAD_REQUEST
+    code = BAD_REQUEST
     reason = "bad_payload"
 
 
 class BadQuery(GatewayError, ValueError):
     """A URI query option is malformed (e.g. ``s=`` is not a non-negative integer)."""
 
-    code = Code.BAD_REQUEST
+    code = BAD_REQUEST
     reason = "bad_query"
 
 
 class UnsupportedContentFormat(GatewayError, ValueError):
     """The request's Content-Format is not one this resource accepts."""
 
-    code = Code.UNSUPPORTED_CONTENT_FORMAT
+    code = UNSUPPORTED_CONTENT_FORMAT
     reason = "unsupported_content_format"
 
 
 class PayloadTooLarge(GatewayError, ValueError):
     """The request body exceeds the configured limit; the response's Size1 names the limit."""
 
-    code = Code.REQUEST_ENTITY_TOO_LARGE
+    code = REQUEST_ENTITY_TOO_LARGE
     reason = "too_large"
 
     def __init__(self, message: str, *, limit: int) -> None:
         super().__init__(message)
         self.limit = limit
 
-    def to_message(self) -> Message:
-        response = super().to_message()
-        response.opt.size1 = self.limit
-        return response
+    @property
+    def hint(self) -> int:
+        return self.limit
+
+    @classmethod
+    def rebuild(cls, message: str, hint: int | None) -> PayloadTooLarge:
+        return cls(message, limit=hint or 0)
 
 
 class UnknownPath(GatewayError, LookupError):
     """No resource lives at the requested path."""
 
-    code = Code.NOT_FOUND
+    code = NOT_FOUND
     reason = "not_found"
 
 
 class MethodNotAllowed(GatewayError, ValueError):
     """The resource exists but does not accept this method."""
 
-    code = Code.METHOD_NOT_ALLOWED
+    code = METHOD_NOT_ALLOWED
     reason = "method_not_allowed"
 
 
 class StoreUnavailable(GatewayError, RuntimeError):
     """The store could not commit (disk error, shutting down); the board should retry later."""
 
-    code = Code.SERVICE_UNAVAILABLE
+    code = SERVICE_UNAVAILABLE
     reason = "store_unavailable"
 
 
@@ -160,14 +186,17 @@ class OutboxFull(GatewayError, RuntimeError):
     seconds, by when the uplinks may have made room.
     """
 
-    code = Code.SERVICE_UNAVAILABLE
+    code = SERVICE_UNAVAILABLE
     reason = "outbox_full"
 
     def __init__(self, message: str, *, retry_after_s: int) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
 
-    def to_message(self) -> Message:
-        response = super().to_message()
-        response.opt.max_age = self.retry_after_s
-        return response
+    @property
+    def hint(self) -> int:
+        return self.retry_after_s
+
+    @classmethod
+    def rebuild(cls, message: str, hint: int | None) -> OutboxFull:
+        return cls(message, retry_after_s=hint if hint is not None else 60)

@@ -10,8 +10,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from gateway.batch import ChainState, build
-from gateway.senml import Value
+from gateway.batches.format import ChainState, build
+from gateway.codec.senml import Value
 from tests.mosquitto import Broker, running_mosquitto
 
 #: RFC 8032 §7.1 TEST 1 secret key, so vectors stay fixed.

@@ -15,7 +15,7 @@ from pycose.keys.curves import Ed25519
 from pycose.keys.okp import OKPKey
 from pycose.messages.sign1message import Sign1Message
 
-from gateway.batch import (
+from gateway.batches.format import (
     ChainState,
     build,
     decode,
@@ -26,8 +26,8 @@ from gateway.batch import (
     public_bytes,
     verify_signature,
 )
+from gateway.codec.senml import Reading
 from gateway.errors import BadBatch, BadSignature
-from gateway.senml import Reading
 from tests.batches.conftest import RFC8032_PUBLIC, Row, chain, rows
 
 VECTOR_ROWS = [

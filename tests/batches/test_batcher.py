@@ -8,13 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from gateway.batch import decode
-from gateway.batch_log import BatchLog, ChainMoved, read_counters
-from gateway.batcher import Batcher
-from gateway.identity import load_or_create
-from gateway.outbox_budget import Consumers, OutboxKeeper
-from gateway.store import prepare
-from gateway.verify import ChainVerifier, KeySet
+from gateway.batches.format import decode
+from gateway.batches.keys import load_or_create
+from gateway.batches.verify import ChainVerifier, KeySet
+from gateway.codec.senml import Reading
+from gateway.store.batch_log import BatchLog, ChainMoved
+from gateway.store.budget import Consumers, OutboxKeeper
+from gateway.store.outbox import Outbox
+from gateway.store.schema import prepare, read_counters
+from gateway.store.writer import ReadingsJob, StoreWriter, SubmitResult
+from gateway.uplinks.batcher import Batcher
 
 NOW_MS = 1_700_000_000_000
 
@@ -169,6 +172,32 @@ def test_prune_keeps_what_any_consumer_still_needs(state: Path) -> None:
     assert counters["pruned_batches"] == 1
     b.batch_once(force=True)  # the batcher goes on after pruning
     assert b.head.batched_id == 30
+
+
+def test_delivered_readings_stay_for_the_deduplication_window(state: Path) -> None:
+    """A board whose acknowledgement was lost sends its readings again, perhaps hours later;
+    the store knows them as duplicates only while it still holds them."""
+    db_path = state / "gateway.db"
+    fill(db_path, 10, received_ms=NOW_MS)
+    fill(db_path, 10, first=10, received_ms=NOW_MS + 30_000)
+    now = [NOW_MS + 59_000]
+    keeper = OutboxKeeper(
+        db_path, Consumers(False, ["file"], []), keep_delivered_ms=60_000, clock_ms=lambda: now[0]
+    )
+    Outbox(db_path, "file").mark_delivered(20)
+    assert keeper.prune() == (0, 0)
+    now[0] = NOW_MS + 60_000
+    assert keeper.prune() == (10, 0)
+    now[0] = NOW_MS + 90_000
+    assert keeper.prune() == (10, 0)
+    # Gone from the store means a repeat would be stored again: hence the window.
+    writer = StoreWriter(db_path)
+    try:
+        again = Reading("aq-0", "pm2_5", "ug/m3", "v", 10.0, NOW_MS)
+        (result,) = writer.commit([ReadingsJob([again], None, None, NOW_MS + 90_000)])
+    finally:
+        writer.close()
+    assert result == SubmitResult(stored=1, duplicates=0)
 
 
 def test_drop_oldest_drops_whole_batches_and_counts_them(state: Path) -> None:

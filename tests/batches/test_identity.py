@@ -12,10 +12,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from gateway import identity
-from gateway.batch import ChainState, build, decode, key_id, public_bytes
+from gateway.batches import keys as identity
+from gateway.batches.format import ChainState, build, decode, key_id, public_bytes
+from gateway.batches.verify import ChainVerifier, KeySet
 from gateway.errors import KeyFileError
-from gateway.verify import ChainVerifier, KeySet
 from tests.batches.conftest import rows
 
 
@@ -118,6 +118,7 @@ def _cli(tmp_path: Path, *flags: str) -> argparse.Namespace:
 def test_key_command_public_prints_pem_a_consumer_loads(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    identity.load_or_create(tmp_path)
     args = _cli(tmp_path, "--public")
     assert identity.key_command(args) == 0
     printed = capsys.readouterr().out
@@ -127,6 +128,7 @@ def test_key_command_public_prints_pem_a_consumer_loads(
 
 
 def test_key_command_kid_prints_hex(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    identity.load_or_create(tmp_path)
     assert identity.key_command(_cli(tmp_path, "--kid")) == 0
     assert capsys.readouterr().out.strip() == identity.load(tmp_path).kid.hex()
 

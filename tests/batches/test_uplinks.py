@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from gateway.batch import decode
-from gateway.batch_log import BatchLog
-from gateway.batch_uplink import Backoff, BatchSender, BatchUplink
-from gateway.batcher import Batcher
-from gateway.identity import load_or_create
-from gateway.store import prepare
-from gateway.uplink_batch_file import BatchFileSender
-from gateway.uplink_http import CONTENT_TYPE, HttpSender
-from gateway.uplink_mqtt import MqttSender, batches_topic, status_topic
-from gateway.verify import ChainVerifier, KeySet, verify_sequence
+from gateway.batches.format import decode
+from gateway.batches.keys import load_or_create
+from gateway.batches.verify import ChainVerifier, KeySet, verify_sequence
+from gateway.store.batch_log import BatchLog, BatchOutbox, StoredBatch
+from gateway.store.schema import prepare
+from gateway.uplinks.batch_file import BatchFileSender
+from gateway.uplinks.batcher import Batcher
+from gateway.uplinks.delivery import Backoff, Delivery, Sender
+from gateway.uplinks.http import CONTENT_TYPE, HttpSender
+from gateway.uplinks.mqtt import MqttSender, batches_topic, status_topic
 from tests.batches.test_batcher import fill
 from tests.mosquitto import Broker
 from tests.upstream import Subscriber, http_upstream, wait_for
@@ -64,9 +64,16 @@ def running() -> Iterator[Callable[[BatchUplink], threading.Event]]:
         thread.join(10)
 
 
-def uplink(state: Path, name: str, sender: BatchSender, window: int = 8) -> BatchUplink:
-    return BatchUplink(
-        name, BatchLog(state / "gateway.db"), sender, window=window, backoff=Backoff(0.05, 0.2)
+BatchUplink = Delivery[StoredBatch]
+
+
+def uplink(state: Path, name: str, sender: Sender[StoredBatch], window: int = 8) -> BatchUplink:
+    return Delivery(
+        name,
+        BatchOutbox(BatchLog(state / "gateway.db"), name),
+        sender,
+        window=window,
+        backoff=Backoff(0.05, 0.2),
     )
 
 
@@ -104,7 +111,7 @@ def test_mqtt_delivers_everything_in_order_after_a_broker_outage_http_unaffected
     # place before the uplink reconnects (the broker keeps no sessions across its restart).
     mqtt_uplink.backoff = Backoff(0.25, 1.0)
     running(mqtt_uplink)
-    assert wait_for(lambda: mqtt_uplink.delivered_seq == 50, 10)
+    assert wait_for(lambda: mqtt_uplink.delivered == 50, 10)
     assert wait_for(lambda: len(before.payloads(topic)) == 50, 5)
     before.stop()
     mosquitto.stop()
@@ -113,12 +120,12 @@ def test_mqtt_delivers_everything_in_order_after_a_broker_outage_http_unaffected
         running(http_uplink)
         add_batches(state, 1000)  # batches 51..100 made while the broker is down
         # HTTP goes on regardless; MQTT keeps failing and backing off.
-        assert wait_for(lambda: http_uplink.delivered_seq == 100, 10)
+        assert wait_for(lambda: http_uplink.delivered == 100, 10)
         assert wait_for(lambda: mqtt_uplink.stats.failures >= 3, 10)
-        assert mqtt_uplink.delivered_seq == 50
+        assert mqtt_uplink.delivered == 50
     mosquitto.start()  # same port
     after = Subscriber(mosquitto, "simpul/#", client_id="test-subscriber-2").start()
-    assert wait_for(lambda: mqtt_uplink.delivered_seq == 100, 20), mqtt_uplink.stats
+    assert wait_for(lambda: mqtt_uplink.delivered == 100, 20), mqtt_uplink.stats
     assert wait_for(lambda: len(after.payloads(topic)) >= 50, 5)
     received = before.payloads(topic) + after.payloads(topic)
     assert [decode(p).seq for p in received] == list(range(1, 101))
@@ -161,9 +168,9 @@ def test_http_posts_each_batch_once_in_order_with_idempotency_keys(
         http_uplink = uplink(state, "http", HttpSender(upstream.url, gateway_id="gw-1"))
         running(http_uplink)
         assert wait_for(lambda: upstream.answers.count(503) >= 3, 10)
-        assert http_uplink.delivered_seq == 0  # 5xx is no delivery
+        assert http_uplink.delivered == 0  # 5xx is no delivery
         upstream.fail_with = None
-        assert wait_for(lambda: http_uplink.delivered_seq == 50, 20)
+        assert wait_for(lambda: http_uplink.delivered == 50, 20)
     accepted = upstream.accepted()
     assert [decode(b).seq for b in accepted] == list(range(1, 51))
     headers = [h for _, h, _ in upstream.requests if h["_status"] == "201"]
@@ -182,7 +189,7 @@ def test_http_409_for_a_known_key_counts_as_delivered(
         upstream.keys.update(f"gw-1-{s}" for s in range(1, 11))  # an earlier attempt got there
         http_uplink = uplink(state, "http", HttpSender(upstream.url, gateway_id="gw-1"))
         running(http_uplink)
-        assert wait_for(lambda: http_uplink.delivered_seq == 50, 20)
+        assert wait_for(lambda: http_uplink.delivered == 50, 20)
     assert upstream.answers[:10] == [409] * 10
     assert http_uplink.stats.failures == 0
 
@@ -191,10 +198,10 @@ def test_batch_file_is_a_verifiable_sequence_and_cut_back_after_a_crash(state: P
     directory = state / "out"
     stop = threading.Event()
     file_uplink = uplink(state, "batch_file", BatchFileSender(directory, resume_at=None))
-    file_uplink.log.wait_for_batches(0, 1, stop=stop.is_set)
+    file_uplink.source.wait_after(0, 1, stop.is_set)
     thread = threading.Thread(target=file_uplink.run, args=(stop.is_set,))
     thread.start()
-    assert wait_for(lambda: file_uplink.delivered_seq == 50, 10)
+    assert wait_for(lambda: file_uplink.delivered == 50, 10)
     stop.set()
     thread.join()
     path = directory / "batches.cbor"
@@ -202,7 +209,7 @@ def test_batch_file_is_a_verifiable_sequence_and_cut_back_after_a_crash(state: P
     # A crash mid-append: half a batch after the last counted one.
     with path.open("ab") as fp:
         fp.write(good[: len(good) // 3])
-    seq, offset = file_uplink.log.progress("batch_file")
+    seq, offset = BatchLog(state / "gateway.db").progress("batch_file")
     assert (seq, offset) == (50, len(good))
     sender = BatchFileSender(directory, resume_at=offset)
     sender.open()

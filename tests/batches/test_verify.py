@@ -12,9 +12,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fleet.cli import main
-from gateway.batch import ChainState, build, digest, public_bytes
+from gateway.batches.format import ChainState, build, digest, public_bytes
+from gateway.batches.verify import ChainVerifier, KeySet, Outcome, iter_sequence
 from gateway.errors import BadBatch, UnknownKey
-from gateway.verify import ChainVerifier, KeySet, Outcome, iter_sequence
 from tests.batches.conftest import chain, rows, write_public_key
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -433,7 +433,10 @@ def test_cli_usage_errors_exit_2(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert _run_cli([], b"", capsys, monkeypatch)[0] == 2
+    with pytest.raises(SystemExit) as no_key:
+        _run_cli([], b"", capsys, monkeypatch)
+    assert no_key.value.code == 2
+    assert "the following arguments are required: --key" in capsys.readouterr().err
     assert _run_cli(["--key", str(tmp_path / "nope.pub")], b"", capsys, monkeypatch)[0] == 2
     code, _, err = _run_cli(
         ["--key", str(key_file), "--mqtt", "127.0.0.1:1"], b"", capsys, monkeypatch
@@ -444,6 +447,62 @@ def test_cli_usage_errors_exit_2(
     )
     assert code == 2
     assert "cannot read" in err
+
+
+def test_cli_help_shows_the_key_as_required(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as shown:
+        main(["verify", "--help"])
+    assert shown.value.code == 0
+    usage = capsys.readouterr().out.split("\n\n")[0]
+    assert " --key FILE" in usage
+    assert "[--key FILE]" not in usage
+
+
+@pytest.mark.parametrize("report", [False, True])
+def test_cli_an_empty_input_is_a_failure_not_ok(
+    key_file: Path,
+    report: bool,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    args = ["--key", str(key_file), *(["--report"] if report else [])]
+    code, out, err = _run_cli(args, b"", capsys, monkeypatch)
+    assert code == 1
+    assert "empty: no batches in the input: nothing was verified" in err
+    assert "OK" not in out
+    if report:
+        assert "FAILED: 1 problem(s)" in out
+
+
+def test_verify_runs_where_the_coap_stack_is_not_installed(
+    tmp_path: Path, key: Ed25519PrivateKey, key_file: Path
+) -> None:
+    """A city's data platform runs ``simpul verify``: it needs no CoAP stack, so none loads."""
+    batches, _ = chain(key, 3)
+    (tmp_path / "batches.cbor").write_bytes(b"".join(batches))
+    blocker = (
+        "import sys\n"
+        "class NoCoap:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'aiocoap':\n"
+        "            raise ImportError('aiocoap is not installed here')\n"
+        "sys.meta_path.insert(0, NoCoap())\n"
+        "from fleet.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "assert not any(m.split('.')[0] == 'aiocoap' for m in sys.modules), 'aiocoap loaded'\n"
+        "sys.exit(code)\n"
+    )
+    args = ["verify", "--key", str(key_file), "--report", "--file", str(tmp_path / "batches.cbor")]
+    done = subprocess.run(
+        [sys.executable, "-c", blocker, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "OK: every batch verified" in done.stdout
 
 
 def test_simpul_verify_reads_batches_piped_on_stdin(

@@ -19,11 +19,11 @@ import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.batch import decode, sig_structure
-from gateway.batch_log import BatchLog
-from gateway.batch_processes import run_batcher, run_mqtt_uplink
+from gateway.batches.format import decode, sig_structure
 from gateway.config import load_config
-from gateway.store import prepare
+from gateway.store.batch_log import BatchLog
+from gateway.store.schema import prepare
+from gateway.uplinks.registry import run_batcher, run_mqtt_uplink
 from tests.mosquitto import running_mosquitto
 
 BACKLOG = 1_000_000

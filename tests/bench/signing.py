@@ -1,4 +1,4 @@
-"""Signing throughput: readings/s of ``gateway.batch.build`` and the share spent in Ed25519.
+"""Signing throughput: readings/s of ``gateway.batches.format.build``, and the Ed25519 share.
 
 In process, no I/O: it measures the codec the uplinks run on every batch, so the drain of a
 backlog to a broker can be compared against it (the drain cannot be faster than this).
@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.batch import ChainState, build, decode, sig_structure
+from gateway.batches.format import ChainState, build, decode, sig_structure
 
 BATCH_SIZES = (100, 1000, 5000)
 _BOARDS = 50
@@ -95,7 +95,7 @@ def signing_throughput(seconds: float) -> dict[str, Any]:
     figures["target_readings_per_s"] = 100_000
     return {
         "method": (
-            "gateway.batch.build in one process on prepared outbox rows (50 boards, float "
+            "gateway.batches.format.build in one process on prepared outbox rows (50 boards, float "
             f"values with units, distinct times) for batches of {', '.join(map(str, BATCH_SIZES))}"
             f" readings, {share:.1f} s each after a warm-up: CBOR payload of resolved SenML "
             "records (cbor2's C encoder), Ed25519 COSE_Sign1, SHA-256 chain digest. "

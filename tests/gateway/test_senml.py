@@ -8,8 +8,9 @@ import struct
 import cbor2
 import pytest
 
+from gateway.codec.senml import Reading, decode_senml_cbor, decode_senml_json
 from gateway.errors import BadPayload
-from gateway.senml import Reading, decode_senml_cbor, decode_senml_json
+from gateway.intake.responses import error_response
 
 NOW_MS = 1_800_000_000_000
 
@@ -164,7 +165,7 @@ def test_bad_payload_is_a_value_error_rendering_4_00() -> None:
     with pytest.raises(ValueError, match="not valid CBOR") as caught:
         cbor(b"\xff")
     assert isinstance(caught.value, BadPayload)
-    assert str(caught.value.to_message().code) == "4.00 Bad Request"
+    assert str(error_response(caught.value).code) == "4.00 Bad Request"
 
 
 def test_too_many_records_are_refused() -> None:

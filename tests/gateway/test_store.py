@@ -10,28 +10,37 @@ from pathlib import Path
 
 import pytest
 
+from gateway.codec.senml import Reading
 from gateway.config import LimitsConfig, load_config
-from gateway.errors import BadPayload, ConfigError, StoreCorrupt, StoreUnavailable
-from gateway.senml import Reading
-from gateway.store import (
-    Counters,
-    HealthJob,
-    Outbox,
-    ReadingsJob,
-    SequenceRange,
-    StoreReader,
-    StoreWriter,
-    SubmitResult,
-    prepare,
+from gateway.errors import (
+    BadPayload,
+    ConfigError,
+    GatewayError,
+    OutboxFull,
+    PayloadTooLarge,
+    StoreCorrupt,
+    StoreUnavailable,
 )
-from gateway.writer import (
+from gateway.intake.requests import Counters
+from gateway.intake.writer import (
+    ERRORS_BY_REASON,
     KIND_READINGS,
     decode_replies,
     decode_requests,
     encode_reply,
     encode_request,
 )
-from gateway.writer_link import WriterLink
+from gateway.intake.writer_link import WriterLink
+from gateway.store.outbox import Outbox
+from gateway.store.registry import StoreReader
+from gateway.store.schema import prepare
+from gateway.store.writer import (
+    HealthJob,
+    ReadingsJob,
+    SequenceRange,
+    StoreWriter,
+    SubmitResult,
+)
 
 
 def readings(count: int, start_ms: int = 1_700_000_000_000, board: str = "b1") -> list[Reading]:
@@ -191,6 +200,19 @@ async def test_stopped_writer_refuses_new_requests(tmp_path: Path) -> None:
         await link.submit_readings(b"", 112, seq=None, address=None, received_ms=0)
 
 
+@pytest.mark.parametrize("cls", [cls for _, cls in sorted(ERRORS_BY_REASON.items())])
+def test_every_error_crosses_from_the_writer_whole_with_its_hint(cls: type[GatewayError]) -> None:
+    """An error the writer reports comes back as the same class, message and option value
+    (PayloadTooLarge's Size1, OutboxFull's Max-Age), never a TypeError on the way."""
+    sent = cls.rebuild(f"{cls.reason} happened", 42)
+    ((reply,), _) = decode_replies(bytearray(encode_reply(5, sent)))
+    assert type(reply.error) is cls
+    assert reply.error is not None
+    assert (reply.error.message, reply.error.hint) == (sent.message, sent.hint)
+    if cls in (PayloadTooLarge, OutboxFull):
+        assert reply.error.hint == 42
+
+
 def test_config_precedence_file_then_env_then_overrides(tmp_path: Path) -> None:
     path = tmp_path / "simpul.toml"
     path.write_text(
@@ -214,6 +236,21 @@ def test_config_defaults_are_durable_and_listen_on_coap_port() -> None:
     assert config.store.synchronous == "FULL"
     assert (config.bind.host, config.bind.port) == ("::", 5683)
     assert config.gateway_id.startswith("gw-")
+
+
+def test_a_gateway_with_no_config_signs_its_readings_into_the_state_dir() -> None:
+    config = load_config(env={})
+    assert config.uplinks.batch_file.enabled
+    assert config.batch_file_dir == config.state_dir / "batches"
+
+
+def test_a_bad_value_in_the_file_is_refused_even_where_an_option_overrides_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "simpul.toml"
+    path.write_text("[gateway.bind]\nport = 70000\n")
+    with pytest.raises(ConfigError, match=r"0\.\.65535"):
+        load_config(path, env={}, overrides={"bind.host": "127.0.0.1", "bind.port": 5683})
 
 
 @pytest.mark.parametrize(

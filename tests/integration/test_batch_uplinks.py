@@ -21,7 +21,7 @@ import cbor2
 import pytest
 from aiocoap import GET, Context, Message
 
-from gateway.batch import ChainState, decode
+from gateway.batches.format import ChainState, decode
 from gateway.daemon import Gateway
 from tests.gateway.conftest import Client, gateway_config
 from tests.mosquitto import Broker, free_tcp_port, running_mosquitto
@@ -395,7 +395,7 @@ def file_batches(tmp_path: Path) -> Iterator[tuple[Path, list[bytes]]]:
 
 
 def _file_batches(tmp_path: Path) -> Iterator[tuple[Path, list[bytes]]]:
-    from gateway.verify import iter_sequence
+    from gateway.batches.verify import iter_sequence
 
     state = tmp_path / "state"
     env = batch_env(

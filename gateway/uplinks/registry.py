@@ -1,9 +1,12 @@
-"""Process mains of the batcher, the batch uplinks and the outbox keeper.
+"""Every process the uplink supervisor runs, by name, and which ones a configuration needs.
 
-Each runs in a process of its own under :class:`gateway.uplinks.UplinkSupervisor` (``spawn``),
-at the uplinks' lower CPU priority, and exits when asked or when its gateway is gone. Each
-first takes its lock in the state directory (:func:`gateway.locks.hold_lock`), so that one
-left over from a killed gateway has exited before its successor signs or sends anything.
+The JSON Lines file uplink, the batcher, the outbox keeper and the batch uplinks (MQTT,
+HTTP, batch file) each run in a process of their own under
+:class:`gateway.uplinks.supervisor.UplinkSupervisor` (``spawn``), at the uplinks' lower CPU
+priority, and exit when asked or when their gateway is gone. Each first takes its lock in
+the state directory (:func:`gateway.processes.hold_lock`), so that one left over from a
+killed gateway has exited before its successor signs or sends anything. Every uplink runs
+the same loop (:class:`gateway.uplinks.delivery.Delivery`) over its own source and sender.
 """
 
 from __future__ import annotations
@@ -15,20 +18,22 @@ from collections.abc import Callable
 from multiprocessing.synchronize import Event as EventType
 from typing import Final
 
-from gateway.batch_log import BatchLog
-from gateway.batch_uplink import Backoff, BatchSender, BatchUplink
-from gateway.batcher import Batcher
+from gateway.batches.keys import load_or_create
 from gateway.config import GatewayConfig, parse_bind
-from gateway.identity import load_or_create
-from gateway.locks import hold_lock
-from gateway.outbox_budget import Consumers, OutboxKeeper
-from gateway.uplink_batch_file import UPLINK_NAME as BATCH_FILE_UPLINK
-from gateway.uplink_batch_file import BatchFileSender
-from gateway.uplink_file import UPLINK_NAME as FILE_UPLINK
-from gateway.uplink_http import UPLINK_NAME as HTTP_UPLINK
-from gateway.uplink_http import HttpSender
-from gateway.uplink_mqtt import UPLINK_NAME as MQTT_UPLINK
-from gateway.uplink_mqtt import MqttSender
+from gateway.processes import hold_lock
+from gateway.store.batch_log import BatchLog, BatchOutbox, StoredBatch
+from gateway.store.budget import Consumers, OutboxKeeper
+from gateway.store.outbox import Outbox
+from gateway.uplinks.batch_file import UPLINK_NAME as BATCH_FILE_UPLINK
+from gateway.uplinks.batch_file import BatchFileSender
+from gateway.uplinks.batcher import Batcher
+from gateway.uplinks.delivery import Backoff, Delivery, Sender
+from gateway.uplinks.http import UPLINK_NAME as HTTP_UPLINK
+from gateway.uplinks.http import HttpSender
+from gateway.uplinks.jsonl import UPLINK_NAME as FILE_UPLINK
+from gateway.uplinks.jsonl import JsonLinesSender
+from gateway.uplinks.mqtt import UPLINK_NAME as MQTT_UPLINK
+from gateway.uplinks.mqtt import MqttSender
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +77,30 @@ def _stopping(config: GatewayConfig, stop: EventType) -> Callable[[], bool]:
     return stopping
 
 
+def run_file_uplink(config: GatewayConfig, stop: EventType) -> None:
+    """Main function of the JSON Lines file uplink's process."""
+    stopping = _stopping(config, stop)
+    settings = config.uplinks.file
+    lock = hold_lock(config.state_dir / f"uplink-{FILE_UPLINK}.lock", stopping)
+    if lock is None:
+        return
+    outbox = Outbox(config.db_path, FILE_UPLINK)
+    try:
+        Delivery(
+            FILE_UPLINK,
+            outbox,
+            JsonLinesSender(
+                outbox, config.file_uplink_dir, gateway_id=config.gateway_id, site=config.site
+            ),
+            window=settings.batch_size,
+            backoff=Backoff(0.5, 30.0),
+            linger_s=settings.linger_ms / 1000,
+        ).run(stopping)
+    finally:
+        outbox.close()
+        os.close(lock)
+
+
 def run_batcher(config: GatewayConfig, stop: EventType) -> None:
     """Main function of the batcher's process."""
     stopping = _stopping(config, stop)
@@ -101,6 +130,7 @@ def run_outbox_keeper(config: GatewayConfig, stop: EventType) -> None:
         consumers(config),
         max_bytes=config.outbox.max_bytes,
         policy=config.outbox.policy,
+        keep_delivered_ms=config.outbox.keep_delivered_s * 1000,
     )
     try:
         keeper.run(stopping, config.outbox.check_interval_ms / 1000)
@@ -112,7 +142,7 @@ def _run_batch_uplink(
     config: GatewayConfig,
     stop: EventType,
     name: str,
-    make_sender: Callable[[BatchLog], BatchSender],
+    make_sender: Callable[[BatchLog], Sender[StoredBatch]],
     *,
     window: int,
     backoff_base_ms: int,
@@ -124,9 +154,9 @@ def _run_batch_uplink(
         return
     batch_log = BatchLog(config.db_path)
     try:
-        BatchUplink(
+        Delivery(
             name,
-            batch_log,
+            BatchOutbox(batch_log, name),
             make_sender(batch_log),
             window=window,
             backoff=Backoff(backoff_base_ms / 1000, backoff_max_ms / 1000),
@@ -191,7 +221,8 @@ def run_batch_file_uplink(config: GatewayConfig, stop: EventType) -> None:
 
 
 #: Each process by name: the function it runs.
-BATCH_MAINS: Final[dict[str, Callable[[GatewayConfig, EventType], None]]] = {
+PROCESS_MAINS: Final[dict[str, Callable[[GatewayConfig, EventType], None]]] = {
+    FILE_UPLINK: run_file_uplink,
     BATCHER: run_batcher,
     OUTBOX_KEEPER: run_outbox_keeper,
     MQTT_UPLINK: run_mqtt_uplink,
@@ -200,9 +231,11 @@ BATCH_MAINS: Final[dict[str, Callable[[GatewayConfig, EventType], None]]] = {
 }
 
 
-def enabled_batch_processes(config: GatewayConfig) -> list[str]:
-    """The batcher, keeper and batch uplink processes this configuration runs."""
-    names = [BATCHER] if batching(config) else []
+def enabled_processes(config: GatewayConfig) -> list[str]:
+    """Names of the processes this configuration runs besides the server and the writer."""
+    names = [FILE_UPLINK] if config.uplinks.file.enabled else []
+    if batching(config):
+        names.append(BATCHER)
     if batching(config) or config.outbox.max_bytes > 0:
         names.append(OUTBOX_KEEPER)
     return names + enabled_batch_uplinks(config)
@@ -210,10 +243,11 @@ def enabled_batch_processes(config: GatewayConfig) -> list[str]:
 
 __all__ = [
     "BATCHER",
-    "BATCH_MAINS",
     "BATCH_UPLINKS",
+    "FILE_UPLINK",
     "OUTBOX_KEEPER",
+    "PROCESS_MAINS",
     "consumers",
-    "enabled_batch_processes",
     "enabled_batch_uplinks",
+    "enabled_processes",
 ]

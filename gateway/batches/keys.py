@@ -15,7 +15,7 @@ the raw public key) does.
 
 Rotation: :meth:`GatewayIdentity.begin_rotation` creates ``next.key``; the next batch
 announces its public key (``next_key``), signed by the current key; once that batch is part of
-the chain (its :class:`~gateway.batch.ChainState` says ``announced``),
+the chain (its :class:`~gateway.batches.format.ChainState` says ``announced``),
 :meth:`GatewayIdentity.signer_for` retires the old key and signs with the new one. Each
 step is a rename, so a crash in between resumes where it stopped.
 """
@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
-from gateway.batch import ChainState, key_id, public_bytes
+from gateway.batches.format import ChainState, key_id, public_bytes
 from gateway.errors import GatewayError, KeyFileError
 
 KEY_DIR = "keys"
@@ -145,7 +145,10 @@ def load(state_dir: Path) -> GatewayIdentity:
     try:
         current = _load_key(key_dir / CURRENT_KEY)
     except FileNotFoundError:
-        raise KeyFileError(f"no gateway key in {key_dir} (it is created on first start)") from None
+        raise KeyFileError(
+            f"no gateway key in {key_dir}: is the state directory right? A gateway makes its"
+            " key on first start; 'simpul gateway key --init' makes it now"
+        ) from None
     return _identity(key_dir, current)
 
 
@@ -245,6 +248,12 @@ def add_key_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", type=Path, help="the gateway's state directory")
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument(
+        "--init",
+        action="store_true",
+        help="create the key if the state directory has none (the gateway also does on its"
+        " first start), then print its public key",
+    )
+    what.add_argument(
         "--public",
         action="store_true",
         help="print the public key (PEM SubjectPublicKeyInfo) for consumers' key sets",
@@ -259,12 +268,16 @@ def add_key_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def key_command(args: argparse.Namespace) -> int:
-    """Handler of ``simpul gateway key``: creates the key on first use; returns the exit code."""
+    """Handler of ``simpul gateway key``; returns the exit code.
+
+    Only ``--init`` creates a key: reading one (``--public``, ``--kid``) from a mistyped
+    state directory must say so, not quietly make a new key that signs nothing.
+    """
     from gateway.config import load_config
 
     try:
         config = load_config(args.config, overrides={"state_dir": args.state_dir})
-        identity = load_or_create(config.state_dir)
+        identity = load_or_create(config.state_dir) if args.init else load(config.state_dir)
         if args.rotate:
             pending = identity.begin_rotation()
             sys.stdout.buffer.write(pending.public_pem())

@@ -1,12 +1,13 @@
-"""The uplinks process: every enabled uplink reads the outbox in a process of its own.
+"""Supervision of the uplink processes: started, restarted when they die, stopped in order.
 
 An uplink needs nothing from the CoAP server but the database file, so it runs apart from
 it (``spawn``: a fresh interpreter) and never competes with it for the interpreter lock. It
-opens its own connection, polls the outbox head for new rows, delivers them, and advances
-its durable cursor in its own short transaction, at a lower CPU priority than the server
-(``uplinks.nice``). :class:`UplinkSupervisor` starts one
-process per uplink, restarts one that dies (with a log line), and stops them on shutdown;
-a process whose gateway was killed notices and exits by itself.
+opens its own connection, polls the outbox for new items, delivers them, and advances its
+durable cursor in its own short transaction, at a lower CPU priority than the server
+(``uplinks.nice``). :class:`UplinkSupervisor` starts one process per name that
+:func:`gateway.uplinks.registry.enabled_processes` gives, restarts one that dies (with a log
+line), and stops them on shutdown; a process whose gateway was killed notices and exits by
+itself.
 """
 
 from __future__ import annotations
@@ -14,18 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-import os
-from collections.abc import Callable
 from multiprocessing.process import BaseProcess
-from multiprocessing.synchronize import Event as EventType
 from typing import Final
 
-from gateway.batch_processes import BATCH_MAINS, enabled_batch_processes
-from gateway.children import child_main
 from gateway.config import GatewayConfig
-from gateway.store import Outbox
-from gateway.uplink_file import UPLINK_NAME as FILE_UPLINK
-from gateway.uplink_file import FileUplink
+from gateway.processes import child_main
+from gateway.uplinks.registry import PROCESS_MAINS, enabled_processes
 
 log = logging.getLogger(__name__)
 
@@ -36,48 +31,12 @@ _RESTART_MAX_S: Final = 30.0
 _HEALTHY_RUN_S: Final = 10.0
 
 
-def run_file_uplink(config: GatewayConfig, stop: EventType) -> None:
-    """Main function of the file uplink's process."""
-    os.nice(config.uplinks.nice)
-    parent = multiprocessing.parent_process()
-
-    def stopping() -> bool:
-        return stop.is_set() or (parent is not None and not parent.is_alive())
-
-    outbox = Outbox(config.db_path, FILE_UPLINK)
-    try:
-        FileUplink(
-            outbox,
-            config.file_uplink_dir,
-            gateway_id=config.gateway_id,
-            site=config.site,
-            batch_size=config.uplinks.file.batch_size,
-            linger_s=config.uplinks.file.linger_ms / 1000,
-        ).run(stopping)
-    finally:
-        outbox.close()
-
-
-#: Each uplink by name: the function its process runs. The batcher, the outbox keeper and
-#: the batch uplinks (:mod:`gateway.batch_processes`) run under the same supervision.
-UPLINK_MAINS: Final[dict[str, Callable[[GatewayConfig, EventType], None]]] = {
-    FILE_UPLINK: run_file_uplink,
-    **BATCH_MAINS,
-}
-
-
-def enabled_uplinks(config: GatewayConfig) -> list[str]:
-    """Names of the processes this configuration runs besides the server and the writer."""
-    readings = [FILE_UPLINK] if config.uplinks.file.enabled else []
-    return readings + enabled_batch_processes(config)
-
-
 class UplinkSupervisor:
     """Starts, watches and stops one process per enabled uplink."""
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        self.names = enabled_uplinks(config)
+        self.names = enabled_processes(config)
         self.restarts: dict[str, int] = dict.fromkeys(self.names, 0)
         self._context = multiprocessing.get_context("spawn")
         self._stop = self._context.Event()
@@ -92,7 +51,7 @@ class UplinkSupervisor:
     def _start(self, name: str) -> BaseProcess:
         process = self._context.Process(
             target=child_main,
-            args=(UPLINK_MAINS[name], self.config, self._stop),
+            args=(PROCESS_MAINS[name], self.config, self._stop),
             name=f"simpul-uplink-{name}",
             daemon=True,
         )

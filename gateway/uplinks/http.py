@@ -17,9 +17,9 @@ import http.client
 from typing import Final
 from urllib.parse import urlsplit
 
-from gateway.batch_log import StoredBatch
-from gateway.batch_uplink import BatchSender
 from gateway.errors import ConfigError, UplinkError
+from gateway.store.batch_log import StoredBatch
+from gateway.uplinks.delivery import Sender
 
 UPLINK_NAME: Final = "http"
 CONTENT_TYPE: Final = 'application/cose; cose-type="cose-sign1"'
@@ -30,7 +30,7 @@ def idempotency_key(gateway_id: str, seq: int) -> str:
     return f"{gateway_id}-{seq}"
 
 
-class HttpSender(BatchSender):
+class HttpSender(Sender[StoredBatch]):
     """POSTs batches to one URL (``http://`` or ``https://``; system CA store for TLS)."""
 
     def __init__(self, url: str, *, gateway_id: str, timeout_s: float = 10.0) -> None:

@@ -1,13 +1,12 @@
-"""The batches table: signed batches kept beside the outbox until every batch uplink has them.
+"""Signed batches kept beside the outbox until every batch uplink has them.
 
-Tables (in the gateway's one SQLite file, next to ``readings``)::
+Tables (defined in :mod:`gateway.store.schema`)::
 
     batches         seq -> the COSE_Sign1 bytes, digest, outbox ids covered, readings count
     batch_chain     one row: the ChainState after the newest batch, and the batcher's cursor
                     (the last outbox id in a batch)
     batch_progress  per batch uplink: the last seq delivered (and, for the file uplink, the
                     file's size right after it)
-    outbox_counters persistent counters: readings and batches pruned or dropped
 
 The batcher appends a batch, its chain state and its cursor in **one** transaction, with
 ``synchronous = FULL``: after any crash either all three are on disk or none is, so a seq is
@@ -15,49 +14,22 @@ never signed twice with different content (a fork) and no reading is batched twi
 skipped. The append is a compare-and-set on the chain state, so two batchers (one left over
 from a killed gateway) cannot both extend the chain.
 
-Each batch uplink reads batches after its own cursor (:meth:`BatchLog.fetch_after`) and
-advances it in a short transaction of its own (:meth:`BatchLog.mark_delivered`).
+Each batch uplink reads batches after its own cursor through a :class:`BatchOutbox` and
+advances it in a short transaction of its own.
 """
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, NamedTuple
+from typing import NamedTuple
 
-from gateway.batch import ChainState
+from gateway.batches.format import ChainState
 from gateway.errors import GatewayError
-from gateway.store import connect
-
-SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS batches (
-    seq        INTEGER PRIMARY KEY,   -- the batch's place in the gateway's chain, from 1
-    first_id   INTEGER NOT NULL,      -- outbox ids (readings.id) it covers, inclusive
-    last_id    INTEGER NOT NULL,
-    readings   INTEGER NOT NULL,      -- how many readings it carries
-    created_ms INTEGER NOT NULL,      -- when it was signed, Unix ms
-    digest     BLOB    NOT NULL,      -- SHA-256 of encoded: the next batch's prev
-    encoded    BLOB    NOT NULL       -- the COSE_Sign1 bytes, sent exactly as they are
-);
-CREATE TABLE IF NOT EXISTS batch_chain (
-    id         INTEGER PRIMARY KEY CHECK (id = 1),
-    state      BLOB    NOT NULL,      -- ChainState.encode() after the newest batch
-    batched_id INTEGER NOT NULL       -- the batcher's cursor: last outbox id in a batch
-);
-CREATE TABLE IF NOT EXISTS batch_progress (
-    uplink        TEXT PRIMARY KEY,
-    delivered_seq INTEGER NOT NULL,
-    file_offset   INTEGER             -- file uplink: the file's size after that batch
-);
-CREATE TABLE IF NOT EXISTS outbox_counters (
-    name  TEXT PRIMARY KEY,           -- pruned_readings, dropped_batches, ...
-    value INTEGER NOT NULL
-);
-"""
+from gateway.store.schema import add_counter, connect, transaction
 
 _FETCH = (
     "SELECT seq, first_id, last_id, readings, created_ms, digest, encoded FROM batches"
@@ -82,6 +54,11 @@ class StoredBatch(NamedTuple):
     digest: bytes
     encoded: bytes
 
+    @property
+    def position(self) -> int:
+        """Its place in the chain (what a batch uplink's cursor counts)."""
+        return self.seq
+
 
 @dataclass(frozen=True, slots=True)
 class ChainHead:
@@ -93,42 +70,6 @@ class ChainHead:
     raw: bytes | None
 
 
-def prepare_batches(db: sqlite3.Connection) -> None:
-    """Create the batch tables if needed (idempotent; any process may call it)."""
-    db.executescript(SCHEMA)
-
-
-@contextlib.contextmanager
-def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any exception."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield db
-    except BaseException:
-        if db.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-
-
-def read_counters(db: sqlite3.Connection) -> dict[str, int]:
-    """The persistent outbox counters by name (absent ones are 0)."""
-    return {
-        name: int(value) for name, value in db.execute("SELECT name, value FROM outbox_counters")
-    }
-
-
-def add_counter(db: sqlite3.Connection, name: str, amount: int) -> None:
-    """Add to a persistent counter; call inside the transaction that did the counted thing."""
-    if amount:
-        db.execute(
-            "INSERT INTO outbox_counters (name, value) VALUES (?, ?)"
-            " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
-            (name, amount),
-        )
-
-
 class BatchLog:
     """One process's connection to the batch tables (the batcher's, or one uplink's)."""
 
@@ -136,10 +77,10 @@ class BatchLog:
         self._db = connect(path)
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute(f"PRAGMA synchronous = {synchronous}")
-        prepare_batches(self._db)
 
     @property
     def db(self) -> sqlite3.Connection:
+        """The connection, for reading the outbox rows to batch (:mod:`gateway.store.outbox`)."""
         return self._db
 
     def close(self) -> None:
@@ -188,6 +129,18 @@ class BatchLog:
             )
         return ChainHead(state, last_id, raw)
 
+    def skip_unsignable(self, after: ChainHead, up_to_id: int, invalid: int) -> None:
+        """Count ``invalid`` readings that cannot be signed and, if nothing else is left to
+        batch up to ``up_to_id``, move the batcher's cursor past them (chain unchanged)."""
+        with transaction(self._db) as db:
+            add_counter(db, "invalid_readings", invalid)
+            if up_to_id:
+                db.execute(
+                    "INSERT INTO batch_chain (id, state, batched_id) VALUES (1, ?, ?)"
+                    " ON CONFLICT (id) DO UPDATE SET batched_id = max(batched_id, ?)",
+                    (after.state.encode(), up_to_id, up_to_id),
+                )
+
     # -- the batch uplinks ------------------------------------------------------------
 
     def progress(self, uplink: str) -> tuple[int, int | None]:
@@ -227,14 +180,30 @@ class BatchLog:
         return True
 
 
+class BatchOutbox:
+    """One batch uplink's view of the batch log: a :class:`gateway.uplinks.delivery.Source`."""
+
+    def __init__(self, batch_log: BatchLog, uplink: str) -> None:
+        self.log = batch_log
+        self.uplink = uplink
+
+    def delivered(self) -> int:
+        return self.log.progress(self.uplink)[0]
+
+    def fetch_after(self, position: int, limit: int) -> list[StoredBatch]:
+        return self.log.fetch_after(position, limit)
+
+    def wait_after(self, position: int, timeout_s: float, stop: Callable[[], bool]) -> bool:
+        return self.log.wait_for_batches(position, timeout_s, stop=stop)
+
+    def mark_delivered(self, position: int, note: int | None) -> None:
+        self.log.mark_delivered(self.uplink, position, note)
+
+
 __all__ = [
-    "SCHEMA",
     "BatchLog",
+    "BatchOutbox",
     "ChainHead",
     "ChainMoved",
     "StoredBatch",
-    "add_counter",
-    "prepare_batches",
-    "read_counters",
-    "transaction",
 ]

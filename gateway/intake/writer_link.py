@@ -19,11 +19,12 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Final
 
-from gateway import writer
-from gateway.children import child_main
 from gateway.config import LimitsConfig
 from gateway.errors import StoreUnavailable
-from gateway.store import Counters, SequenceRange, SubmitResult
+from gateway.intake import writer
+from gateway.intake.requests import Counters
+from gateway.processes import child_main
+from gateway.store.writer import SequenceRange, SubmitResult
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class WriterLink:
     """Runs the writer process and carries requests to it.
 
     ``before_commit`` is handed to the writer process (so it must pickle); it is called
-    there right before each COMMIT (a test hook; see :class:`gateway.store.StoreWriter`).
+    there right before each COMMIT (a test hook; see :class:`gateway.store.schema.StoreWriter`).
     """
 
     def __init__(

@@ -1,17 +1,30 @@
-"""One process at a time per job: an exclusive ``flock`` on a file in the state directory.
+"""How the gateway's child processes (the writer, the batcher, each uplink) run.
 
-A gateway killed with SIGKILL leaves its batcher and uplink processes running until they
-notice; the lock makes the new gateway's processes wait for them, so two never sign or send
-at once. The kernel releases the lock when its holder dies, however it dies.
+* :func:`child_main` starts one: Ctrl-C in a terminal interrupts the whole process group;
+  the children leave it to the daemon, which stops them in order (the writer commits what it
+  holds, uplinks finish their round) instead of each dying with a traceback.
+* :func:`hold_lock` keeps one process at a time per job: an exclusive ``flock`` on a file in
+  the state directory. A gateway killed with SIGKILL leaves its batcher and uplink processes
+  running until they notice; the lock makes the new gateway's processes wait for them, so
+  two never sign or send at once. The kernel releases the lock when its holder dies.
+* :func:`sleep_unless` waits without missing a stop request.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+
+def child_main(target: Callable[..., None], *args: Any) -> None:
+    """Run ``target(*args)`` as a child process's main function, deaf to SIGINT."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    target(*args)
 
 
 def hold_lock(path: Path, stop: Callable[[], bool], *, poll_s: float = 0.05) -> int | None:
@@ -41,6 +54,3 @@ def sleep_unless(stop: Callable[[], bool], seconds: float, *, step_s: float = 0.
         if left <= 0:
             return
         time.sleep(min(step_s, left))
-
-
-__all__ = ["hold_lock", "sleep_unless"]

@@ -13,14 +13,14 @@ import os
 from pathlib import Path
 from typing import Final
 
-from gateway.batch_log import StoredBatch
-from gateway.batch_uplink import BatchSender
+from gateway.store.batch_log import StoredBatch
+from gateway.uplinks.delivery import Sender
 
 UPLINK_NAME: Final = "batch_file"
 FILE_NAME: Final = "batches.cbor"
 
 
-class BatchFileSender(BatchSender):
+class BatchFileSender(Sender[StoredBatch]):
     """Appends batches to ``<directory>/batches.cbor``."""
 
     def __init__(self, directory: Path, *, resume_at: int | None) -> None:

@@ -36,8 +36,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from gateway.codec.senml import BOARD_URN_PREFIX, Reading, Value, ValueKind, is_board_id
 from gateway.errors import BadBatch, BadSignature
-from gateway.senml import BOARD_URN_PREFIX, Reading, Value, ValueKind, is_board_id
 
 FORMAT_VERSION: Final = 1
 COSE_SIGN1_TAG: Final = 18
@@ -71,7 +71,7 @@ _MAX_TIME_S: Final = 253_402_300_800  # 10000-01-01T00:00:00Z
 
 
 class BatchRow(Protocol):
-    """What :func:`build` reads from an outbox row (``gateway.store.OutboxRow`` fits)."""
+    """What :func:`build` reads from an outbox row (``gateway.store.schema.OutboxRow`` fits)."""
 
     @property
     def id(self) -> int: ...

@@ -6,13 +6,14 @@ over a Unix socket pair in compact frames:
 
 * request ``[length][id][kind][content-format][received ms][seq first][seq count]
   [address length] address payload`` — the raw payload, so decoding happens here too;
-* reply ``[length][id][stored][duplicates][reason length] reason message`` — the reason is
-  empty when the request was stored, else it names the :mod:`gateway.errors` class to raise.
+* reply ``[length][id][stored][duplicates][hint][reason length] reason message`` — the
+  reason is empty when the request was stored, else it names the :mod:`gateway.errors` class
+  to raise, rebuilt from its message and hint (the Size1 or Max-Age its response carries).
   The writer's first reply, with id 0, says it is ready.
 
 The writer takes every request that has arrived, decodes each (a bad one is refused on its
 own and never reaches the store), commits the rest in one transaction
-(:class:`gateway.store.StoreWriter`), and only then writes all the group's replies in one
+(:class:`gateway.store.schema.StoreWriter`), and only then writes all the group's replies in one
 go. A 2.04 is therefore always sent after its readings are on disk. When the gateway's end of
 the socket closes, the writer commits what it already read, answers, and exits.
 """
@@ -29,8 +30,15 @@ from typing import Final
 from gateway import errors
 from gateway.config import LimitsConfig
 from gateway.errors import GatewayError, StoreUnavailable
-from gateway.intake import decode_readings
-from gateway.store import HealthJob, Job, Outcome, ReadingsJob, SequenceRange, StoreWriter
+from gateway.intake.requests import decode_readings
+from gateway.store.writer import (
+    HealthJob,
+    Job,
+    Outcome,
+    ReadingsJob,
+    SequenceRange,
+    StoreWriter,
+)
 
 KIND_READINGS: Final = 1
 KIND_HEALTH: Final = 2
@@ -38,8 +46,8 @@ KIND_HEALTH: Final = 2
 #: length (of what follows), id, kind, content-format, received ms, seq first, seq count,
 #: address length. ``seq first`` is -1 when the request carries no sequence numbers.
 REQUEST_HEAD: Final = struct.Struct("<IIBHqqqH")
-#: length, id, stored, duplicates, reason length.
-REPLY_HEAD: Final = struct.Struct("<IIIIH")
+#: length, id, stored, duplicates, hint (-1: none), reason length.
+REPLY_HEAD: Final = struct.Struct("<IIIIqH")
 #: The id of the reply the writer sends, unasked, once it has the database open.
 READY_ID: Final = 0
 _RECV_SIZE: Final = 1 << 20
@@ -102,10 +110,11 @@ def encode_reply(request_id: int, outcome: Outcome | GatewayError) -> bytes:
     if isinstance(outcome, GatewayError):
         reason = outcome.reason.encode()
         message = outcome.message.encode()[:200]
+        hint = outcome.hint if outcome.hint is not None else -1
         length = REPLY_HEAD.size - 4 + len(reason) + len(message)
-        return REPLY_HEAD.pack(length, request_id, 0, 0, len(reason)) + reason + message
+        return REPLY_HEAD.pack(length, request_id, 0, 0, hint, len(reason)) + reason + message
     stored, duplicates = (outcome.stored, outcome.duplicates) if outcome is not None else (0, 0)
-    return REPLY_HEAD.pack(REPLY_HEAD.size - 4, request_id, stored, duplicates, 0)
+    return REPLY_HEAD.pack(REPLY_HEAD.size - 4, request_id, stored, duplicates, -1, 0)
 
 
 #: The error class to raise for each reason a reply can name.
@@ -132,7 +141,7 @@ def decode_replies(buffer: bytearray) -> tuple[list[Reply], int]:
     at, end = 0, len(buffer)
     unpack = REPLY_HEAD.unpack_from
     while end - at >= REPLY_HEAD.size:
-        length, request_id, stored, duplicates, reason_len = unpack(buffer, at)
+        length, request_id, stored, duplicates, hint, reason_len = unpack(buffer, at)
         frame_end = at + 4 + length
         if frame_end > end:
             break
@@ -141,7 +150,8 @@ def decode_replies(buffer: bytearray) -> tuple[list[Reply], int]:
             reason_at = at + REPLY_HEAD.size
             reason = bytes(buffer[reason_at : reason_at + reason_len]).decode()
             message = bytes(buffer[reason_at + reason_len : frame_end]).decode(errors="replace")
-            error = ERRORS_BY_REASON.get(reason, StoreUnavailable)(message)
+            cls = ERRORS_BY_REASON.get(reason, StoreUnavailable)
+            error = cls.rebuild(message, hint if hint >= 0 else None)
         replies.append(Reply(request_id, stored, duplicates, error))
         at = frame_end
     return replies, at
@@ -165,7 +175,7 @@ def serve(
     limits: LimitsConfig,
     before_commit: Callable[[], None] | None = None,
 ) -> None:
-    """The writer process's main loop (started by :class:`gateway.writer_link.WriterLink`)."""
+    """The writer process's main loop (started by :class:`.writer_link.WriterLink`)."""
     writer = StoreWriter(db_path, synchronous=synchronous, before_commit=before_commit)
     buffer = bytearray()
     try:

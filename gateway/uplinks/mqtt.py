@@ -22,9 +22,9 @@ from typing import Any, Final
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.batch_log import StoredBatch
-from gateway.batch_uplink import BatchSender
 from gateway.errors import UplinkError
+from gateway.store.batch_log import StoredBatch
+from gateway.uplinks.delivery import Sender
 
 UPLINK_NAME: Final = "mqtt"
 ONLINE: Final = b"online"
@@ -40,7 +40,7 @@ def status_topic(site: str, gateway: str) -> str:
     return f"simpul/{site}/{gateway}/status"
 
 
-class MqttSender(BatchSender):
+class MqttSender(Sender[StoredBatch]):
     """Publishes batches to one broker (TCP, MQTT 3.1.1, QoS 1)."""
 
     def __init__(

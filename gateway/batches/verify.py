@@ -31,9 +31,9 @@ from typing import BinaryIO, Literal, NamedTuple
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from gateway.batch import Batch, decode, key_id, public_bytes, skip_item, verify_signature
+from gateway.batches.format import Batch, decode, key_id, public_bytes, skip_item, verify_signature
+from gateway.codec.senml import Value, ValueKind
 from gateway.errors import BadBatch, BadSignature, RetiredKey, UnknownKey
-from gateway.senml import Value, ValueKind
 
 ProblemKind = Literal[
     "malformed",  # not a batch: bad CBOR, bad COSE structure, bad payload
@@ -45,6 +45,7 @@ ProblemKind = Literal[
     "fork",  # two different batches with one seq, or a prev that names another batch
     "repeat",  # the same batch again (at-least-once delivery): not a failure
     "incomplete",  # fewer batches arrived than expected
+    "empty",  # no batch at all: nothing was verified
 ]
 
 _PEM_BLOCK = re.compile(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.DOTALL)

@@ -7,7 +7,9 @@ file stops growing once pruning keeps up; it never shrinks by itself.
 :class:`OutboxKeeper` runs in a process of its own and, every ``interval``:
 
 1. **prunes** readings every reader of the outbox has passed (the batcher, the JSON file
-   uplink; whichever are enabled) and batches every enabled batch uplink has delivered;
+   uplink; whichever are enabled) once they are ``keep_delivered_ms`` old (until then the
+   store's uniqueness recognises a board's late retransmission of them), and batches every
+   enabled batch uplink has delivered;
 2. if the store uses more than ``max_bytes`` and the policy is ``drop_oldest``, **drops** the
    oldest undelivered data, whole batches first (a consumer sees the gap in the chain), else
    readings not yet read, until it is back under budget. Each drop is counted, in the same
@@ -27,9 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
-from gateway.batch_log import add_counter, prepare_batches, transaction
-from gateway.locks import sleep_unless
-from gateway.store import connect
+from gateway.processes import sleep_unless
+from gateway.store.schema import add_counter, connect, now_ms, transaction
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +64,25 @@ class OutboxKeeper:
     """Prunes delivered data and enforces the budget on one database."""
 
     def __init__(
-        self, path: Path, consumers: Consumers, *, max_bytes: int = 0, policy: str = "refuse"
+        self,
+        path: Path,
+        consumers: Consumers,
+        *,
+        max_bytes: int = 0,
+        policy: str = "refuse",
+        keep_delivered_ms: int = 0,
+        clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
         self.consumers = consumers
         self.max_bytes = max_bytes
         self.policy = policy
+        #: Delivered readings younger than this stay, so a late retransmission is known.
+        self.keep_delivered_ms = keep_delivered_ms
+        self.clock_ms = clock_ms
         self._db = connect(path)
         self._db.execute("PRAGMA journal_mode = WAL")
-        prepare_batches(self._db)
 
     def close(self) -> None:
         self._db.close()
@@ -111,8 +121,9 @@ class OutboxKeeper:
         passed = self.readings_passed()
         if passed is not None:
             readings = self._delete_chunks(
-                "DELETE FROM readings WHERE id IN"
-                " (SELECT id FROM readings WHERE id <= ? ORDER BY id LIMIT ?)",
+                "DELETE FROM readings WHERE id IN (SELECT id FROM readings"
+                f" WHERE id <= ? AND received_ms <= {self.clock_ms() - self.keep_delivered_ms}"
+                " ORDER BY id LIMIT ?)",
                 passed,
                 "pruned_readings",
             )

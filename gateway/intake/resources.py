@@ -1,10 +1,10 @@
 """The gateway's CoAP endpoints: one aiocoap ``Resource`` per path, the tree in :func:`build_site`.
 
 The resources only translate between CoAP messages and the plain functions in
-:mod:`gateway.intake`, and hand what they accept to the writer process through
-:class:`gateway.writer_link.WriterLink`; errors are :mod:`gateway.errors` exceptions,
-which render themselves as responses (code plus diagnostic payload) and are counted by
-reason on the way out.
+:mod:`gateway.intake.requests`, and hand what they accept to the writer process through
+:class:`gateway.intake.writer_link.WriterLink`; errors are :mod:`gateway.errors` exceptions,
+answered as responses by :mod:`gateway.intake.responses` (code plus diagnostic payload) and
+counted by reason on the way out.
 """
 
 from __future__ import annotations
@@ -27,17 +27,19 @@ from gateway.errors import (
     StoreUnavailable,
     UnknownPath,
 )
-from gateway.intake import (
+from gateway.intake.requests import (
     HEALTH_FORMATS,
     JSON,
     READINGS_FORMATS,
+    Counters,
     check_readings_format,
     check_size,
     decode_health,
     parse_sequence_query,
 )
-from gateway.store import Counters, now_ms
-from gateway.writer_link import WriterLink
+from gateway.intake.responses import Refusal, error_response
+from gateway.intake.writer_link import WriterLink
+from gateway.store.schema import now_ms
 
 
 class Admission:
@@ -118,7 +120,7 @@ class _IntakeResource(Resource):  # type: ignore[misc]
             )
         except GatewayError as exc:
             self._counters.refused[exc.reason] += 1
-            raise
+            raise Refusal(exc) from None
         return True
 
     async def render(self, request: Message) -> Message:
@@ -130,12 +132,12 @@ class _IntakeResource(Resource):  # type: ignore[misc]
                 self._admission.leave()
         except coap_error.MethodNotAllowed:
             self._counters.refused[MethodNotAllowed.reason] += 1
-            raise MethodNotAllowed(
-                f"{request.code} not allowed on {self.path}; use {self.allowed}"
-            ) from None
+            return error_response(
+                MethodNotAllowed(f"{request.code} not allowed on {self.path}; use {self.allowed}")
+            )
         except GatewayError as exc:
             self._counters.refused[exc.reason] += 1
-            raise
+            return error_response(exc)
         return response
 
 
@@ -226,7 +228,7 @@ class GatewaySite(Site):  # type: ignore[misc]
         except coap_error.NotFound:
             self._counters.refused[UnknownPath.reason] += 1
             path = "/" + "/".join(pipe.request.opt.uri_path)
-            raise UnknownPath(f"no resource at {path}"[:120]) from None
+            raise Refusal(UnknownPath(f"no resource at {path}"[:120])) from None
 
 
 def build_site(

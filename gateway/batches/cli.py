@@ -28,10 +28,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
+from gateway.batches.verify import ChainVerifier, KeySet, Outcome, Problem, verify_sequence
+from gateway.codec.senml import value_to_json
 from gateway.config import parse_bind
 from gateway.errors import GatewayError
-from gateway.senml import value_to_json
-from gateway.verify import ChainVerifier, KeySet, Outcome, Problem, verify_sequence
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -56,7 +56,7 @@ def add_commands(subparsers: Any) -> None:
         dest="keys",
         action="append",
         type=Path,
-        default=[],
+        required=True,
         metavar="FILE",
         help="PEM public key of a gateway (simpul gateway key --public); repeatable",
     )
@@ -85,8 +85,6 @@ def verify_command(args: argparse.Namespace) -> int:
         return _usage("--topic, --count and --timeout go with --mqtt")
     if args.mqtt is not None and not args.topic:
         return _usage("--mqtt needs --topic")
-    if not args.keys:
-        return _usage("name at least one --key FILE")
     try:
         keys = KeySet.from_files(args.keys)
         verifier = ChainVerifier(keys, join=args.join)
@@ -124,7 +122,9 @@ def _file_outcomes(verifier: ChainVerifier, path: Path) -> Iterator[Outcome]:
 def _run(
     verifier: ChainVerifier, outcomes: Iterator[Outcome], *, report: bool, out: TextIO
 ) -> None:
+    seen = False
     for outcome in outcomes:
+        seen = True
         for problem in outcome.problems:
             _say(problem)
         if not report:
@@ -141,6 +141,9 @@ def _run(
                     "time_ms": r.time_ms,
                 }
                 out.write(json.dumps(line, separators=(",", ":")) + "\n")
+    if not seen and not verifier.problems:
+        # An empty input proves nothing: a consumer must not read it as "all verified".
+        _say(verifier.report(Problem("empty", "no batches in the input: nothing was verified")))
     if report:
         _write_report(verifier, out)
     out.flush()

@@ -11,15 +11,17 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import cbor2
 
+from gateway.codec.senml import Reading, decode_senml_cbor, decode_senml_json, is_board_id
 from gateway.config import LimitsConfig
 from gateway.errors import BadPayload, BadQuery, PayloadTooLarge, UnsupportedContentFormat
-from gateway.senml import Reading, decode_senml_cbor, decode_senml_json, is_board_id
-from gateway.store import SequenceRange
+from gateway.store.writer import SequenceRange
 
 #: Content-Formats (RFC 7252 §12.3 registry) the resources accept.
 SENML_CBOR = 112
@@ -34,6 +36,16 @@ HEALTH_FORMATS = (CBOR, JSON)
 _MAX_SEQ = 2**53
 # Health maps are small and flat-ish; anything deeper is not a health report.
 _MAX_HEALTH_DEPTH = 8
+
+
+@dataclass
+class Counters:
+    """What this gateway process has done since it started (not persisted)."""
+
+    readings_stored: int = 0
+    duplicates: int = 0
+    #: Requests refused, by reason (``bad_payload``, ``too_large``...).
+    refused: Counter[str] = field(default_factory=Counter)
 
 
 def check_size(length: int, limits: LimitsConfig) -> None:

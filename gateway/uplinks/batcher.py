@@ -2,10 +2,10 @@
 
 It reads the ``readings`` table after its own cursor, cuts a batch when ``max_readings`` are
 waiting or the oldest waiting reading was received ``max_age_ms`` ago, signs it with the
-gateway's identity (:func:`gateway.batch.build`; the key from
-:meth:`gateway.identity.GatewayIdentity.signer_for`, which also carries a rotation through),
+gateway's identity (:func:`gateway.batches.format.build`; the key from
+:meth:`gateway.batches.keys.GatewayIdentity.signer_for`, which also carries a rotation through),
 and stores it with the new chain state and cursor in one transaction
-(:meth:`gateway.batch_log.BatchLog.append`). Batch uplinks take it from there.
+(:meth:`gateway.store.batch_log.BatchLog.append`). Batch uplinks take it from there.
 
 One batcher at a time per state directory: it holds an exclusive lock on
 ``<state_dir>/batcher.lock``, so one left over from a killed gateway finishes first.
@@ -19,19 +19,15 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from gateway.batch import build
-from gateway.batch_log import BatchLog, ChainHead, ChainMoved, add_counter, transaction
-from gateway.identity import GatewayIdentity
-from gateway.locks import sleep_unless
-from gateway.store import OutboxRow, now_ms
+from gateway.batches.format import build
+from gateway.batches.keys import GatewayIdentity
+from gateway.processes import sleep_unless
+from gateway.store.batch_log import BatchLog, ChainHead, ChainMoved
+from gateway.store.outbox import OutboxRow, fetch_rows, head_id, received_ms_after
+from gateway.store.schema import now_ms
 
 log = logging.getLogger(__name__)
 
-_FETCH_ROWS: Final = (
-    "SELECT id, board_id, name, unit, kind, value, time_ms, received_ms FROM readings"
-    " WHERE id > ? ORDER BY id LIMIT ?"
-)
-_HEAD_ID: Final = "SELECT coalesce(max(id), 0) FROM readings"
 _RETRY_MIN_S: Final = 0.5
 _RETRY_MAX_S: Final = 30.0
 
@@ -68,8 +64,7 @@ class Batcher:
 
     def waiting(self) -> int:
         """Readings stored but not yet in a batch (ids are dense; pruning only goes behind)."""
-        (head,) = self.log.db.execute(_HEAD_ID).fetchone()
-        return max(int(head) - self.head.batched_id, 0)
+        return max(head_id(self.log.db) - self.head.batched_id, 0)
 
     def due_in_ms(self) -> int | None:
         """Milliseconds until a batch is due (0: now); None when no reading waits."""
@@ -78,13 +73,10 @@ class Batcher:
             return None
         if waiting >= self.max_readings:
             return 0
-        row = self.log.db.execute(
-            "SELECT received_ms FROM readings WHERE id > ? ORDER BY id LIMIT 1",
-            (self.head.batched_id,),
-        ).fetchone()
-        if row is None:
+        received = received_ms_after(self.log.db, self.head.batched_id)
+        if received is None:
             return None
-        return max(int(row[0]) + self.max_age_ms - self.clock_ms(), 0)
+        return max(received + self.max_age_ms - self.clock_ms(), 0)
 
     def batch_once(self, *, force: bool = False) -> int:
         """Build and store one batch of the waiting readings if one is due (or ``force``).
@@ -94,12 +86,7 @@ class Batcher:
         due = self.due_in_ms()
         if due is None or (due > 0 and not force):
             return 0
-        rows = [
-            OutboxRow._make(row)
-            for row in self.log.db.execute(
-                _FETCH_ROWS, (self.head.batched_id, self.max_readings)
-            ).fetchall()
-        ]
+        rows = fetch_rows(self.log.db, self.head.batched_id, self.max_readings)
         if not rows:
             return 0
         try:
@@ -153,14 +140,7 @@ class Batcher:
                 log.error("batcher: skipping a reading that cannot be signed: %s", exc)
             else:
                 good.append(row)
-        with transaction(self.log.db) as db:
-            add_counter(db, "invalid_readings", len(rows) - len(good))
-            if not good:
-                db.execute(
-                    "INSERT INTO batch_chain (id, state, batched_id) VALUES (1, ?, ?)"
-                    " ON CONFLICT (id) DO UPDATE SET batched_id = max(batched_id, ?)",
-                    (self.head.state.encode(), rows[-1].id, rows[-1].id),
-                )
+        self.log.skip_unsignable(self.head, 0 if good else rows[-1].id, len(rows) - len(good))
         if not good:
             raise ChainMoved("only unsignable readings: skipped")
         return good

@@ -1,0 +1,5 @@
+"""Pure codecs between bytes and plain objects: no sockets, files, clocks or aiocoap.
+
+``senml`` decodes what boards send (RFC 8428); ``cbor`` is the one strict CBOR decoder every
+gateway parser uses.
+"""
