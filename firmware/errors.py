@@ -53,3 +53,13 @@ class CoapRefused(SimpulError):
 
 class ConfigError(SimpulError):
     """The board's config file is missing a field or has a bad value."""
+
+
+class SignatureError(SimpulError):
+    """Signed data the board refuses; catch this one to refuse whatever the reason."""
+
+
+class BadSignature(SignatureError):
+    """An Ed25519 signature (RFC 8032) that does not verify, or a key or signature that is not
+    a valid encoding; the message names the check that refused it."""
+
