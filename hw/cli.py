@@ -11,7 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from hw.engine import ENGINES, Fleet, cycle_config, plan_fleet
+from hw.engines import ENGINES
+from hw.engines.fleet import Fleet, cycle_config, plan_fleet
 
 
 def host_port(text: str) -> tuple[str, int]:

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from gateway.config import load_config
 from gateway.daemon import Gateway
-from hw.engine import SITES, Fleet, cycle_config, plan_fleet
+from hw.engines.fleet import SITES, Fleet, cycle_config, plan_fleet
 
 # What the live view shows per site, in this order: (reading name, label, unit).
 _SHOWN = (

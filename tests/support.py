@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hw.engine import Fleet
+    from hw.engines.fleet import Fleet
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The line ``simpul gateway run`` prints once it listens.

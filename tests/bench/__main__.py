@@ -135,11 +135,11 @@ def gateway_vs_bare(seconds: float) -> dict[str, Any]:
 
 
 def firmware_heap(seconds: float) -> dict[str, Any]:
-    """The firmware's heap and CPU on the real MicroPython VM (see hw/vm/budget.py)."""
+    """The firmware's heap and CPU on the real MicroPython VM (see hw/firmware_tools/heap.py)."""
     import asyncio
     from dataclasses import asdict
 
-    from hw.vm.budget import HEAP_BUDGET, measure_cpu, measure_heap
+    from hw.firmware_tools.heap import HEAP_BUDGET, measure_cpu, measure_heap
     from tests.support import GatewayProcess
 
     with tempfile.TemporaryDirectory(prefix="simpul-bench-") as state:

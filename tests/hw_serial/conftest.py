@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import serial
 
-from hw.engine import BoardRunner, plan_fleet, runner_for
+from hw.engines import runner_for
+from hw.engines.base import BoardRunner
+from hw.engines.fleet import plan_fleet
 from tests.support import free_udp_port
 
 MPREMOTE = Path(sys.executable).with_name("mpremote")

@@ -2,7 +2,7 @@
 like the CPython engine's (the same gateway process, the same checks).
 
 Each VM board is a Node process running the unchanged firmware files; its buses, flash and
-UDP are served by this process (``hw/vm/host.py``).
+UDP are served by this process (``hw/engines/mpy/host.py``).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hw.engine import Fleet, plan_fleet
-from hw.vm.runner import VmBoardRunner
+from hw.engines.fleet import Fleet, plan_fleet
+from hw.engines.mpy.runner import VmBoardRunner
 from tests.support import (
     FAST,
     GatewayProcess,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hw.engine import Fleet, plan_fleet
+from hw.engines.fleet import Fleet, plan_fleet
 from tests.support import (
     FAST,
     GatewayProcess,
