@@ -10,9 +10,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from hw.engines import ENGINES
 from hw.engines.fleet import Fleet, cycle_config, plan_fleet
+from hw.engines.mpy import vm_package
 
 
 def host_port(text: str) -> tuple[str, int]:
@@ -46,6 +48,27 @@ class DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
         if action.default in (None, False, argparse.SUPPRESS):
             return action.help
         return super()._get_help_string(action)
+
+
+class _InstallVm(argparse.Action):
+    """``--install-vm``: install the MicroPython VM now and exit, whatever else was given."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        try:
+            module = vm_package.install(say=lambda line: print(line, flush=True))
+        except vm_package.VmError as e:
+            parser.exit(1, f"simpul emulate: {e}\n")
+        print(f"MicroPython VM {vm_package.VERSION} ready: {module}", flush=True)
+        parser.exit(0)
 
 
 def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -110,13 +133,20 @@ def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=ENGINES,
         default="cpython",
         help="cpython: every board in this process; mpy: each board on the real MicroPython "
-        "VM (WebAssembly, under Node)",
+        "VM (WebAssembly, under Node; see --install-vm)",
     )
     emulate.add_argument(
         "--serial",
         action="store_true",
         help="give every board a serial port on a pseudo-terminal with MicroPython's REPL "
         "(mpremote connect PTY ...); one line per board names its pty",
+    )
+    emulate.add_argument(
+        "--install-vm",
+        action=_InstallVm,
+        help=f"install the MicroPython VM that --engine mpy runs ({vm_package.PACKAGE} "
+        f"{vm_package.VERSION}, with npm) into {vm_package.cache_dir()}, and exit; a clone "
+        "can use `npm ci` instead",
     )
     emulate.set_defaults(handler=run_emulate)
 
@@ -180,7 +210,14 @@ def run_emulate(args: argparse.Namespace) -> int:
 
 async def _emulate(args: argparse.Namespace) -> int:
     specs = plan_fleet(args.boards, args.seed, cycle_config(args.cycle))
-    fleet = Fleet(specs, args.state_dir, args.gateway, engine=args.engine, serial=args.serial)
+    try:
+        fleet = Fleet(specs, args.state_dir, args.gateway, engine=args.engine, serial=args.serial)
+        if args.engine == "mpy":
+            vm_package.node()
+            vm_package.vm_module()
+    except vm_package.VmError as e:
+        print(f"simpul emulate: {e}", file=sys.stderr, flush=True)
+        return 1
     if args.power_cut_at_write:
         for runner in fleet.runners:
             runner.faults.flash.cut_at_write = args.power_cut_at_write

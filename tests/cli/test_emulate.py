@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,17 @@ def test_demo_summary_counts_readings_and_names_the_samples_still_buffered(
     assert "14 readings still buffered on boards (in 2 samples;" in summary(
         2, 6.2, fleet, 21, 21, tmp_path / "uplink"
     )
+
+
+def test_emulate_on_the_vm_engine_without_the_vm_says_how_to_install_it(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from hw.engines.mpy import vm_package; "
+         "vm_package.SOURCE_ROOT = vm_package.Path(sys.argv[1]); from fleet.cli import main; "
+         "sys.exit(main(['emulate', '--gateway', '127.0.0.1:9', '--engine', 'mpy', "
+         "'--duration', '1', '--state-dir', sys.argv[1]]))", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "the MicroPython VM is not installed" in done.stderr
+    assert "run `simpul emulate --install-vm`" in done.stderr
