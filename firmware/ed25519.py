@@ -32,9 +32,10 @@ What is checked, in this order, each refusal a ``BadSignature`` that says which:
 Points are in extended coordinates (X, Y, Z, T), x = X/Z, y = Y/Z, xy = T/Z, so no step
 needs an inversion; [S]B - [k]A is one interleaved double-and-add over width-5 NAF digits of
 both scalars. The only modular exponentiation is one per decoded point, MicroPython's
-3-argument ``pow`` (in C). A verify allocates many short-lived big ints (a few hundred KB
-in all) but holds only a few KB at any time. Verification uses no secret, so it need not run
-in constant time. Signing is not here: boards verify only.
+3-argument ``pow`` (in C). A verify allocates about 0.7 MB of short-lived big ints in all,
+but its live heap grows by only about 9 KB (tests/bench/board_verify.py measures both on
+the VM). Verification uses no secret, so it need not run in constant time. Signing is not
+here: boards verify only.
 """
 
 import sha512
@@ -134,27 +135,41 @@ def _odd_multiples(pt):
     return out
 
 
-def _naf(n):
-    """Width-5 NAF digits of ``n`` >= 0, least significant first: each 0 or odd in -15..15,
-    and any nonzero digit followed by at least four zeros."""
-    digits = []
-    while n:
-        if n & 1:
-            d = n & 31
-            if d > 15:
-                d -= 32
-            n -= d
-        else:
-            d = 0
-        digits.append(d)
-        n >>= 1
+def _naf(scalar):
+    """Width-5 NAF of ``scalar`` (below 2**253) as 256 digits, least significant first: each
+    0 or odd in -15..15, a nonzero one followed by at least four zeros. Read from the
+    scalar's bytes with small ints, so recoding allocates no big ints (as libsecp256k1's
+    ``ecmult_wnaf``)."""
+    data = scalar.to_bytes(32, "little")
+    digits = [0] * 256
+    carry = 0
+    bit = 0
+    while bit < 256:
+        if (data[bit >> 3] >> (bit & 7)) & 1 == carry:
+            bit += 1
+            continue
+        word = carry
+        for j in range(min(_WIDTH, 256 - bit)):
+            word += ((data[(bit + j) >> 3] >> ((bit + j) & 7)) & 1) << j
+        carry = (word >> (_WIDTH - 1)) & 1
+        digits[bit] = word - (carry << _WIDTH)
+        bit += _WIDTH
     return digits
 
 
+def _challenge(r, public_key, message):
+    """k = SHA-512(R || A || message) mod L, over the encodings as received."""
+    h = sha512.sha512(r)
+    h.update(public_key)
+    h.update(message)
+    return int.from_bytes(h.digest(), "little") % _L
+
+
 def verify_steps(public_key, message, signature, step_bits=16):
-    """``verify`` as a generator: it yields after every ``step_bits`` bits of the scalar
-    multiplication (about 16 slices) and raises ``BadSignature`` as ``verify`` does; it
-    ends without error when the signature is valid."""
+    """``verify`` as a generator: it yields None after the checks and the hash, after each
+    table of multiples, and after every ``step_bits`` bits of the scalar multiplication
+    (about 19 slices in all), and raises ``BadSignature`` as ``verify`` does; it ends
+    without error when the signature is valid."""
     if len(public_key) != 32:
         raise BadSignature("public key: %d bytes, not 32" % len(public_key))
     if len(signature) != 64:
@@ -167,28 +182,28 @@ def verify_steps(public_key, message, signature, step_bits=16):
     if _is_identity(_double(_double(_double(a)))):
         raise BadSignature("public key: a point of small order")
     r = _decode(signature[0:32], "R")
-    h = sha512.sha512(signature[0:32])
-    h.update(public_key)
-    h.update(message)
-    k = int.from_bytes(h.digest(), "little") % _L
+    k = _challenge(signature[0:32], public_key, message)
     yield
 
     # [S]B - [k]A, then compare with R.
     b_table = _odd_multiples((_BX, _BY, 1, _BX * _BY % p))
+    yield
     a_table = _odd_multiples(a)
+    yield
     s_digits = _naf(s)
     k_digits = _naf(k)
+    top = 255
+    while top > 0 and not (s_digits[top] or k_digits[top]):
+        top -= 1
     q = (0, 1, 1, 0)
-    for i in range(max(len(s_digits), len(k_digits)) - 1, -1, -1):
+    for i in range(top, -1, -1):
         q = _double(q)
-        if i < len(s_digits):
-            d = s_digits[i]
-            if d:
-                q = _add(q, b_table[abs(d) >> 1], d < 0)
-        if i < len(k_digits):
-            d = k_digits[i]
-            if d:
-                q = _add(q, a_table[abs(d) >> 1], d > 0)
+        d = s_digits[i]
+        if d:
+            q = _add(q, b_table[abs(d) >> 1], d < 0)
+        d = k_digits[i]
+        if d:
+            q = _add(q, a_table[abs(d) >> 1], d > 0)
         if i % step_bits == 0:
             yield
     # Projectively: x = X/Z and y = Y/Z against R's affine x and y.

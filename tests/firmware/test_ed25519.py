@@ -3,6 +3,7 @@
 checked here too)."""
 
 import hashlib
+import itertools
 import os
 
 import ed25519
@@ -112,6 +113,16 @@ def test_the_small_order_points_are_the_eight_of_small_order() -> None:
         assert ed25519._is_identity(eightfold), encoded
         points.add((pt[0], pt[1]))
     assert len(points) == 8
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=0, max_value=2**253 - 1))
+def test_naf_digits_sum_to_the_scalar_and_keep_their_form(scalar: int) -> None:
+    digits = ed25519._naf(scalar)
+    assert sum(d << i for i, d in enumerate(digits)) == scalar
+    nonzero = [i for i, d in enumerate(digits) if d]
+    assert all(digits[i] % 2 == 1 and -15 <= digits[i] <= 15 for i in nonzero)
+    assert all(b - a >= 5 for a, b in itertools.pairwise(nonzero))
 
 
 # Signatures made by OpenSSL.
