@@ -10,7 +10,12 @@ Usage::
     except SignatureError as e:
         print("refused:", e)
 
-A pure function between bytes and plain objects: no I/O, no clock. It returns the decoded
+    # The same in slices, so an asyncio app keeps sampling during the seconds it takes:
+    for result in cose.verify_steps(data, root_public_key):
+        await asyncio.sleep(0)
+    protected, payload = result
+
+Pure functions between bytes and plain objects: no I/O, no clock. ``verify`` returns the
 protected header (a dict keyed by COSE labels) and the payload (bytes) only when the
 signature verifies; the unprotected header is not returned, since nothing vouches for it.
 Refusals, each a ``SignatureError``:
@@ -48,9 +53,9 @@ def _map(data, what):
     return header
 
 
-def verify(data, public_key, external_aad=b""):
-    """(protected header, payload) of the COSE_Sign1 ``data`` if ``public_key`` (32 bytes,
-    Ed25519) signed it with ``external_aad``; raise a ``SignatureError`` otherwise."""
+def _checked(data, external_aad):
+    """(protected header, payload, Sig_structure bytes, signature) of a COSE_Sign1 whose
+    form and headers pass; raise a ``CoseError`` otherwise."""
     try:
         item = cbor.loads(data)
     except CborError as e:
@@ -86,5 +91,29 @@ def verify(data, public_key, external_aad=b""):
     if not isinstance(alg, int) or isinstance(alg, bool) or alg != EDDSA:
         raise CoseAlgorithmError("alg %r, not EdDSA (-8)" % (alg,))
     to_be_signed = cbor.dumps(["Signature1", protected_bytes, external_aad, payload])
-    ed25519.verify(public_key, to_be_signed, signature)
-    return protected, payload
+    return protected, payload, to_be_signed, signature
+
+
+def verify_steps(data, public_key, external_aad=b"", step_bits=16):
+    """``verify`` in slices, for an app that keeps its other tasks running meanwhile: a
+    generator that yields None while the signature is checked (see
+    ``ed25519.verify_steps``) and, last, (protected header, payload)::
+
+        for result in cose.verify_steps(data, key):
+            await asyncio.sleep(0)
+        protected, payload = result
+
+    It raises as ``verify`` does, and yields the result only once the signature verifies.
+    ``step_bits`` is passed on to ``ed25519.verify_steps``.
+    """
+    protected, payload, to_be_signed, signature = _checked(data, external_aad)
+    yield from ed25519.verify_steps(public_key, to_be_signed, signature, step_bits)
+    yield protected, payload
+
+
+def verify(data, public_key, external_aad=b""):
+    """(protected header, payload) of the COSE_Sign1 ``data`` if ``public_key`` (32 bytes,
+    Ed25519) signed it with ``external_aad``; raise a ``SignatureError`` otherwise."""
+    for result in verify_steps(data, public_key, external_aad):
+        if result is not None:  # the last item, after the signature verified
+            return result

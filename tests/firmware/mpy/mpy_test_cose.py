@@ -201,3 +201,25 @@ def test_signature_of_the_wrong_length_is_refused() -> None:
 def test_every_refusal_is_a_signature_error() -> None:
     for cls in (BadSignature, CoseAlgorithmError, CoseFormatError, CoseTagError):
         assert issubclass(cls, SignatureError), cls
+
+
+def test_verify_steps_yields_none_then_the_result_and_refuses_as_verify() -> None:
+    items = list(cose.verify_steps(SIGNED_BY_PYCOSE, PUBLIC_KEY))
+    assert len(items) > 10, len(items)
+    assert items[:-1] == [None] * (len(items) - 1)
+    assert items[-1] == ({1: -8, 4: KID}, MANIFEST)
+    forged = _replace(SIGNED_BY_PYCOSE, b"1.2.3", b"1.2.4")
+    steps = cose.verify_steps(forged, PUBLIC_KEY)
+    try:
+        for item in steps:
+            assert item is None, "a result before the signature was checked"
+    except BadSignature:
+        pass
+    else:
+        raise AssertionError("verify_steps accepted a tampered payload")
+    try:
+        next(cose.verify_steps(WRONG_ALG_SIGNED, PUBLIC_KEY))
+    except CoseAlgorithmError:
+        pass
+    else:
+        raise AssertionError("verify_steps started on a wrong alg")
