@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench import load
+from tests.bench.board_verify import board_verify
 from tests.bench.drain import drain_backlog
 from tests.bench.signing import signing_throughput
 from tests.support import free_udp_port
@@ -192,6 +193,7 @@ SCENARIOS: dict[str, Callable[[float], dict[str, Any]]] = {
     "firmware_heap": firmware_heap,
     "signing_throughput": signing_throughput,
     "drain_backlog": drain_backlog,
+    "board_verify": board_verify,
 }
 
 
