@@ -101,7 +101,7 @@ def typecheck(session: nox.Session) -> None:
     """Strict mypy on the host packages and tests; the firmware against the ESP32 stubs."""
     _install(session, "dev")
     session.run("mypy")
-    session.run("python", "-m", "hw.firmware_typecheck")
+    session.run("python", "-m", "hw.firmware_tools.typecheck")
 
 
 @nox.session
@@ -109,7 +109,7 @@ def firmware(session: nox.Session) -> None:
     """Compile every firmware file with mpy-cross; its unit tests and heap budget on the VM."""
     _npm_ci(session)
     _install(session, "test")
-    session.run("python", "-m", "hw.firmware_build", "--check")
+    session.run("python", "-m", "hw.firmware_tools.build", "--check")
     session.run(
         "pytest", "-q", "tests/firmware", "tests/hw_vm", "-k", "micropython_vm", *session.posargs
     )

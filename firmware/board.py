@@ -8,7 +8,8 @@ emulator (``hw/``) can hand the same application an emulated board. A board offe
 - ``flash``: ``open(path, mode)``, ``remove(path)``, ``rename(a, b)``, ``size(path)`` (-1 if
   absent), ``listdir(path)``, ``mkdir(path)``; absolute paths on the board's filesystem;
 - ``bus(name)``: ``"i2c"`` (BME280), ``"pms"`` (PMS5003 UART), ``"sonar"`` (JSN-SR04T UART),
-  ``"vbat"`` (battery ADC behind a divider); the pins come from the config's ``pins``;
+  ``"vbat"`` (battery ADC behind a divider), on the pins of ``pins.py`` unless the config's
+  ``pins`` says otherwise;
 - ``udp(host, port)``: a datagram link with ``send(data)``, ``async recv(timeout_ms)`` (bytes
   or None on timeout) and ``close()``;
 - ``ticks_ms()`` (monotonic), ``time_ms()`` (wall clock, Unix epoch, ms), ``async sleep_ms(ms)``;
@@ -27,17 +28,7 @@ import time
 import machine
 import network
 from flashfs import Flash
-
-# Pins of the simpul sensor carrier board (hw/profiles.py holds the same map for the emulator).
-_PINS = {
-    "i2c_scl": 22,
-    "i2c_sda": 21,
-    "pms_tx": 17,
-    "pms_rx": 16,
-    "sonar_tx": 27,
-    "sonar_rx": 26,
-    "vbat_adc": 35,
-}
+from pins import PINS
 
 _EPOCH_OFFSET = 946684800 if time.gmtime(0)[0] == 2000 else 0
 
@@ -78,7 +69,7 @@ class Board:
     def __init__(self, config):
         self.config = config
         self.flash = Flash()
-        self._pins = dict(_PINS)
+        self._pins = dict(PINS)
         self._pins.update(config.get("pins", {}))
         self._buses = {}
         self._wdt = machine.WDT(timeout=config.get("watchdog_ms", 120000))

@@ -53,3 +53,28 @@ class CoapRefused(SimpulError):
 
 class ConfigError(SimpulError):
     """The board's config file is missing a field or has a bad value."""
+
+
+class SignatureError(SimpulError):
+    """Signed data the board refuses; catch this one to refuse whatever the reason."""
+
+
+class BadSignature(SignatureError):
+    """An Ed25519 signature (RFC 8032) that does not verify, or a key or signature that is not
+    a valid encoding; the message names the check that refused it."""
+
+
+class CoseError(SignatureError):
+    """A COSE_Sign1 (RFC 9052) refused before its signature is checked."""
+
+
+class CoseTagError(CoseError):
+    """The CBOR item is not tagged 18 (COSE_Sign1)."""
+
+
+class CoseAlgorithmError(CoseError):
+    """The protected header does not name EdDSA (-8), the one algorithm the board verifies."""
+
+
+class CoseFormatError(CoseError):
+    """Not CBOR, or CBOR that is not a well-formed COSE_Sign1 with the headers it needs."""

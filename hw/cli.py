@@ -10,8 +10,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from hw.engine import ENGINES, Fleet, cycle_config, plan_fleet
+from hw.engines import ENGINES
+from hw.engines.fleet import Fleet, cycle_config, plan_fleet
+from hw.engines.mpy import vm_package
 
 
 def host_port(text: str) -> tuple[str, int]:
@@ -37,6 +40,37 @@ def count(text: str) -> int:
     return int(text)
 
 
+class DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default after its help, except where there is none to show (a flag, an
+    option that is off unless given): those say in their help what happens without them."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, argparse.SUPPRESS):
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _InstallVm(argparse.Action):
+    """``--install-vm``: install the MicroPython VM now and exit, whatever else was given."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        try:
+            module = vm_package.install(say=lambda line: print(line, flush=True))
+        except vm_package.VmError as e:
+            parser.exit(1, f"simpul emulate: {e}\n")
+        print(f"MicroPython VM {vm_package.VERSION} ready: {module}", flush=True)
+        parser.exit(0)
+
+
 def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     emulate = groups.add_parser(
         "emulate",
@@ -44,60 +78,75 @@ def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Run N emulated sensor boards (the real firmware, emulated hardware) in "
         "this process, sending to a gateway. Each board's flash and serial console live "
         "under STATE_DIR/boards/<board id>/ and survive restarts.",
+        formatter_class=DefaultsShown,
     )
     emulate.add_argument(
         "--gateway",
         type=host_port,
         required=True,
         metavar="HOST:PORT",
-        help="the gateway's CoAP address, e.g. 127.0.0.1:5683",
+        help="the gateway's CoAP address, e.g. 127.0.0.1:5683 (simpul gateway run prints it)",
     )
     emulate.add_argument(
         "--boards",
         type=count,
         default=10,
         metavar="N",
-        help="how many boards, spread over the sites and node kinds (default 10)",
+        help="how many boards, spread over the sites and node kinds",
     )
     emulate.add_argument(
         "--cycle",
         type=positive,
         default=5.0,
         metavar="SECONDS",
-        help="sampling interval of every board (default 5)",
+        help="sampling interval of every board",
     )
     emulate.add_argument(
         "--duration",
         type=positive,
         metavar="SECONDS",
-        help="stop after this long (default: run until Ctrl-C)",
+        help="stop after this long and print a summary; without it, run until Ctrl-C",
     )
     emulate.add_argument(
         "--state-dir",
         type=Path,
         default=Path("state/emulate"),
         metavar="DIR",
-        help="where the boards' flash and consoles live (default state/emulate)",
+        help="where the boards' flash and consoles live",
     )
-    emulate.add_argument("--seed", type=int, default=1, help="fleet layout and signal seed")
+    emulate.add_argument(
+        "--seed",
+        type=int,
+        default=1,
+        metavar="N",
+        help="seed of the fleet's layout and of every board's signals (same seed, same run)",
+    )
     emulate.add_argument(
         "--power-cut-at-write",
         type=count,
         metavar="N",
-        help="fault: the power goes (SIGKILL) in the middle of flash write N",
+        help="fault: the power goes (SIGKILL of this process) in the middle of flash write N; "
+        "without it, no power cut",
     )
     emulate.add_argument(
         "--engine",
         choices=ENGINES,
         default="cpython",
-        help="cpython: every board in this process (default); mpy: each board on the real "
-        "MicroPython VM (WebAssembly, under Node)",
+        help="cpython: every board in this process; mpy: each board on the real MicroPython "
+        "VM (WebAssembly, under Node; see --install-vm)",
     )
     emulate.add_argument(
         "--serial",
         action="store_true",
         help="give every board a serial port on a pseudo-terminal with MicroPython's REPL "
         "(mpremote connect PTY ...); one line per board names its pty",
+    )
+    emulate.add_argument(
+        "--install-vm",
+        action=_InstallVm,
+        help=f"install the MicroPython VM that --engine mpy runs ({vm_package.PACKAGE} "
+        f"{vm_package.VERSION}, with npm) into {vm_package.cache_dir()}, and exit; a clone "
+        "can use `npm ci` instead",
     )
     emulate.set_defaults(handler=run_emulate)
 
@@ -107,15 +156,34 @@ def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Start a gateway and emulated boards at the sites of a regency's "
         "smart-city programme on this machine and show readings flowing upstream. Ctrl-C "
         "stops it cleanly; with --duration it runs headless and prints a summary.",
+        formatter_class=DefaultsShown,
     )
-    demo.add_argument("--boards", type=count, default=20, metavar="N")
-    demo.add_argument("--duration", type=positive, metavar="SECONDS")
-    demo.add_argument("--cycle", type=positive, default=2.0, metavar="SECONDS")
+    demo.add_argument(
+        "--boards",
+        type=count,
+        default=20,
+        metavar="N",
+        help="how many boards, spread over the sites and node kinds",
+    )
+    demo.add_argument(
+        "--duration",
+        type=positive,
+        metavar="SECONDS",
+        help="run headless for this long and print a summary; without it, show the live "
+        "view until Ctrl-C",
+    )
+    demo.add_argument(
+        "--cycle",
+        type=positive,
+        default=2.0,
+        metavar="SECONDS",
+        help="sampling interval of every board",
+    )
     demo.add_argument(
         "--state-dir",
         type=Path,
         metavar="DIR",
-        help="where the gateway and boards keep their state (default: a new temporary directory)",
+        help="where the gateway and boards keep their state; without it, a new temporary directory",
     )
     demo.set_defaults(handler=run_demo)
 
@@ -142,13 +210,20 @@ def run_emulate(args: argparse.Namespace) -> int:
 
 async def _emulate(args: argparse.Namespace) -> int:
     specs = plan_fleet(args.boards, args.seed, cycle_config(args.cycle))
-    fleet = Fleet(specs, args.state_dir, args.gateway, engine=args.engine, serial=args.serial)
+    try:
+        fleet = Fleet(specs, args.state_dir, args.gateway, engine=args.engine, serial=args.serial)
+        if args.engine == "mpy":
+            vm_package.node()
+            vm_package.vm_module()
+    except vm_package.VmError as e:
+        print(f"simpul emulate: {e}", file=sys.stderr, flush=True)
+        return 1
     if args.power_cut_at_write:
         for runner in fleet.runners:
             runner.faults.flash.cut_at_write = args.power_cut_at_write
             runner.faults.flash.cut_by = "kill"
     print(
-        f"simpul emulate: {len(specs)} boards -> coap://{args.gateway[0]}:{args.gateway[1]}, "
+        f"simpul emulate: {len(specs)} boards -> {_coap_url(args.gateway)}, "
         f"state {args.state_dir}, engine {args.engine}",
         flush=True,
     )
@@ -165,11 +240,27 @@ async def _emulate(args: argparse.Namespace) -> int:
         await fleet.stop()
     elapsed = time.monotonic() - started
     print(
-        f"simpul emulate: {fleet.sampled()} samples in {elapsed:.0f} s, "
-        f"{fleet.buffered()} still buffered on boards",
+        f"simpul emulate: {fleet.sampled()} samples ({fleet.sampled_readings()} readings) in "
+        f"{elapsed:.0f} s, {fleet.buffered()} samples ({fleet.buffered_readings()} readings) "
+        "still buffered on boards",
         flush=True,
     )
+    if not fleet.answered():
+        print(_not_answering(fleet.gateway), flush=True)
     return 0
+
+
+def _coap_url(gateway: tuple[str, int]) -> str:
+    host, port = gateway
+    return f"coap://[{host}]:{port}" if ":" in host else f"coap://{host}:{port}"
+
+
+def _not_answering(gateway: tuple[str, int]) -> str:
+    return (
+        f"simpul emulate: the gateway at {_coap_url(gateway)} is not answering: no board has "
+        "had an acknowledgement. Is `simpul gateway run` listening there (it prints its "
+        "address), and is --gateway that address?"
+    )
 
 
 async def _report(fleet: Fleet, cycle: float) -> None:
@@ -180,6 +271,8 @@ async def _report(fleet: Fleet, cycle: float) -> None:
             f"samples {fleet.sampled()}  buffered {fleet.buffered()}",
             flush=True,
         )
+        if not fleet.answered():
+            print(_not_answering(fleet.gateway), flush=True)
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from gateway.config import load_config
 from gateway.daemon import Gateway
-from hw.engine import SITES, Fleet, cycle_config, plan_fleet
+from hw.engines.fleet import SITES, Fleet, cycle_config, plan_fleet
 
 # What the live view shows per site, in this order: (reading name, label, unit).
 _SHOWN = (
@@ -87,16 +87,31 @@ def _view(
         )
         table.add_row(site, str(len(runners)), str(online), shown)
     table.caption = (
-        f"sampled {_sampled_readings(fleet)} · stored {stats.get('readings_stored', 0)} · "
-        f"delivered upstream {upstream.lines} · buffered on boards {fleet.buffered()} samples"
+        f"readings: sampled {fleet.sampled_readings()} · stored "
+        f"{stats.get('readings_stored', 0)} · delivered upstream {upstream.lines} · buffered "
+        f"on boards {fleet.buffered_readings()} (in {_count(fleet.buffered(), 'sample')})"
         f" · {elapsed:.0f} s"
     )
     table.caption_justify = "left"
     return table
 
 
-def _sampled_readings(fleet: Fleet) -> int:
-    return sum(n for r in fleet.runners for _, n in r.record.samples.values())
+def _count(n: int, unit: str) -> str:
+    return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
+
+
+def summary(
+    boards: int, elapsed: float, fleet: Fleet, stored: int, delivered: int, upstream_dir: Path
+) -> str:
+    """The demo's last line. Every figure counts readings (one per quantity measured); the
+    samples still buffered (one per board per cycle, several readings each) are named as such."""
+    return (
+        f"simpul demo: {boards} boards for {elapsed:.0f} s: {fleet.sampled_readings()} readings "
+        f"sampled, {stored} stored by the gateway, {delivered} delivered upstream, "
+        f"{_count(fleet.buffered_readings(), 'reading')} still buffered on boards "
+        f"(in {_count(fleet.buffered(), 'sample')}; they go when the boards run again). "
+        f"Upstream: {upstream_dir}"
+    )
 
 
 async def run(
@@ -153,7 +168,7 @@ async def run(
                     await asyncio.to_thread(upstream.poll, site_of)
                     print(
                         f"{time.monotonic() - started:4.0f} s  boards online "
-                        f"{fleet.online(3 * cycle + 5)}/{boards}  stored "
+                        f"{fleet.online(3 * cycle + 5)}/{boards}  readings stored "
                         f"{gateway.stats().get('readings_stored', 0)}  delivered upstream "
                         f"{upstream.lines}",
                         file=out,
@@ -173,11 +188,9 @@ async def run(
         await gateway.stop()
         await asyncio.to_thread(upstream.poll, site_of)
     elapsed = time.monotonic() - started
+    stored = stats.get("readings_stored", 0)
     print(
-        f"simpul demo: {boards} boards for {elapsed:.0f} s: {_sampled_readings(fleet)} readings "
-        f"sampled, {stats.get('readings_stored', 0)} stored by the gateway, {upstream.lines} "
-        f"delivered upstream, {fleet.buffered()} samples still buffered on boards (they go "
-        f"when the boards run again). Upstream: {config.file_uplink_dir}",
+        summary(boards, elapsed, fleet, stored, upstream.lines, config.file_uplink_dir),
         file=out,
         flush=True,
     )

@@ -1,7 +1,9 @@
-"""An emulated board's Wi-Fi: a real UDP socket on the host, with faults on demand.
+"""An emulated board's Wi-Fi: a real UDP socket on the host, with faults on demand, and the
+signal strength the board reports.
 
 Datagrams really travel (to the gateway on loopback); a :class:`LinkFaults` makes the link
-lose packets (seeded), delay them, or go down altogether.
+lose packets (seeded), delay them, or go down altogether. :class:`Radio` is what
+``WLAN.status("rssi")`` says on the chip, the same on both engines.
 """
 
 from __future__ import annotations
@@ -22,6 +24,21 @@ class LinkFaults:
 
     def lost(self) -> bool:
         return self.down or (self.loss > 0 and self.rng.random() < self.loss)
+
+
+class Radio:
+    """A board's received signal strength: a level set by where the board stands (its seed), a
+    few dB of fading from one reading to the next, and nothing while the link is down."""
+
+    def __init__(self, seed: int, faults: LinkFaults) -> None:
+        self.level_dbm = -55 - seed % 30
+        self._faults = faults
+        self._rng = random.Random(seed)
+
+    def rssi(self) -> int | None:
+        if self._faults.down:
+            return None
+        return self.level_dbm + self._rng.randint(-3, 3)
 
 
 class UdpLink:

@@ -4,7 +4,7 @@ Method names, arguments and failure modes follow MicroPython on the ESP32, so a 
 works here works on a board: a device that does not acknowledge on I2C raises
 ``OSError(errno.ENODEV)``; a UART ``read`` with nothing waiting returns ``None``.
 
-The buses are driven by device models (``hw/sensors.py``): an I2C bus maps addresses to
+The buses are driven by device models (``hw/sensors/``): an I2C bus maps addresses to
 ``I2CDevice`` objects with a register interface, a UART forwards what the firmware writes to
 its ``UARTDevice`` and queues what the device answers or emits. Every device carries a
 ``fault`` the engine or a test can set at any time:
@@ -27,13 +27,6 @@ from collections.abc import Callable, Mapping
 from typing import Final
 
 FAULTS: Final = (None, "timeout", "garbage")
-
-# machine.reset_cause() values on the ESP32 port.
-PWRON_RESET: Final = 1
-HARD_RESET: Final = 2
-WDT_RESET: Final = 3
-DEEPSLEEP_RESET: Final = 4
-SOFT_RESET: Final = 5
 
 _LOG_LEN: Final = 256  # transactions remembered per bus: enough for a test, bounded for a fleet
 

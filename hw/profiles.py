@@ -11,7 +11,8 @@ test or the engine can set faults::
     hw.devices["pms5003"].fault = "timeout"
 
 ``build_hardware(kind, site, seed)`` does the same with a new ``Environment`` for that board
-and the wall clock. The pins are the sensor carrier board's (``_PINS`` in ``firmware/board.py``).
+and the wall clock. The pins are the sensor carrier board's, from the firmware's own pin map
+(``firmware/pins.py``), so the emulator is wired as the chip's ``board.py`` expects.
 """
 
 from __future__ import annotations
@@ -20,20 +21,15 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Final
 
+from firmware.pins import PINS as _FIRMWARE_PINS
 from hw.machine import ADC, I2C, UART, Device, Pin
-from hw.sensors import BatteryModel, Bme280Model, JsnSr04tModel, Pms5003Model
+from hw.sensors.battery import BatteryModel
+from hw.sensors.bme280 import Bme280Model
+from hw.sensors.jsnsr04t import JsnSr04tModel
+from hw.sensors.pms5003 import Pms5003Model
 from hw.signals import BIN_FULL_MM, Environment, Site, find_site
 
-# Must match _PINS in firmware/board.py.
-PINS: Final[Mapping[str, int]] = {
-    "i2c_scl": 22,
-    "i2c_sda": 21,
-    "pms_tx": 17,
-    "pms_rx": 16,
-    "sonar_tx": 27,
-    "sonar_rx": 26,
-    "vbat_adc": 35,
-}
+PINS: Final[Mapping[str, int]] = _FIRMWARE_PINS
 
 BME280_ADDRESS: Final = 0x76
 VBAT_RATIO: Final = 2.0

@@ -26,6 +26,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
+from hw.engines.micropython import reset_cause
+
 CTRL_A, CTRL_B, CTRL_C, CTRL_D, CTRL_E = 1, 2, 3, 4, 5
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
 SOFT_REBOOT = b"MPY: soft reboot\r\n"
@@ -423,16 +425,7 @@ class Repl:
             return None
 
 
-_ROM_CAUSES = {
-    "power_on": b"0x1 (POWERON_RESET)",
-    "hard": b"0x1 (POWERON_RESET)",
-    "wdt": b"0x7 (TG0WDT_SYS_RESET)",
-    "deepsleep": b"0x5 (DEEPSLEEP_RESET)",
-    "soft": b"0xc (SW_CPU_RESET)",
-}
-
-
 def _rom_boot_line(cause: str) -> bytes:
     """What the ESP32's ROM bootloader prints first after a reset."""
-    rst = _ROM_CAUSES.get(cause, b"0xc (SW_CPU_RESET)")
+    rst = reset_cause(cause).rom
     return b"ets Jul 29 2019 12:21:46\r\n\r\nrst:" + rst + b",boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n"

@@ -15,12 +15,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hw.engine import Fleet
+    from hw.engines.base import BoardRunner
+    from hw.engines.fleet import Fleet
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The line ``simpul gateway run`` prints once it listens.
@@ -260,3 +261,32 @@ async def wait_upstream(gateway: GatewayProcess, fleet: Fleet, through: dict[str
         return all(have[k] >= n for k, n in expected.items())
 
     await eventually(arrived, 20)
+
+
+#: Boards that sample every 0.3 s and give up on a silent gateway at once.
+QUICK = {
+    "interval_s": 0.3,
+    "coap_ack_timeout_ms": 200,
+    "coap_max_retransmit": 1,
+    "retry_max_s": 1,
+    "watchdog_ms": 60000,
+}
+
+
+@contextlib.asynccontextmanager
+async def serial_board(engine: str, root: Path) -> AsyncIterator[BoardRunner]:
+    """One air node on ``engine`` with its REPL on a pty, running once its firmware has
+    sampled. Nothing answers on its gateway's port, so its uploads time out and retry."""
+    from hw.engines import runner_for
+    from hw.engines.fleet import plan_fleet
+
+    spec = plan_fleet(1, seed=3, config=QUICK)[0]
+    gateway = ("127.0.0.1", free_udp_port())
+    runner = runner_for(engine)(spec, root / spec.board_id, gateway, serial=True)
+    runner.start()
+    try:
+        sampled = await eventually(lambda: bool(runner.record.samples), 30, step=0.05)
+        assert sampled, "the firmware never sampled"
+        yield runner
+    finally:
+        await runner.stop()

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench import load
+from tests.bench.board_verify import board_verify
 from tests.bench.drain import drain_backlog
 from tests.bench.signing import signing_throughput
 from tests.support import free_udp_port
@@ -135,11 +136,11 @@ def gateway_vs_bare(seconds: float) -> dict[str, Any]:
 
 
 def firmware_heap(seconds: float) -> dict[str, Any]:
-    """The firmware's heap and CPU on the real MicroPython VM (see hw/vm/budget.py)."""
+    """The firmware's heap and CPU on the real MicroPython VM (see hw/firmware_tools/heap.py)."""
     import asyncio
     from dataclasses import asdict
 
-    from hw.vm.budget import HEAP_BUDGET, measure_cpu, measure_heap
+    from hw.firmware_tools.heap import HEAP_BUDGET, measure_cpu, measure_heap
     from tests.support import GatewayProcess
 
     with tempfile.TemporaryDirectory(prefix="simpul-bench-") as state:
@@ -192,6 +193,7 @@ SCENARIOS: dict[str, Callable[[float], dict[str, Any]]] = {
     "firmware_heap": firmware_heap,
     "signing_throughput": signing_throughput,
     "drain_backlog": drain_backlog,
+    "board_verify": board_verify,
 }
 
 

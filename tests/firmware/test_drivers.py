@@ -1,4 +1,4 @@
-"""The firmware's sensor drivers against the emulator's device models (hw/sensors.py)."""
+"""The firmware's sensor drivers against the emulator's device models (hw/sensors/)."""
 
 from __future__ import annotations
 

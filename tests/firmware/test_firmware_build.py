@@ -1,10 +1,10 @@
-"""hw.firmware_build: every firmware file compiles with mpy-cross for the ESP32."""
+"""hw.firmware_tools.build: every firmware file compiles with mpy-cross for the ESP32."""
 
 from pathlib import Path
 
 import pytest
 
-from hw import firmware_build
+from hw.firmware_tools import build as firmware_build
 
 
 def test_every_firmware_file_compiles_for_esp32(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,25 +1,24 @@
 """The firmware's shared test modules (tests/firmware/mpy/mpy_test_*.py) on both interpreters.
 
-On the real MicroPython VM (the WebAssembly build under Node, through hw/mpy_run.mjs) with a
-heap the size of an ESP32's, and on CPython, one pytest case per test function, so both prove
-the same cases.
+On the real MicroPython VM (the WebAssembly build under Node, through
+hw/firmware_tools/vm_test_runner.mjs) with a heap the size of an ESP32's, and on CPython, one
+pytest case per test function, so both prove the same cases.
 """
 
 import importlib
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from hw.engines.micropython import ESP32_HEAP
+from hw.engines.mpy import vm_package
+
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE = ROOT / "firmware"
 MPY_TESTS = Path(__file__).resolve().parent / "mpy"
-RUNNER = ROOT / "hw" / "mpy_run.mjs"
-VM_PACKAGE = ROOT / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"
-# About what MicroPython has free on an ESP32 without PSRAM.
-ESP32_HEAP = 128 * 1024
+RUNNER = ROOT / "hw" / "firmware_tools" / "vm_test_runner.mjs"
 
 MODULES = sorted(p.stem for p in MPY_TESTS.glob("mpy_test_*.py"))
 
@@ -30,12 +29,11 @@ def _tests_of(module: str) -> list[str]:
 
 
 def _run_on_vm(module: str) -> subprocess.CompletedProcess[str]:
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is not installed: install Node 20 and run `npm ci` in the repository")
-    if not VM_PACKAGE.is_dir():
-        pytest.fail(f"the MicroPython VM is missing ({VM_PACKAGE}): run `npm ci` first")
-    cmd = [node, str(RUNNER), "--path", str(FIRMWARE), "--path", str(MPY_TESTS)]
+    try:
+        cmd = [vm_package.node(), str(RUNNER), "--vm", str(vm_package.vm_module())]
+    except vm_package.VmError as e:
+        pytest.fail(str(e))
+    cmd += ["--path", str(FIRMWARE), "--path", str(MPY_TESTS)]
     cmd += ["--heap", str(ESP32_HEAP), module]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
@@ -68,9 +66,8 @@ def test_runner_on_micropython_vm_reports_failures_and_exits_nonzero(tmp_path: P
         "def test_good():\n    pass\n\ndef test_bad():\n    assert 1 == 2, 'nope'\n"
     )
     (tmp_path / "mpy_none.py").write_text("X = 1\n")
-    node = shutil.which("node")
-    assert node is not None, "node is not installed"
-    base = [node, str(RUNNER), "--path", str(tmp_path)]
+    base = [vm_package.node(), str(RUNNER), "--vm", str(vm_package.vm_module())]
+    base += ["--path", str(tmp_path)]
     proc = subprocess.run([*base, "mpy_fail"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stdout
     assert "PASS test_good" in proc.stdout

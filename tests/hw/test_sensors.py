@@ -1,4 +1,4 @@
-"""The emulated machine buses (hw/machine.py), device models (hw/sensors.py), and profiles."""
+"""The emulated machine buses (hw/machine.py), device models (hw/sensors/), and profiles."""
 
 from __future__ import annotations
 
@@ -271,11 +271,20 @@ def test_battery_model_divides_and_fails() -> None:
 # --- profiles -----------------------------------------------------------------------------
 
 
-def test_profile_pins_match_the_firmware_board() -> None:
-    tree = ast.parse((ROOT / "firmware" / "board.py").read_text())
+def test_profile_pins_are_the_firmware_pin_map() -> None:
+    tree = ast.parse((ROOT / "firmware" / "pins.py").read_text())
     assigns = [n for n in tree.body if isinstance(n, ast.Assign)]
-    pins = next(n.value for n in assigns if any(getattr(t, "id", "") == "_PINS" for t in n.targets))
+    pins = next(n.value for n in assigns if any(getattr(t, "id", "") == "PINS" for t in n.targets))
     assert ast.literal_eval(pins) == dict(PINS)
+    # The chip's board.py opens its buses on the same map, not on a copy of its own.
+    board = ast.parse((ROOT / "firmware" / "board.py").read_text())
+    assert any(isinstance(n, ast.ImportFrom) and n.module == "pins" for n in board.body)
+    keys = [
+        {getattr(k, "value", None) for k in n.keys}
+        for n in ast.walk(board)
+        if isinstance(n, ast.Dict)
+    ]
+    assert not any({"i2c_scl", "vbat_adc"} <= names for names in keys)
 
 
 @pytest.mark.parametrize(

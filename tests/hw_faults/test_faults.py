@@ -14,7 +14,10 @@ from typing import Any
 
 import pytest
 
-from hw.engine import BoardRunner, Fleet, firmware_module, plan_fleet
+from hw.engines import ENGINES
+from hw.engines.base import BoardRunner
+from hw.engines.fleet import Fleet, plan_fleet
+from hw.firmware_tools import firmware_module
 from hw.flash import Flash
 from tests.support import (
     FAST,
@@ -26,8 +29,6 @@ from tests.support import (
     sampled_through,
     wait_upstream,
 )
-
-ENGINES = ["cpython", "mpy"]
 
 
 @pytest.fixture

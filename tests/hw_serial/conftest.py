@@ -11,34 +11,18 @@ from pathlib import Path
 import pytest
 import serial
 
-from hw.engine import BoardRunner, plan_fleet, runner_for
-from tests.support import free_udp_port
+from hw.engines import ENGINES
+from hw.engines.base import BoardRunner
+from tests.support import serial_board
 
 MPREMOTE = Path(sys.executable).with_name("mpremote")
 MPREMOTE_TIMEOUT_S = 30
 
-# Quick cycles; nothing answers on the gateway's port, so uploads just time out and retry.
-CONFIG = {
-    "interval_s": 0.3,
-    "coap_ack_timeout_ms": 200,
-    "coap_max_retransmit": 1,
-    "retry_max_s": 1,
-    "watchdog_ms": 60000,
-}
 
-
-@pytest.fixture(params=["cpython", "mpy"])
+@pytest.fixture(params=ENGINES)
 async def board(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BoardRunner]:
-    spec = plan_fleet(1, seed=3, config=CONFIG)[0]
-    runner = runner_for(request.param)(
-        spec, tmp_path / spec.board_id, ("127.0.0.1", free_udp_port()), serial=True
-    )
-    runner.start()
-    try:
-        assert await wait_for(lambda: len(runner.record.samples) >= 1, 30), "firmware never sampled"
+    async with serial_board(request.param, tmp_path) as runner:
         yield runner
-    finally:
-        await runner.stop()
 
 
 async def wait_for(predicate: object, within: float) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hw.engine import BoardRunner
+from hw.engines.base import BoardRunner
 from tests.hw_serial.conftest import mpremote, wait_for
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from hw.engine import BoardRunner
+from hw.engines.base import BoardRunner
 from hw.serial_repl import continues
 from tests.hw_serial.conftest import Terminal, wait_for
 

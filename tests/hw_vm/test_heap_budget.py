@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hw.vm.budget import ESP32_HEAP, HEAP_BUDGET, measure_heap
+from hw.engines.micropython import ESP32_HEAP
+from hw.firmware_tools.heap import HEAP_BUDGET, measure_heap
 from tests.support import GatewayProcess
 
 

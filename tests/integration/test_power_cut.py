@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hw.engine import firmware_module
+from hw.firmware_tools import firmware_module
 from hw.flash import Flash
 from tests.support import ROOT, GatewayProcess, iter_console
 

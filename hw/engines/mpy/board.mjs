@@ -1,8 +1,8 @@
 // One emulated board on the real MicroPython VM (the official WebAssembly build), for one boot.
 //
-//   node hw/vm/board.mjs --rom DIR [--rom DIR ...] --events FD
+//   node board.mjs --vm MICROPYTHON_MJS --rom DIR [--rom DIR ...] --events FD
 //
-// The host (hw/vm/host.py) owns the hardware. This process only runs the VM and carries
+// The host (host.py) owns the hardware. This process only runs the VM and carries
 // messages, one JSON line each:
 //
 //   fd 1 (to the host)    "?" + request   a synchronous call from the VM; the host answers
@@ -19,21 +19,23 @@
 //
 // Reading fd 0 with fs.readSync blocks, so bus transactions and flash writes are synchronous
 // in the VM as on the chip; events arrive only while the VM waits in asyncio, as on a board.
-// The .py files of every --rom directory go to the VM's /rom (first on sys.path).
+// The .py files of every --rom directory go to the VM's /rom (first on sys.path). --vm names
+// the npm package's module, wherever it was installed (hw/engines/mpy/vm_package.py).
 
 import fs from "node:fs";
 import path from "node:path";
-import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
+import { pathToFileURL } from "node:url";
 
 function parseArgs(argv) {
-  const opts = { roms: [], events: null };
+  const opts = { vm: null, roms: [], events: null };
   for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === "--rom") opts.roms.push(argv[++i]);
+    if (argv[i] === "--vm") opts.vm = argv[++i];
+    else if (argv[i] === "--rom") opts.roms.push(argv[++i]);
     else if (argv[i] === "--events") opts.events = parseInt(argv[++i], 10);
     else throw new Error(`unexpected argument ${argv[i]}`);
   }
-  if (!opts.roms.length || !(opts.events >= 0)) {
-    throw new Error("usage: board.mjs --rom DIR ... --events FD");
+  if (!opts.vm || !opts.roms.length || !(opts.events >= 0)) {
+    throw new Error("usage: board.mjs --vm MICROPYTHON_MJS --rom DIR ... --events FD");
   }
   return opts;
 }
@@ -129,6 +131,7 @@ function pythonError(err) {
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
+  const { loadMicroPython } = await import(pathToFileURL(opts.vm).href);
   mp = await loadMicroPython({
     linebuffer: false,
     stdout: onOutput,

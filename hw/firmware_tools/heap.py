@@ -1,9 +1,10 @@
 """The firmware's heap, measured on the real MicroPython VM, against the ESP32's budget.
 
-An ESP32 running MicroPython has about 100 KB of heap; the firmware may use at most
-``HEAP_BUDGET`` of it. ``measure_heap`` boots one board on the VM engine with its heap probe
-on (``gc.collect()`` then ``gc.mem_alloc()`` at every call the VM makes to the hardware:
-each bus transaction, flash operation and datagram) and records the peak of live heap
+An ESP32 running MicroPython has about 100 KB of heap (``ESP32_HEAP``, in
+``hw/engines/micropython.py``); the firmware may use at most ``HEAP_BUDGET`` of it.
+``measure_heap`` boots one board on the VM engine with its heap probe on (``gc.collect()``
+then ``gc.mem_alloc()`` at every call the VM makes to the hardware: each bus transaction,
+flash operation and datagram) and records the peak of live heap
 
 - while it sends a full buffered backlog: its flash ring buffer is filled beforehand, on the
   host, with records the firmware's own code encodes, as after days without a gateway;
@@ -27,14 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hw.engine import BoardSpec, Fleet, firmware_module, plan_fleet, provision_flash
+from hw.engines.base import BoardSpec, provision_flash
+from hw.engines.fleet import Fleet, plan_fleet
+from hw.engines.mpy.runner import VmBoardRunner
+from hw.firmware_tools import firmware_module
 from hw.flash import Flash
-from hw.vm.runner import VmBoardRunner
 
+# The firmware's run-time heap at most. Its code and run-time together must also fit the
+# ESP32's whole heap (hw.engines.micropython.ESP32_HEAP): with OTA slots the code is .mpy on
+# flash, loaded into the heap.
 HEAP_BUDGET = 48 * 1024
-# All the heap an ESP32 running MicroPython offers: the firmware's code and its run-time
-# together must fit here (with OTA slots the code is .mpy on flash, loaded into the heap).
-ESP32_HEAP = 100 * 1024
 
 # A node that samples every 0.5 s and reports health every 4th cycle.
 CONFIG: dict[str, Any] = {

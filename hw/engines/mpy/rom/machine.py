@@ -2,23 +2,15 @@
 # (MicroPython code: it runs inside the VM, never on CPython.)
 """The part of ``machine`` a technician reaches for at the REPL (``mpremote reset``), on the
 MicroPython VM engine. The firmware itself never imports it: ``board.py`` does on a chip,
-``vmboard`` stands in for it here."""
+``vmboard`` stands in for it here. Every value comes from the host's
+``hw/engines/micropython.py``, as the CPython engine's REPL gets it."""
+
+import binascii
 
 import vmboard
 
-PWRON_RESET = 1
-HARD_RESET = 2
-WDT_RESET = 3
-DEEPSLEEP_RESET = 4
-SOFT_RESET = 5
-
-_CAUSES = {
-    "power_on": PWRON_RESET,
-    "hard": HARD_RESET,
-    "wdt": WDT_RESET,
-    "deepsleep": DEEPSLEEP_RESET,
-    "soft": SOFT_RESET,
-}
+_FACTS = vmboard.call("machine")
+globals().update(_FACTS["constants"])  # PWRON_RESET, HARD_RESET, ... SOFT_RESET
 
 
 def reset():
@@ -30,12 +22,12 @@ def soft_reset():
 
 
 def reset_cause():
-    return _CAUSES.get(vmboard.call("reset_cause"), PWRON_RESET)
+    return _FACTS["reset_cause"]
 
 
 def freq():
-    return 240000000
+    return _FACTS["freq"]
 
 
 def unique_id():
-    return vmboard.call("unique_id").encode()
+    return binascii.unhexlify(_FACTS["unique_id"])

@@ -3,8 +3,10 @@
 Code a technician (or ``mpremote``) sends to a board runs with ``exec`` in a namespace of
 that board's own: ``open`` and the modules MicroPython code imports for files and the chip
 (``os``, ``time``, ``machine``, ``gc``, ``micropython``) are stand-ins over the board's
-flash directory and clocks, and ``print`` goes to the board's serial port. Other imports are
-CPython's. The code runs in a worker thread, so a long loop stalls no other board, and
+flash directory and clocks, answering as ``hw/engines/micropython.py`` says MicroPython
+does; ``board`` is the firmware's board module as on a chip (``board.Board(config)`` gives
+a board over this one's hardware). ``print`` goes to the board's serial port. Other imports
+are CPython's. The code runs in a worker thread, so a long loop stalls no other board, and
 Ctrl-C raises ``KeyboardInterrupt`` in it.
 """
 
@@ -14,29 +16,30 @@ import builtins
 import ctypes
 import errno
 import os
-import stat
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from types import ModuleType
 from typing import Any
 
-from hw.board import BoardReset
-from hw.flash import Flash
-
-
-def mp_oserror(e: OSError) -> OSError:
-    """An OSError as MicroPython words it (``[Errno 2] ENOENT``), so tools recognise it."""
-    code = e.errno or errno.EIO
-    return OSError(code, errno.errorcode.get(code, "EIO"))
+from hw.engines.chip import BoardReset
+from hw.engines.micropython import (
+    FIRMWARE_HEAP_TYPICAL,
+    FlashFilesystem,
+    Ticks,
+    heap,
+    mp_oserror,
+)
+from hw.flash import Flash, PowerCut
 
 
 class BoardFiles:
-    """``os`` and ``open`` of MicroPython, over one board's flash directory."""
+    """``os`` and ``open`` of MicroPython, over one board's flash directory, with a cwd."""
 
     def __init__(self, flash: Flash) -> None:
         self._flash = flash
+        self._fs = FlashFilesystem(flash)
         self._cwd = "/"
 
     def _abs(self, path: str) -> str:
@@ -51,9 +54,6 @@ class BoardFiles:
                 parts.append(part)
         return "/" + "/".join(parts)
 
-    def _host(self, path: str) -> str:
-        return str(self._flash.host_path(self._abs(path)))
-
     def open(self, path: str, mode: str = "r", *_args: Any, **_kwargs: Any) -> Any:
         try:
             return self._flash.open(self._abs(path), mode)
@@ -62,16 +62,17 @@ class BoardFiles:
 
     def module(self) -> ModuleType:
         os_module = ModuleType("os")
+        fs = self._fs
         calls: dict[str, Callable[..., Any]] = {
             "listdir": self.listdir,
             "ilistdir": self.ilistdir,
-            "stat": self.stat,
-            "statvfs": self.statvfs,
-            "remove": self.remove,
-            "unlink": self.remove,
-            "rename": self.rename,
-            "mkdir": self.mkdir,
-            "rmdir": self.rmdir,
+            "stat": lambda path: fs.stat(self._abs(path)),
+            "statvfs": lambda path="/": fs.statvfs(),
+            "remove": lambda path: fs.remove(self._abs(path)),
+            "unlink": lambda path: fs.remove(self._abs(path)),
+            "rename": lambda old, new: fs.rename(self._abs(old), self._abs(new)),
+            "mkdir": lambda path: fs.mkdir(self._abs(path)),
+            "rmdir": lambda path: fs.rmdir(self._abs(path)),
             "chdir": self.chdir,
             "getcwd": self.getcwd,
             "uname": self.uname,
@@ -83,50 +84,15 @@ class BoardFiles:
         os_module.sep = "/"  # type: ignore[attr-defined]
         return os_module
 
-    def _guard(self, fn: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except OSError as e:
-            raise mp_oserror(e) from None
-
     def listdir(self, path: str = "") -> list[str]:
-        return sorted(self._guard(os.listdir, self._host(path or self._cwd)))
+        return [entry[0] for entry in self._fs.ilistdir(self._abs(path or self._cwd))]
 
-    def ilistdir(self, path: str = "") -> Any:
-        host = self._host(path or self._cwd)
-        for name in sorted(self._guard(os.listdir, host)):
-            st = os.stat(os.path.join(host, name))
-            if stat.S_ISDIR(st.st_mode):
-                yield (name, 0x4000, 0, 0)
-            else:
-                yield (name, 0x8000, 0, st.st_size)
-
-    def stat(self, path: str) -> tuple[int, ...]:
-        st = self._guard(os.stat, self._host(path))
-        mode = 0x4000 if stat.S_ISDIR(st.st_mode) else 0x8000
-        t = int(st.st_mtime)
-        return (mode, 0, 0, 0, 0, 0, 0 if mode == 0x4000 else st.st_size, t, t, t)
-
-    def statvfs(self, path: str = "/") -> tuple[int, ...]:
-        return (4096, 4096, 512, 256, 256, 0, 0, 0, 0, 255)
-
-    def remove(self, path: str) -> None:
-        if os.path.isdir(self._host(path)):
-            raise OSError(errno.EISDIR, "EISDIR")
-        self._guard(os.remove, self._host(path))
-
-    def rename(self, old: str, new: str) -> None:
-        self._guard(os.replace, self._host(old), self._host(new))
-
-    def mkdir(self, path: str) -> None:
-        self._guard(os.mkdir, self._host(path))
-
-    def rmdir(self, path: str) -> None:
-        self._guard(os.rmdir, self._host(path))
+    def ilistdir(self, path: str = "") -> Iterator[tuple[str, int, int, int]]:
+        return iter(self._fs.ilistdir(self._abs(path or self._cwd)))
 
     def chdir(self, path: str) -> None:
         target = self._abs(path)
-        if not os.path.isdir(self._host(target)):
+        if not self._fs.isdir(target):
             raise OSError(errno.ENOENT, "ENOENT")
         self._cwd = target
 
@@ -137,82 +103,88 @@ class BoardFiles:
         return ("esp32", "esp32", "1.27.0", "v1.27.0", "ESP32 module with ESP32")
 
 
-def _micropython_time() -> ModuleType:
-    t = ModuleType("time")
-    period = 1 << 30
-    start = time.monotonic()
+def _module(name: str, members: Mapping[str, Any]) -> ModuleType:
+    module = ModuleType(name)
+    for key, value in members.items():
+        setattr(module, key, value)
+    return module
 
-    def ticks_ms() -> int:
-        return int((time.monotonic() - start) * 1000) % period
 
-    def ticks_us() -> int:
-        return int((time.monotonic() - start) * 1_000_000) % period
+def _micropython_time(ticks: Ticks) -> ModuleType:
+    return _module(
+        "time",
+        {
+            "sleep": time.sleep,
+            "sleep_ms": lambda ms: time.sleep(ms / 1000),
+            "sleep_us": lambda us: time.sleep(us / 1_000_000),
+            "ticks_ms": ticks.ticks_ms,
+            "ticks_us": ticks.ticks_us,
+            "ticks_cpu": ticks.ticks_us,
+            "ticks_diff": ticks.ticks_diff,
+            "ticks_add": ticks.ticks_add,
+            "time": lambda: int(time.time()),
+            "time_ns": time.time_ns,
+            "gmtime": time.gmtime,
+            "localtime": time.localtime,
+            "mktime": time.mktime,
+        },
+    )
 
-    def ticks_diff(a: int, b: int) -> int:
-        half = period // 2
-        return ((a - b + half) % period) - half
 
-    fns: dict[str, Callable[..., Any]] = {
-        "sleep": time.sleep,
-        "sleep_ms": lambda ms: time.sleep(ms / 1000),
-        "sleep_us": lambda us: time.sleep(us / 1_000_000),
-        "ticks_ms": ticks_ms,
-        "ticks_us": ticks_us,
-        "ticks_cpu": ticks_us,
-        "ticks_diff": ticks_diff,
-        "ticks_add": lambda t, delta: (t + delta) % period,
-        "time": lambda: int(time.time()),
-        "time_ns": time.time_ns,
-        "gmtime": time.gmtime,
-        "localtime": time.localtime,
-        "mktime": time.mktime,
-    }
-    for name, fn in fns.items():
-        setattr(t, name, fn)
-    return t
+def _machine(facts: Mapping[str, Any]) -> ModuleType:
+    def reset() -> None:
+        raise BoardReset("soft")
+
+    return _module(
+        "machine",
+        {
+            **facts["constants"],
+            "reset": reset,
+            "soft_reset": reset,
+            "reset_cause": lambda: facts["reset_cause"],
+            "freq": lambda *a: facts["freq"],
+            "unique_id": lambda: facts["unique_id"],
+        },
+    )
 
 
 class Namespace:
-    """One boot's REPL globals for a board; ``execute`` runs code in them."""
+    """One boot's REPL globals for a board; ``execute`` runs code in them.
 
-    def __init__(self, flash: Flash, reset_cause: str) -> None:
+    ``machine`` is the boot's ``machine_facts``; ``new_board(config, log)`` builds a board over
+    this boot's hardware whose ``log`` lines go where ``print`` does.
+    """
+
+    def __init__(
+        self,
+        flash: Flash,
+        *,
+        ticks: Ticks,
+        machine: Mapping[str, Any],
+        new_board: Callable[[Mapping[str, Any], Callable[[str], None]], object],
+    ) -> None:
         self._files = BoardFiles(flash)
         self._out: Callable[[bytes], None] = lambda data: None
         self._thread: threading.Thread | None = None
-        machine = ModuleType("machine")
-        causes = {"power_on": 1, "hard": 2, "wdt": 3, "deepsleep": 4, "soft": 5}
-
-        def reset() -> None:
-            raise BoardReset("soft")
-
-        extras: dict[str, Any] = {
-            "reset": reset,
-            "soft_reset": reset,
-            "reset_cause": lambda: causes.get(reset_cause, 1),
-            "freq": lambda *a: 240_000_000,
-            "unique_id": lambda: b"\x24\x0a\xc4\x00\x00\x01",
-            "PWRON_RESET": 1,
-            "HARD_RESET": 2,
-            "WDT_RESET": 3,
-            "DEEPSLEEP_RESET": 4,
-            "SOFT_RESET": 5,
-        }
-        for name, value in extras.items():
-            setattr(machine, name, value)
-        gc = ModuleType("gc")
-        gc.collect = lambda: None  # type: ignore[attr-defined]
-        gc.mem_free = lambda: 0  # type: ignore[attr-defined]  # one board's heap is not visible
-        gc.mem_alloc = lambda: 0  # type: ignore[attr-defined]
-        micropython = ModuleType("micropython")
-        micropython.const = lambda x: x  # type: ignore[attr-defined]
+        free, allocated = heap(FIRMWARE_HEAP_TYPICAL)
         os_module = self._files.module()
         self._modules: dict[str, ModuleType] = {
             "os": os_module,
             "uos": os_module,
-            "time": _micropython_time(),
-            "machine": machine,
-            "gc": gc,
-            "micropython": micropython,
+            "time": _micropython_time(ticks),
+            "machine": _machine(machine),
+            "gc": _module(
+                "gc",
+                {"collect": lambda: None, "mem_free": lambda: free, "mem_alloc": lambda: allocated},
+            ),
+            "micropython": _module("micropython", {"const": lambda x: x}),
+            "board": _module(
+                "board",
+                {
+                    "Board": lambda config: new_board(config, self._print),
+                    "Flash": lambda: flash,
+                },
+            ),
         }
         self._modules["utime"] = self._modules["time"]
         own = dict(vars(builtins))
@@ -252,9 +224,9 @@ class Namespace:
             if isinstance(e, BoardReset):
                 raise
             return ""
+        except PowerCut:
+            raise
         except BaseException as e:
-            if type(e).__name__ == "PowerCut":
-                raise
             return _mp_traceback(e)
         finally:
             self._thread = None

@@ -1,10 +1,10 @@
 """The MicroPython VM engine: a board whose firmware runs on the real interpreter.
 
 Each boot is a Node process running the official WebAssembly build of MicroPython
-(``hw/vm/host.py``); the board's hardware stays in this process, the same sensor models,
-flash directory, UDP links and faults as the CPython engine's, and so does its lifecycle
-(``hw/engine.BoardRunner``): a reset, a power cut or a watchdog bite ends the process and
-the board boots again in a new one, from what its flash holds.
+(``host.py``); the board's hardware stays in this process, the same sensor models, flash
+directory, UDP links, radio and faults as the CPython engine's, and so does its lifecycle
+(``hw/engines/base.BoardRunner``): a reset, a power cut or a watchdog bite ends the process
+and the board boots again in a new one, from what its flash holds.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from hw.engine import BoardRunner, firmware_module
+from hw.engines.base import BoardRunner
+from hw.engines.micropython import machine_facts
+from hw.engines.mpy.host import VmCrash, VmProcess, cpu_seconds
 from hw.flash import Flash
-from hw.vm.host import VmCrash, VmProcess
 
 
 class VmBoardRunner(BoardRunner):
@@ -26,30 +27,21 @@ class VmBoardRunner(BoardRunner):
         self.heap_probe = heap_probe
         self.vm: VmProcess | None = None
         self.cpu_s = 0.0  # CPU time of every boot's VM process so far
-        self._watchdog_s = 120.0
         self._line = bytearray()
         self._exec_out: Callable[[bytes], None] | None = None
 
-    async def _power_on(self, cause: str) -> None:
-        flash = Flash(self.root / "flash", self.faults.flash)
-        config = firmware_module("config").load(flash)
-        self._watchdog_s = float(config.get("watchdog_ms", 120000)) / 1000
+    async def _boot(self, flash: Flash, cause: str) -> None:
         self.vm = VmProcess(
             flash=flash,
             buses=self.hardware.buses,
             faults=self.faults,
-            rssi=self._rssi,
+            rssi=self.radio.rssi,
             reset_cause=cause,
-            unique_id=self.spec.board_id,
+            machine=machine_facts(self.spec.board_id, cause),
             on_output=self._output,
             heap_probe=self.heap_probe,
         )
         await self.vm.start()
-
-    def _rssi(self) -> int | None:
-        if self.faults.link.down:
-            return None
-        return self.rssi_dbm
 
     def _output(self, data: bytes) -> None:
         if self._exec_out is not None:
@@ -72,9 +64,6 @@ class VmBoardRunner(BoardRunner):
     def _watchdog_fed(self) -> float:
         assert self.vm is not None
         return self.vm.watchdog_fed
-
-    def _watchdog_timeout_s(self) -> float:
-        return self._watchdog_s
 
     def _crashed(self, error: BaseException) -> None:
         # The VM printed the traceback on its console already; a dead process did not.
@@ -101,7 +90,5 @@ class VmBoardRunner(BoardRunner):
 
     def cpu_seconds(self) -> float:
         """CPU time the board's VM processes used, the running one included."""
-        from hw.vm.host import _cpu_seconds
-
-        running = _cpu_seconds(self.vm.pid) if self.vm and self.vm.pid else 0.0
+        running = cpu_seconds(self.vm.pid) if self.vm and self.vm.pid else 0.0
         return self.cpu_s + running

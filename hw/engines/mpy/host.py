@@ -1,15 +1,18 @@
 """The host side of one board on the MicroPython VM engine: a Node process and its calls.
 
-``VmProcess`` runs ``node hw/vm/board.mjs`` for one boot of a board and answers what the VM
-side (``hw/vm/rom/vmboard.py``) asks, with the board's hardware living here in CPython: the
-sensor models on their buses, the flash directory (with its power-cut faults), UDP links
-through the host (with their loss, delay and down faults), the wall clock (with drift).
+``VmProcess`` runs ``node board.mjs`` for one boot of a board and answers what the VM side
+(``rom/vmboard.py``) asks, with the board's hardware living here in CPython: the sensor models
+on their buses, the flash directory (with its power-cut faults), UDP links through the host
+(with their loss, delay and down faults), the wall clock (with drift), the radio. What
+MicroPython itself would answer (filesystem tuples, ``machine``, the heap against an ESP32's)
+comes from ``hw/engines/micropython.py``, as on the CPython engine.
 
 The calls, one JSON line each way (``"?" + [op, args...]`` in, ``[value]`` or ``{"e": errno}``
 out; bytes travel as hex):
 
 ==========================  ===========================================================
-``boot``                    the boot's settings: ``{"heap_probe": bool}``
+``boot``                    the boot's settings: ``{"heap_probe": bool, "reset_cause": str}``
+``machine``                 ``machine_facts``: reset-cause constants and code, freq, unique_id
 ``bus name``                the bus's kind (``i2c``, ``uart``, ``adc``), ENODEV if absent
 ``i2c.read bus a r n``      ``readfrom_mem``: hex; ``i2c.write bus a r hex``; ``i2c.scan``
 ``uart.write bus hex``      bytes written; ``uart.any bus``; ``uart.read bus n``: hex|null
@@ -18,7 +21,7 @@ out; bytes travel as hex):
                             ``seek h off whence``, ``close h``
 ``ls``, ``stat``, ``statvfs``, ``remove``, ``rename``, ``mkdir``, ``rmdir``  the VFS
 ``udp.open host port``      a link id; ``udp.send link hex``; ``udp.close link``
-``time_ms``, ``rssi``, ``urandom n``, ``reset_cause``, ``unique_id``
+``time_ms``, ``rssi``, ``urandom n``, ``mem allocated``
 ``reset cause``             the chip restarts (the call never returns); ``deepsleep ms``
 ==========================  ===========================================================
 
@@ -34,42 +37,32 @@ import base64
 import contextlib
 import json
 import os
-import shutil
-import stat
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from hw.board import BoardReset, Faults, wall_clock_ms
+from hw.engines.chip import BoardReset, Faults, wall_clock_ms
+from hw.engines.micropython import FlashFilesystem, heap
+from hw.engines.mpy import vm_package
+from hw.firmware_tools import FIRMWARE_DIR
 from hw.flash import Flash, PowerCut
 from hw.link import UdpLink
 from hw.machine import ADC, I2C, UART
 
-ROOT = Path(__file__).resolve().parents[2]
 NODE_SCRIPT = Path(__file__).with_name("board.mjs")
 ROM = Path(__file__).with_name("rom")
-FIRMWARE = ROOT / "firmware"
 START_TIMEOUT_S = 30.0  # Node and the VM load in well under a second; a loaded CI runner is slower
 STOP_TIMEOUT_S = 2.0  # for the firmware's task to end after Ctrl-C
-VM_PACKAGE = ROOT / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"
 
 
 class VmCrash(Exception):
     """The VM process died or the firmware's task ended with an exception."""
 
 
-class VmError(RuntimeError):
-    """The MicroPython VM cannot be started here (no Node, no npm package)."""
-
-
 def node_command() -> list[str]:
-    node = shutil.which("node")
-    if node is None:
-        raise VmError("node is not installed: install Node 20 and run `npm ci`")
-    if not VM_PACKAGE.is_dir():
-        raise VmError(f"the MicroPython VM is missing ({VM_PACKAGE}): run `npm ci` first")
-    return [node, str(NODE_SCRIPT)]
+    """``node board.mjs --vm <the VM's module>``; VmError naming the fix if either is missing."""
+    return [vm_package.node(), str(NODE_SCRIPT), "--vm", str(vm_package.vm_module())]
 
 
 class _ForwardingLink(UdpLink):
@@ -95,16 +88,17 @@ class VmProcess:
         faults: Faults,
         rssi: Callable[[], int | None],
         reset_cause: str,
-        unique_id: str,
+        machine: Mapping[str, Any],
         on_output: Callable[[bytes], None],
         heap_probe: bool = False,
     ) -> None:
         self.flash = flash
+        self._fs = FlashFilesystem(flash)
         self._buses = buses
         self._faults = faults
         self._rssi = rssi
         self._reset_cause = reset_cause
-        self._unique_id = unique_id
+        self._machine = machine
         self._on_output = on_output
         self._heap_probe = heap_probe
         self._proc: asyncio.subprocess.Process | None = None
@@ -132,12 +126,11 @@ class VmProcess:
             self._proc = await asyncio.create_subprocess_exec(
                 *node_command(),
                 "--rom",
-                str(FIRMWARE),
+                str(FIRMWARE_DIR),
                 "--rom",
                 str(ROM),
                 "--events",
                 str(read_fd),
-                cwd=ROOT,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=None,
@@ -162,7 +155,7 @@ class VmProcess:
         """Power off: the process goes, and everything the boot held on the host."""
         proc = self._proc
         if proc is not None and proc.returncode is None:
-            self.cpu_s = _cpu_seconds(proc.pid)
+            self.cpu_s = cpu_seconds(proc.pid)
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
@@ -192,7 +185,7 @@ class VmProcess:
 
     def _kill(self, reason: BaseException) -> None:
         if self._proc is not None and self._proc.returncode is None:
-            self.cpu_s = _cpu_seconds(self._proc.pid)
+            self.cpu_s = cpu_seconds(self._proc.pid)
             self._proc.kill()
         self._end(reason)
 
@@ -316,7 +309,10 @@ class VmProcess:
 
     # hardware
     def _boot(self) -> dict[str, Any]:
-        return {"heap_probe": self._heap_probe}
+        return {"heap_probe": self._heap_probe, "reset_cause": self._reset_cause}
+
+    def _machine_facts(self) -> dict[str, Any]:
+        return {**self._machine, "unique_id": bytes(self._machine["unique_id"]).hex()}
 
     def _bus_kind(self, name: str) -> str:
         bus = self._bus(name)
@@ -384,31 +380,26 @@ class VmProcess:
         if f is not None:
             f.close()
 
-    def _ls(self, path: str) -> list[tuple[str, int, int]]:
-        entries = []
-        for name in self.flash.listdir(path):
-            st = self.flash.host_path(path).joinpath(name).stat()
-            kind = 0x4000 if stat.S_ISDIR(st.st_mode) else 0x8000
-            entries.append((name, kind, 0 if kind == 0x4000 else st.st_size))
-        return entries
+    def _ls(self, path: str) -> list[tuple[str, int, int, int]]:
+        return self._fs.ilistdir(path)
 
-    def _stat(self, path: str) -> list[int]:
-        return _mp_stat(self.flash.host_path(path))
+    def _stat(self, path: str) -> tuple[int, ...]:
+        return self._fs.stat(path)
 
-    def _statvfs(self) -> list[int]:
-        return [4096, 4096, 512, 256, 256, 0, 0, 0, 0, 255]
+    def _statvfs(self) -> tuple[int, ...]:
+        return self._fs.statvfs()
 
     def _remove(self, path: str) -> None:
-        self.flash.remove(path)
+        self._fs.remove(path)
 
     def _rename(self, old: str, new: str) -> None:
-        self.flash.rename(old, new)
+        self._fs.rename(old, new)
 
     def _mkdir(self, path: str) -> None:
-        self.flash.host_path(path).mkdir()
+        self._fs.mkdir(path)
 
     def _rmdir(self, path: str) -> None:
-        self.flash.host_path(path).rmdir()
+        self._fs.rmdir(path)
 
     # network, clocks, chip
     def _udp_open(self, host: str, port: int) -> int:
@@ -435,11 +426,8 @@ class VmProcess:
     def _urandom(self, n: int) -> str:
         return os.urandom(n).hex()
 
-    def _reset_cause_now(self) -> str:
-        return self._reset_cause
-
-    def _unique_id_now(self) -> str:
-        return self._unique_id
+    def _mem(self, allocated: int) -> tuple[int, int]:
+        return heap(allocated)
 
     def _reset(self, cause: str) -> None:
         raise BoardReset(cause)
@@ -450,6 +438,7 @@ class VmProcess:
 
 _HANDLERS: dict[str, Callable[..., Any]] = {
     "boot": VmProcess._boot,
+    "machine": VmProcess._machine_facts,
     "bus": VmProcess._bus_kind,
     "i2c.read": VmProcess._i2c_read,
     "i2c.write": VmProcess._i2c_write,
@@ -478,25 +467,13 @@ _HANDLERS: dict[str, Callable[..., Any]] = {
     "time_ms": VmProcess._time_ms,
     "rssi": VmProcess._rssi_now,
     "urandom": VmProcess._urandom,
-    "reset_cause": VmProcess._reset_cause_now,
-    "unique_id": VmProcess._unique_id_now,
+    "mem": VmProcess._mem,
     "reset": VmProcess._reset,
     "deepsleep": VmProcess._deepsleep,
 }
 
 
-def _mp_stat(path: Path) -> list[int]:
-    """``os.stat`` as MicroPython gives it: (mode, 0, 0, 0, 0, 0, size, atime, mtime, ctime)."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise OSError(2, "ENOENT") from None
-    mode = 0x4000 if stat.S_ISDIR(st.st_mode) else 0x8000
-    t = int(st.st_mtime)
-    return [mode, 0, 0, 0, 0, 0, 0 if mode == 0x4000 else st.st_size, t, t, t]
-
-
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (Linux), 0.0 where unknown."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

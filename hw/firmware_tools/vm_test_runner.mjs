@@ -1,27 +1,30 @@
 // Run a module's test_* functions on the real MicroPython VM (the official WebAssembly build).
 //
-//   node hw/mpy_run.mjs --path firmware --path tests/firmware/mpy [--heap BYTES] MODULE
+//   node hw/firmware_tools/vm_test_runner.mjs --vm MICROPYTHON_MJS --path firmware \
+//       --path tests/firmware/mpy [--heap BYTES] MODULE
 //
 // Each --path directory's .py files are copied into the VM's in-memory filesystem
 // (/lib0, /lib1, ... in the order given, first on sys.path). Prints "PASS name" or
 // "FAIL name: traceback" per test and "N passed, M failed" last; exits 0 only if every
-// test passed and at least one ran.
+// test passed and at least one ran. --vm names the npm package's module, wherever it was
+// installed (hw/engines/mpy/vm_package.py).
 
 import fs from "node:fs";
 import path from "node:path";
-import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
+import { pathToFileURL } from "node:url";
 
 function parseArgs(argv) {
-  const opts = { paths: [], heap: 1024 * 1024, module: null };
+  const opts = { vm: null, paths: [], heap: 1024 * 1024, module: null };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
-    if (arg === "--path") opts.paths.push(argv[++i]);
+    if (arg === "--vm") opts.vm = argv[++i];
+    else if (arg === "--path") opts.paths.push(argv[++i]);
     else if (arg === "--heap") opts.heap = parseInt(argv[++i], 10);
     else if (!arg.startsWith("--") && opts.module === null) opts.module = arg;
     else throw new Error(`unexpected argument ${arg}`);
   }
-  if (!opts.module || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(opts.module)) {
-    throw new Error("usage: mpy_run.mjs --path DIR ... [--heap BYTES] MODULE");
+  if (!opts.vm || !opts.module || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(opts.module)) {
+    throw new Error("usage: vm_test_runner.mjs --vm MICROPYTHON_MJS --path DIR ... [--heap BYTES] MODULE");
   }
   if (!(opts.heap > 0)) throw new Error("--heap needs a positive number of bytes");
   return opts;
@@ -49,6 +52,7 @@ def _simpul_run(name):
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
+  const { loadMicroPython } = await import(pathToFileURL(opts.vm).href);
   const mp = await loadMicroPython({
     heapsize: opts.heap,
     stdout: (line) => process.stdout.write(line + "\n"),
@@ -80,7 +84,7 @@ async function main() {
 main().then(
   (code) => process.exit(code),
   (err) => {
-    process.stderr.write(`mpy_run: ${err.message ?? err}\n`);
+    process.stderr.write(`vm_test_runner: ${err.message ?? err}\n`);
     process.exit(2);
   },
 );

@@ -1,0 +1,197 @@
+"""The MicroPython behaviour both engines emulate, written once.
+
+Where MicroPython on an ESP32 answers something the emulator must answer itself, the answer is
+here: the shapes of ``os.stat``, ``os.ilistdir`` and ``os.statvfs`` over a board's flash and
+MicroPython's wording of their errors; ``time.ticks_*`` (from power-on, wrapping at 2**30);
+``machine``'s reset causes with their codes and the ROM's boot line for each; ``machine.freq()``
+and ``machine.unique_id()``; the heap an ESP32 offers, behind ``board.mem()``.
+
+The CPython engine uses it directly (its board, and its REPL's ``os``, ``time``, ``machine``);
+the MicroPython VM engine's host answers the VM's calls with it (``hw/engines/mpy/host.py``).
+So a figure or a code changes here for both engines at once, and they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from hw.flash import Flash
+
+# --- time -----------------------------------------------------------------------------------
+
+TICKS_PERIOD: Final = 1 << 30  # MICROPY_PY_TIME_TICKS_PERIOD: ticks wrap here
+
+
+class Ticks:
+    """``time.ticks_ms()``/``ticks_us()`` of one boot: they count from power-on, as on a chip."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._origin = clock()
+
+    def ticks_ms(self) -> int:
+        return int((self._clock() - self._origin) * 1000) % TICKS_PERIOD
+
+    def ticks_us(self) -> int:
+        return int((self._clock() - self._origin) * 1_000_000) % TICKS_PERIOD
+
+    @staticmethod
+    def ticks_diff(a: int, b: int) -> int:
+        """``a - b`` across a wrap: signed, in (-TICKS_PERIOD/2, TICKS_PERIOD/2]."""
+        half = TICKS_PERIOD // 2
+        return ((a - b + half) % TICKS_PERIOD) - half
+
+    @staticmethod
+    def ticks_add(t: int, delta: int) -> int:
+        return (t + delta) % TICKS_PERIOD
+
+
+# --- machine --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResetCause:
+    """Why a chip (re)started, in each of the words that report it."""
+
+    name: str  # what board.reset_cause() says (firmware/board.py maps the code to it)
+    constant: str  # the machine module's name for the code
+    code: int  # machine.reset_cause() on the ESP32 port
+    rom: bytes  # the rst: reason the ESP32's ROM bootloader prints first
+
+
+RESET_CAUSES: Final = (
+    ResetCause("power_on", "PWRON_RESET", 1, b"0x1 (POWERON_RESET)"),
+    ResetCause("hard", "HARD_RESET", 2, b"0x1 (POWERON_RESET)"),
+    ResetCause("wdt", "WDT_RESET", 3, b"0x7 (TG0WDT_SYS_RESET)"),
+    ResetCause("deepsleep", "DEEPSLEEP_RESET", 4, b"0x5 (DEEPSLEEP_RESET)"),
+    ResetCause("soft", "SOFT_RESET", 5, b"0xc (SW_CPU_RESET)"),
+)
+
+
+def reset_cause(name: str) -> ResetCause:
+    """The reset cause that ``board.reset_cause()`` calls ``name``."""
+    for cause in RESET_CAUSES:
+        if cause.name == name:
+            return cause
+    raise ValueError(f"no reset cause {name!r}: one of {[c.name for c in RESET_CAUSES]}")
+
+
+CPU_FREQ_HZ: Final = 240_000_000
+_ESPRESSIF_OUI: Final = bytes.fromhex("240ac4")
+
+
+def unique_id(board_id: str) -> bytes:
+    """``machine.unique_id()``: a chip's is its 6-byte Wi-Fi MAC; an emulated board's is an
+    Espressif MAC derived from its board id, so it is stable and differs between boards."""
+    return _ESPRESSIF_OUI + hashlib.sha256(board_id.encode()).digest()[:3]
+
+
+def machine_facts(board_id: str, cause: str) -> dict[str, Any]:
+    """What the REPL's ``machine`` module answers on this boot of this board."""
+    return {
+        "constants": {c.constant: c.code for c in RESET_CAUSES},
+        "reset_cause": reset_cause(cause).code,
+        "freq": CPU_FREQ_HZ,
+        "unique_id": unique_id(board_id),
+    }
+
+
+# --- heap -----------------------------------------------------------------------------------
+
+# The heap MicroPython firmware can count on on an ESP32 without PSRAM: gc.mem_free() at boot
+# shows 100 to 111 KB by release and by what ESP-IDF took first. The lower figure, so that a
+# budget that holds here holds on every board.
+ESP32_HEAP: Final = 100 * 1024
+
+# About what the firmware holds in normal cycles: its code as .mpy and its run-time heap, as
+# hw/firmware_tools/heap.py measures them on the MicroPython VM engine (there the code is
+# loaded from .py source, about a third larger). The CPython engine cannot see one board's
+# share of its process's heap and reports this, so health reports carry a plausible, steady
+# heap on both engines.
+FIRMWARE_HEAP_TYPICAL: Final = 64 * 1024
+
+
+def heap(allocated: int) -> tuple[int, int]:
+    """``board.mem()``: (free, allocated) bytes of an ESP32's heap with ``allocated`` in use."""
+    return max(0, ESP32_HEAP - allocated), allocated
+
+
+# --- the filesystem -------------------------------------------------------------------------
+
+S_IFDIR: Final = 0x4000
+S_IFREG: Final = 0x8000
+# os.statvfs() of the board's 2 MB LittleFS partition: block size, fragment size, blocks,
+# free, available, then files, free inodes, available inodes, flags (0 on LittleFS), name max.
+STATVFS: Final = (4096, 4096, 512, 256, 256, 0, 0, 0, 0, 255)
+
+
+def mp_oserror(e: OSError) -> OSError:
+    """An OSError as MicroPython words it (``[Errno 2] ENOENT``), so tools recognise it."""
+    code = e.errno or errno.EIO
+    return OSError(code, errno.errorcode.get(code, "EIO"))
+
+
+class FlashFilesystem:
+    """MicroPython's ``os`` over a board's flash: the calls both REPLs and the VM's mounted
+    filesystem reach, with MicroPython's tuples and errors. Paths are absolute board paths."""
+
+    def __init__(self, flash: Flash) -> None:
+        self.flash = flash
+
+    def _host(self, path: str) -> str:
+        try:
+            return str(self.flash.host_path(path))
+        except OSError:
+            raise OSError(errno.EINVAL, "EINVAL") from None
+
+    def _guard(self, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except OSError as e:
+            raise mp_oserror(e) from None
+
+    def isdir(self, path: str) -> bool:
+        return os.path.isdir(self._host(path))
+
+    def ilistdir(self, path: str) -> list[tuple[str, int, int, int]]:
+        """(name, type, inode, size) per entry, sorted by name; size 0 for a directory."""
+        host = self._host(path)
+        entries = []
+        for name in sorted(self._guard(os.listdir, host)):
+            st = os.stat(os.path.join(host, name))
+            if stat.S_ISDIR(st.st_mode):
+                entries.append((name, S_IFDIR, 0, 0))
+            else:
+                entries.append((name, S_IFREG, 0, st.st_size))
+        return entries
+
+    def stat(self, path: str) -> tuple[int, ...]:
+        """(mode, ino, dev, nlink, uid, gid, size, atime, mtime, ctime), as MicroPython gives."""
+        st = self._guard(os.stat, self._host(path))
+        mode = S_IFDIR if stat.S_ISDIR(st.st_mode) else S_IFREG
+        t = int(st.st_mtime)
+        return (mode, 0, 0, 0, 0, 0, 0 if mode == S_IFDIR else st.st_size, t, t, t)
+
+    def statvfs(self) -> tuple[int, ...]:
+        return STATVFS
+
+    def remove(self, path: str) -> None:
+        if self.isdir(path):
+            raise OSError(errno.EISDIR, "EISDIR")
+        self._guard(os.remove, self._host(path))
+
+    def rename(self, old: str, new: str) -> None:
+        self._guard(os.replace, self._host(old), self._host(new))
+
+    def mkdir(self, path: str) -> None:
+        self._guard(os.mkdir, self._host(path))
+
+    def rmdir(self, path: str) -> None:
+        self._guard(os.rmdir, self._host(path))

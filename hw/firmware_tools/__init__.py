@@ -1,0 +1,30 @@
+"""The host's tools for the firmware: where its source lives, importing it as a board does,
+compiling it for the chip, type-checking it against the port's stubs, measuring its heap.
+
+- ``python -m hw.firmware_tools.build``: compile every file with mpy-cross for the ESP32;
+- ``python -m hw.firmware_tools.typecheck``: mypy against MicroPython's ESP32 stubs;
+- ``hw.firmware_tools.heap``: the firmware's heap, measured on the MicroPython VM, against
+  its budget;
+- ``vm_test_runner.mjs``: the firmware's shared tests (``tests/firmware/mpy``) on the VM.
+
+The firmware is a flat directory of MicroPython modules (``import cbor``, not
+``import firmware.cbor``), as they sit on the board's filesystem; ``firmware_module`` imports
+one that way on CPython, for the CPython engine and for tests.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import ModuleType
+
+FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"
+
+
+def firmware_module(name: str) -> ModuleType:
+    """Import a firmware module (flat, as on the board) from the firmware directory."""
+    path = str(FIRMWARE_DIR)
+    if path not in sys.path:
+        sys.path.insert(0, path)
+    __import__(name)
+    return sys.modules[name]
