@@ -2,7 +2,8 @@
 
 Each group lives beside the code it drives and adds its own subcommands here:
 ``simpul gateway …`` (the Pi daemon), ``simpul verify`` (consumers of its batches),
-``simpul emulate …`` and ``simpul demo`` (one machine).
+``simpul fleet keys …`` (operators), ``simpul emulate …`` and
+``simpul demo`` (one machine).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
+from fleet import keys as fleet_keys
 from gateway import cli as gateway_cli
 from gateway.batches import cli as verify_cli
 from hw import cli as hw_cli
@@ -29,6 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     gateway_cli.add_commands(groups)
     verify_cli.add_commands(groups)
     hw_cli.add_commands(groups)
+    fleet = groups.add_parser(
+        "fleet",
+        help="the operator's fleet: signing keys (the console and rollouts are to come)",
+        description="The operator's fleet manager.",
+    )
+    fleet_commands = fleet.add_subparsers(dest="fleet_command", metavar="COMMAND", required=True)
+    fleet_keys.add_commands(fleet_commands)
     return parser
 
 
