@@ -2,7 +2,7 @@
 
 Each group lives beside the code it drives and adds its own subcommands here:
 ``simpul gateway …`` (the Pi daemon), ``simpul verify`` (consumers of its batches),
-``simpul fleet keys …`` (operators), ``simpul emulate …`` and
+``simpul fleet keys …`` and ``simpul release …`` (operators), ``simpul emulate …`` and
 ``simpul demo`` (one machine).
 """
 
@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from fleet import keys as fleet_keys
+from fleet import release as fleet_release
 from gateway import cli as gateway_cli
 from gateway.batches import cli as verify_cli
 from hw import cli as hw_cli
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fleet_commands = fleet.add_subparsers(dest="fleet_command", metavar="COMMAND", required=True)
     fleet_keys.add_commands(fleet_commands)
+    fleet_release.add_commands(groups)
     return parser
 
 

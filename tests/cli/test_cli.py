@@ -30,5 +30,5 @@ def test_version_names_the_installed_release() -> None:
 def test_every_group_is_listed_in_the_help() -> None:
     done = simpul("--help")
     assert done.returncode == 0
-    for group in ("gateway", "verify", "emulate", "demo"):
+    for group in ("gateway", "verify", "emulate", "demo", "fleet", "release"):
         assert group in done.stdout

@@ -19,7 +19,7 @@ from fleet.certs import (
 )
 from fleet.errors import BadCertificate, BadRevocations, CertificateExpired
 from gateway.codec import cose
-from tests.release.conftest import DAY, NOW, Chain, seeded_key
+from tests.release.chain import DAY, NOW, Chain, seeded_key
 from tests.release.test_cose_codec import pycose_decode
 
 

@@ -18,7 +18,8 @@ from fleet import keyfiles, keys
 from fleet.certs import decode_revocations, verify_certificate, verify_revocations
 from fleet.errors import KeyStoreError, PassphraseError
 from gateway.codec import cose
-from tests.release.conftest import DAY, NOW, ROOT
+from tests.release.chain import DAY, NOW
+from tests.release.conftest import ROOT
 
 PASSPHRASE = "correct horse battery staple"
 
