@@ -40,6 +40,7 @@ from errors import CborError, CoseAlgorithmError, CoseFormatError, CoseTagError
 SIGN1_TAG = 18
 ALG = 1  # header labels (RFC 9052 §3.1)
 CRIT = 2
+KID = 4
 EDDSA = -8  # COSE algorithm (RFC 9053 §2.2)
 
 
@@ -109,6 +110,14 @@ def verify_steps(data, public_key, external_aad=b"", step_bits=16):
     protected, payload, to_be_signed, signature = _checked(data, external_aad)
     yield from ed25519.verify_steps(public_key, to_be_signed, signature, step_bits)
     yield protected, payload
+
+
+def unverified(data):
+    """(protected header, payload) of a COSE_Sign1 whose form and headers pass, its
+    signature NOT checked: to read which key to check it with, or what to refuse at once.
+    Never act on it otherwise. Raises as ``verify`` does for form, tag and alg."""
+    protected, payload, _, _ = _checked(data, b"")
+    return protected, payload
 
 
 def verify(data, public_key, external_aad=b""):

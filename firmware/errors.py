@@ -78,3 +78,88 @@ class CoseAlgorithmError(CoseError):
 
 class CoseFormatError(CoseError):
     """Not CBOR, or CBOR that is not a well-formed COSE_Sign1 with the headers it needs."""
+
+
+class ReleaseRefused(SimpulError):
+    """A release the board will not install; ``reason`` names why in its health report.
+    fleet/errors.py has the same classes with the same reasons, for the host's checks."""
+
+    reason = "refused"
+
+
+class BadManifest(ReleaseRefused):
+    """A manifest, certificate or revocation list that is not well formed."""
+
+    reason = "malformed"
+
+
+class BadCertificate(ReleaseRefused):
+    """The release key's certificate is not signed by the root, or not for role "release"."""
+
+    reason = "certificate"
+
+
+class CertificateExpired(BadCertificate):
+    """The certificate is not valid at the board's time."""
+
+    reason = "expired"
+
+
+class KeyRevoked(ReleaseRefused):
+    """The release key is in the root-signed revocation list."""
+
+    reason = "revoked"
+
+
+class BadRevocations(ReleaseRefused):
+    """The revocation list is not signed by the root, or older than one already seen."""
+
+    reason = "revocations"
+
+
+class BadManifestSignature(ReleaseRefused):
+    """The manifest is unsigned, or not signed by the certified release key."""
+
+    reason = "signature"
+
+
+class StaleRelease(ReleaseRefused):
+    """The release's sequence number is not above the installed one (replay or rollback)."""
+
+    reason = "stale"
+
+
+class WrongHardware(ReleaseRefused):
+    """The release is for another hardware class."""
+
+    reason = "hardware"
+
+
+class BootTooOld(ReleaseRefused):
+    """The release needs a newer boot part than this board's (OTA never replaces it)."""
+
+    reason = "boot_version"
+
+
+class TooLarge(ReleaseRefused):
+    """The release's files together exceed the free space."""
+
+    reason = "too_large"
+
+
+class UnlistedFile(ReleaseRefused):
+    """A file the manifest does not list."""
+
+    reason = "unlisted_file"
+
+
+class FileTooLarge(ReleaseRefused):
+    """More bytes of a file than the manifest declares."""
+
+    reason = "file_too_large"
+
+
+class FileMismatch(ReleaseRefused):
+    """A file whose size or SHA-256 is not the manifest's."""
+
+    reason = "file_digest"

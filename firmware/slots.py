@@ -10,6 +10,10 @@ slots, so that no update can replace the code that chooses what to boot.
 
 import json
 
+# The boot part's version (this file, boot.py, flashfs.py): OTA never replaces it, so a
+# release names the lowest it runs on (its manifest's boot_min) and a board checks it here.
+BOOT_VERSION = 1
+
 PATH = "/slots.json"
 SLOTS = ("a", "b")
 

@@ -223,3 +223,19 @@ def test_verify_steps_yields_none_then_the_result_and_refuses_as_verify() -> Non
         pass
     else:
         raise AssertionError("verify_steps started on a wrong alg")
+
+
+def test_unverified_checks_the_form_but_not_the_signature() -> None:
+    forged = _replace(SIGNED_BY_PYCOSE, b"1.2.3", b"1.2.4")
+    protected, payload = cose.unverified(forged)  # what manifest.py reads only to refuse early
+    assert protected == {1: -8, 4: KID}
+    assert b"1.2.4" in payload
+    for data, error in (
+        (SIGNED_BY_PYCOSE[1:], CoseTagError),
+        (WRONG_ALG_SIGNED, CoseAlgorithmError),
+    ):
+        try:
+            cose.unverified(data)
+        except error:
+            continue
+        raise AssertionError("unverified accepted a malformed message")

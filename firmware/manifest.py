@@ -1,0 +1,353 @@
+"""A release's manifest, checked on the board before any file of it is downloaded.
+
+Usage::
+
+    import manifest
+    from errors import ReleaseRefused
+    try:
+        m = manifest.verify(data, root_key, installed_seq, "esp32", now=None,
+                            revocations_seen=seen, boot_version=slots.BOOT_VERSION,
+                            free_bytes=free)
+    except ReleaseRefused as e:
+        report("rejected", e.reason, str(e))     # nothing installed, nothing changed
+    # m.seq, m.version, m.files ([(path, sha256, size)]), m.total, m.boot_min, m.mpy,
+    # m.revocations_seq: persist it, so an older revocation list is refused from now on.
+
+    # The same in slices, so an asyncio app keeps sampling during the seconds it takes:
+    for result in manifest.verify_steps(data, root_key, installed_seq, "esp32"):
+        await asyncio.sleep(0)
+    m = result
+
+    # Each file as its blocks arrive (a file not listed, or longer than declared, stops it):
+    check = manifest.FileCheck(m, "app.mpy")
+    check.update(block)          # raises FileTooLarge past the declared size
+    check.finish()               # raises FileMismatch if short or another SHA-256
+
+The format (fleet/manifest.py and fleet/certs.py make it, and say which SUIT element of
+RFC 9124 each field carries): a COSE_Sign1 by a release key over a map with ``seq``,
+``version``, ``hw``, ``boot_min``, ``mpy``, ``created``, ``files``, ``total``, and the
+release key's certificate (``cert``) and the root's revocation list (``revocations``), both
+COSE_Sign1 by the root key, the only key a board holds. Checked in this order, each refusal
+a ``ReleaseRefused`` whose ``reason`` goes into health:
+
+1. form: at most 8 KB, a COSE_Sign1 (else ``BadManifestSignature``: unsigned), a map with
+   exactly the fields above, plain file names that do not shadow the boot part, no repeats,
+   ``total`` the sum of the sizes (else ``BadManifest``);
+2. what costs nothing, before any signature: ``seq`` above ``installed_seq``
+   (``StaleRelease``), ``hw`` (``WrongHardware``), ``boot_min`` (``BootTooOld``), ``total``
+   within ``free_bytes`` (``TooLarge``). These fields are unverified here, so they are only
+   used to refuse; a forged manifest costs the board no Ed25519 check;
+3. the chain: the certificate signed by the root, for role "release", its kid that of its
+   key, valid at ``now`` if the board knows the time (``BadCertificate``,
+   ``CertificateExpired``); the revocation list signed by the root and its seq not below
+   ``revocations_seen`` (``BadRevocations``); the release key not in it (``KeyRevoked``); the
+   manifest signed by that key (``BadManifestSignature``).
+
+Pure: no I/O, no clock (``now`` is passed in; None skips validity). Three Ed25519 checks in
+all (see ``cose`` and ``ed25519``); OTA-only, so it is imported only during an update.
+"""
+
+import hashlib
+
+import cbor
+import cose
+from errors import (
+    BadCertificate,
+    BadManifest,
+    BadManifestSignature,
+    BadRevocations,
+    BootTooOld,
+    CborError,
+    CertificateExpired,
+    FileMismatch,
+    FileTooLarge,
+    KeyRevoked,
+    SignatureError,
+    StaleRelease,
+    TooLarge,
+    UnlistedFile,
+    WrongHardware,
+)
+
+try:
+    from micropython import const
+except ImportError:
+
+    def const(x):  # type: ignore[misc]  # CPython: const is the identity
+        return x
+
+
+MAX_MANIFEST_BYTES = const(8192)
+MAX_FILES = const(64)
+_VERSION = const(1)
+_FIELDS = (
+    "type",
+    "v",
+    "seq",
+    "version",
+    "hw",
+    "boot_min",
+    "mpy",
+    "created",
+    "files",
+    "total",
+    "cert",
+    "revocations",
+)
+_CERT_FIELDS = ("type", "v", "serial", "role", "kid", "key", "not_before", "not_after")
+_LIST_FIELDS = ("type", "v", "seq", "revoked", "issued")
+_BOOT_PART = ("boot", "slots", "flashfs")
+_NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
+
+
+class Manifest:
+    """What a verified manifest says; ``verify`` returns it only when the chain holds."""
+
+    def __init__(self, body, kid):
+        self.seq = body["seq"]
+        self.version = body["version"]
+        self.hw = body["hw"]
+        self.boot_min = body["boot_min"]
+        self.mpy = body["mpy"]
+        self.created = body["created"]
+        self.files = [(f[0], f[1], f[2]) for f in body["files"]]  # (path, sha256, size)
+        self.total = body["total"]
+        self.kid = kid
+        self.revocations_seq = 0  # set once the revocation list verified
+
+    def entry(self, path):
+        """(sha256, size) of ``path``; ``UnlistedFile`` if the manifest does not list it."""
+        for name, digest, size in self.files:
+            if name == path:
+                return digest, size
+        raise UnlistedFile("file %r is not in the manifest" % path)
+
+
+class FileCheck:
+    """One file checked against its entry as its bytes arrive; refuses a byte too many at
+    once, so an endless download stops at the declared size."""
+
+    def __init__(self, manifest, path):
+        self.path = path
+        self.digest, self.size = manifest.entry(path)
+        self.received = 0
+        self._hash = hashlib.sha256()
+
+    def update(self, chunk):
+        n = self.received + len(chunk)
+        if n > self.size:
+            raise FileTooLarge("file %r: more than the %d bytes declared" % (self.path, self.size))
+        self._hash.update(chunk)
+        self.received = n
+
+    def finish(self):
+        if self.received != self.size:
+            raise FileMismatch("file %r: %d of %d bytes" % (self.path, self.received, self.size))
+        if self._hash.digest() != self.digest:
+            raise FileMismatch("file %r: SHA-256 is not the manifest's" % self.path)
+
+
+def _is_uint(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _map(data, fields, kind, error, what):
+    """The payload ``data`` as a map with exactly ``fields``, of type ``kind``, version 1."""
+    try:
+        body = cbor.loads(data)
+    except CborError as e:
+        raise error("%s: not CBOR (%s)" % (what, e)) from None
+    if not isinstance(body, dict):
+        raise error(what + ": not a map")
+    if body.get("type") != kind:
+        raise error("%s: type is %r, not %r" % (what, body.get("type"), kind))
+    for key in body:
+        if key not in fields:
+            raise error("%s: unknown field %r" % (what, key))
+    for key in fields:
+        if key not in body:
+            raise error("%s: lacks %s" % (what, key))
+    if not _is_uint(body["v"]) or body["v"] != _VERSION:
+        raise error("%s: format version %r, not 1" % (what, body["v"]))
+    return body
+
+
+def _name_ok(path):
+    if not isinstance(path, str) or not 0 < len(path) <= 48 or path[0] in ".-" or ".." in path:
+        return False
+    for c in path:
+        if c not in _NAME_CHARS:
+            return False
+    return path.split(".")[0] not in _BOOT_PART
+
+
+def _decode(data):
+    """(manifest body, kid) of a manifest whose form passes; its signature not checked."""
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise BadManifest("manifest of %d bytes exceeds %d" % (len(data), MAX_MANIFEST_BYTES))
+    try:
+        protected, payload = cose.unverified(data)
+    except SignatureError as e:
+        raise BadManifestSignature("manifest is not signed: %s" % e) from None
+    body = _map(payload, _FIELDS, "manifest", BadManifest, "manifest")
+    for key in ("seq", "boot_min", "mpy", "created", "total"):
+        if not _is_uint(body[key]):
+            raise BadManifest("manifest: %s is not an unsigned integer" % key)
+    for key in ("version", "hw"):
+        if not isinstance(body[key], str) or not body[key]:
+            raise BadManifest("manifest: %s is not text" % key)
+    for key in ("cert", "revocations"):
+        if not isinstance(body[key], bytes):
+            raise BadManifest("manifest: %s is not a byte string" % key)
+    files = body["files"]
+    if not isinstance(files, list) or not 0 < len(files) <= MAX_FILES:
+        raise BadManifest("manifest: files is not a list of 1 to %d entries" % MAX_FILES)
+    total = 0
+    seen = []
+    for f in files:
+        if not isinstance(f, list) or len(f) != 3:
+            raise BadManifest("manifest: a file entry is not [path, sha256, size]")
+        if not _name_ok(f[0]):
+            raise BadManifest("manifest: %r is not a plain file name of the app" % (f[0],))
+        if f[0] in seen:
+            raise BadManifest("manifest: %r listed twice" % f[0])
+        seen.append(f[0])
+        if not isinstance(f[1], bytes) or len(f[1]) != 32:
+            raise BadManifest("manifest: %r: sha256 is not 32 bytes" % f[0])
+        if not _is_uint(f[2]):
+            raise BadManifest("manifest: %r: size is not a byte count" % f[0])
+        total += f[2]
+    if total != body["total"]:
+        raise BadManifest("manifest: total %d is not the sum of the sizes" % body["total"])
+    return body, protected.get(cose.KID)
+
+
+def _signed(data, key, error, what, step_bits):
+    """The payload of COSE_Sign1 ``data`` once ``key`` verified it, yielding meanwhile."""
+    try:
+        for item in cose.verify_steps(data, key, b"", step_bits):
+            if item is None:
+                yield
+            else:
+                return item[1]
+    except SignatureError as e:
+        raise error("%s: not signed by the %s key (%s)" % (what, _SIGNER[what], e)) from None
+    raise error(what + ": no result")  # unreachable: verify_steps ends with one
+
+
+_SIGNER = {"certificate": "root", "revocation list": "root", "manifest": "certified release"}
+
+
+def _certificate(payload, now):
+    """(key, kid) of the certificate's payload, once its fields and validity pass."""
+    cert = _map(payload, _CERT_FIELDS, "cert", BadCertificate, "certificate")
+    if cert["role"] != "release":
+        raise BadCertificate("certificate is for role %r, not 'release'" % (cert["role"],))
+    key = cert["key"]
+    kid = cert["kid"]
+    if not isinstance(key, bytes) or len(key) != 32:
+        raise BadCertificate("certificate: key is not 32 bytes")
+    if not isinstance(kid, bytes) or hashlib.sha256(key).digest()[:8] != kid:
+        raise BadCertificate("certificate: kid is not the key's")
+    start = cert["not_before"]
+    end = cert["not_after"]
+    if not (_is_uint(start) and _is_uint(end) and _is_uint(cert["serial"])):
+        raise BadCertificate("certificate: serial or validity is not an unsigned integer")
+    if now is not None and not start <= now <= end:
+        raise CertificateExpired(
+            "certificate of key %s is valid from %d to %d, not at %d" % (_hex(kid), start, end, now)
+        )
+    return key, kid
+
+
+def _revocations(payload, seen):
+    """(seq, revoked kids) of the revocation list's payload, once its fields pass."""
+    body = _map(payload, _LIST_FIELDS, "revocations", BadRevocations, "revocation list")
+    seq = body["seq"]
+    revoked = body["revoked"]
+    if not _is_uint(seq) or seq < 1 or not _is_uint(body["issued"]):
+        raise BadRevocations("revocation list: seq or issued is not an unsigned integer")
+    if seq < seen:
+        raise BadRevocations("revocation list %d is older than list %d, already seen" % (seq, seen))
+    if not isinstance(revoked, list):
+        raise BadRevocations("revocation list: revoked is not a list")
+    for kid in revoked:
+        if not isinstance(kid, bytes) or len(kid) != 8:
+            raise BadRevocations("revocation list: a revoked kid is not 8 bytes")
+    return seq, revoked
+
+
+def _hex(data):
+    return "".join("%02x" % b for b in data)
+
+
+def verify_steps(
+    data,
+    root_key,
+    installed_seq,
+    hw,
+    now=None,
+    revocations_seen=0,
+    boot_version=None,
+    free_bytes=None,
+    step_bits=16,
+):
+    """``verify`` as a generator: it yields None while the signatures are checked and,
+    last, the ``Manifest``; it raises as ``verify`` does. ``step_bits`` is passed on to
+    ``ed25519.verify_steps``."""
+    data = bytes(data)  # a caller's buffer must not change between the checks
+    body, kid = _decode(data)
+    if body["seq"] <= installed_seq:
+        raise StaleRelease(
+            "release seq %d is not above the installed seq %d" % (body["seq"], installed_seq)
+        )
+    if body["hw"] != hw:
+        raise WrongHardware("release is for hardware %r, not %r" % (body["hw"], hw))
+    if boot_version is not None and body["boot_min"] > boot_version:
+        raise BootTooOld(
+            "release needs boot part version %d; this one is %d" % (body["boot_min"], boot_version)
+        )
+    if free_bytes is not None and body["total"] > free_bytes:
+        raise TooLarge("release needs %d bytes; %d are free" % (body["total"], free_bytes))
+    cert, revocations = body["cert"], body["revocations"]
+    result = Manifest(body, kid)
+    body = None  # keep only what the result needs while the signatures are checked
+
+    payload = yield from _signed(cert, root_key, BadCertificate, "certificate", step_bits)
+    key, cert_kid = _certificate(payload, now)
+    payload = yield from _signed(
+        revocations, root_key, BadRevocations, "revocation list", step_bits
+    )
+    seq, revoked = _revocations(payload, revocations_seen)
+    payload = cert = revocations = None
+    if cert_kid in revoked:
+        raise KeyRevoked("release key %s is revoked (revocation list %d)" % (_hex(cert_kid), seq))
+    if kid != cert_kid:
+        raise BadManifestSignature(
+            "manifest names key %r; the certificate is for key %s" % (kid, _hex(cert_kid))
+        )
+    yield from _signed(data, key, BadManifestSignature, "manifest", step_bits)
+    result.revocations_seq = seq
+    yield result
+
+
+def verify(
+    data,
+    root_key,
+    installed_seq,
+    hw,
+    now=None,
+    revocations_seen=0,
+    boot_version=None,
+    free_bytes=None,
+):
+    """The ``Manifest`` in ``data`` (a manifest's COSE_Sign1 bytes) if the chain from
+    ``root_key`` (32 bytes) vouches for it and it is for this board: above
+    ``installed_seq``, for hardware class ``hw``, within ``boot_version`` and
+    ``free_bytes`` when given, certificate valid at ``now`` (Unix seconds) when given, the
+    revocation list not older than ``revocations_seen``. Raises a ``ReleaseRefused``."""
+    for result in verify_steps(
+        data, root_key, installed_seq, hw, now, revocations_seen, boot_version, free_bytes
+    ):
+        if result is not None:
+            return result
