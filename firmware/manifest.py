@@ -47,6 +47,7 @@ Pure: no I/O, no clock (``now`` is passed in; None skips validity). Three Ed2551
 all (see ``cose`` and ``ed25519``); OTA-only, so it is imported only during an update.
 """
 
+import binascii
 import hashlib
 
 import cbor
@@ -79,10 +80,8 @@ except ImportError:
 
 MAX_MANIFEST_BYTES = const(8192)
 MAX_FILES = const(64)
-_VERSION = const(1)
+# Each map's fields besides "type" and "v"; those in _UINTS are unsigned integers.
 _FIELDS = (
-    "type",
-    "v",
     "seq",
     "version",
     "hw",
@@ -94,10 +93,20 @@ _FIELDS = (
     "cert",
     "revocations",
 )
-_CERT_FIELDS = ("type", "v", "serial", "role", "kid", "key", "not_before", "not_after")
-_LIST_FIELDS = ("type", "v", "seq", "revoked", "issued")
+_CERT_FIELDS = ("serial", "role", "kid", "key", "not_before", "not_after")
+_LIST_FIELDS = ("seq", "revoked", "issued")
+_UINTS = (
+    "seq",
+    "serial",
+    "boot_min",
+    "mpy",
+    "created",
+    "total",
+    "not_before",
+    "not_after",
+    "issued",
+)
 _BOOT_PART = ("boot", "slots", "flashfs")
-_NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
 
 
 class Manifest:
@@ -147,38 +156,41 @@ class FileCheck:
             raise FileMismatch("file %r: SHA-256 is not the manifest's" % self.path)
 
 
-def _is_uint(value):
+def _uint(value):
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _map(data, fields, kind, error, what):
-    """The payload ``data`` as a map with exactly ``fields``, of type ``kind``, version 1."""
+def _map(data, kind, fields, what, error):
+    """The CBOR map ``data``, of type ``kind`` and version 1, with exactly ``fields`` besides."""
     try:
         body = cbor.loads(data)
     except CborError as e:
         raise error("%s: not CBOR (%s)" % (what, e)) from None
-    if not isinstance(body, dict):
-        raise error(what + ": not a map")
-    if body.get("type") != kind:
-        raise error("%s: type is %r, not %r" % (what, body.get("type"), kind))
-    for key in body:
-        if key not in fields:
-            raise error("%s: unknown field %r" % (what, key))
+    if not isinstance(body, dict) or body.get("type") != kind or body.get("v") != 1:
+        raise error("%s: not a version 1 %r map" % (what, kind))
+    if len(body) != len(fields) + 2:
+        raise error("%s: fields other than %s" % (what, ", ".join(fields)))
     for key in fields:
         if key not in body:
             raise error("%s: lacks %s" % (what, key))
-    if not _is_uint(body["v"]) or body["v"] != _VERSION:
-        raise error("%s: format version %r, not 1" % (what, body["v"]))
+        if key in _UINTS and not _uint(body[key]):
+            raise error("%s: %s is not an unsigned integer" % (what, key))
     return body
 
 
-def _name_ok(path):
+def _plain_name(path):
+    """A file name in the slot: ASCII letters, digits, ``_.-``; no directory, not hidden, not
+    a boot part module (the slot comes first on sys.path: it would shadow them)."""
     if not isinstance(path, str) or not 0 < len(path) <= 48 or path[0] in ".-" or ".." in path:
         return False
     for c in path:
-        if c not in _NAME_CHARS:
+        if ord(c) > 127 or not (c.isalpha() or c.isdigit() or c in "_.-"):
             return False
     return path.split(".")[0] not in _BOOT_PART
+
+
+def _hex(kid):
+    return binascii.hexlify(kid).decode()
 
 
 def _decode(data):
@@ -189,12 +201,9 @@ def _decode(data):
         protected, payload = cose.unverified(data)
     except SignatureError as e:
         raise BadManifestSignature("manifest is not signed: %s" % e) from None
-    body = _map(payload, _FIELDS, "manifest", BadManifest, "manifest")
-    for key in ("seq", "boot_min", "mpy", "created", "total"):
-        if not _is_uint(body[key]):
-            raise BadManifest("manifest: %s is not an unsigned integer" % key)
+    body = _map(payload, "manifest", _FIELDS, "manifest", BadManifest)
     for key in ("version", "hw"):
-        if not isinstance(body[key], str) or not body[key]:
+        if not isinstance(body[key], str):
             raise BadManifest("manifest: %s is not text" % key)
     for key in ("cert", "revocations"):
         if not isinstance(body[key], bytes):
@@ -207,22 +216,19 @@ def _decode(data):
     for f in files:
         if not isinstance(f, list) or len(f) != 3:
             raise BadManifest("manifest: a file entry is not [path, sha256, size]")
-        if not _name_ok(f[0]):
-            raise BadManifest("manifest: %r is not a plain file name of the app" % (f[0],))
-        if f[0] in seen:
-            raise BadManifest("manifest: %r listed twice" % f[0])
-        seen.append(f[0])
-        if not isinstance(f[1], bytes) or len(f[1]) != 32:
-            raise BadManifest("manifest: %r: sha256 is not 32 bytes" % f[0])
-        if not _is_uint(f[2]):
-            raise BadManifest("manifest: %r: size is not a byte count" % f[0])
+        path = f[0]
+        if not _plain_name(path) or path in seen:
+            raise BadManifest("manifest: %r is not an app file's plain name, or twice" % (path,))
+        seen.append(path)
+        if not isinstance(f[1], bytes) or len(f[1]) != 32 or not _uint(f[2]):
+            raise BadManifest("manifest: %r: not a 32-byte SHA-256 and a size" % path)
         total += f[2]
     if total != body["total"]:
         raise BadManifest("manifest: total %d is not the sum of the sizes" % body["total"])
     return body, protected.get(cose.KID)
 
 
-def _signed(data, key, error, what, step_bits):
+def _signed(data, key, what, signer, error, step_bits):
     """The payload of COSE_Sign1 ``data`` once ``key`` verified it, yielding meanwhile."""
     try:
         for item in cose.verify_steps(data, key, b"", step_bits):
@@ -231,54 +237,8 @@ def _signed(data, key, error, what, step_bits):
             else:
                 return item[1]
     except SignatureError as e:
-        raise error("%s: not signed by the %s key (%s)" % (what, _SIGNER[what], e)) from None
+        raise error("%s: not signed by the %s key (%s)" % (what, signer, e)) from None
     raise error(what + ": no result")  # unreachable: verify_steps ends with one
-
-
-_SIGNER = {"certificate": "root", "revocation list": "root", "manifest": "certified release"}
-
-
-def _certificate(payload, now):
-    """(key, kid) of the certificate's payload, once its fields and validity pass."""
-    cert = _map(payload, _CERT_FIELDS, "cert", BadCertificate, "certificate")
-    if cert["role"] != "release":
-        raise BadCertificate("certificate is for role %r, not 'release'" % (cert["role"],))
-    key = cert["key"]
-    kid = cert["kid"]
-    if not isinstance(key, bytes) or len(key) != 32:
-        raise BadCertificate("certificate: key is not 32 bytes")
-    if not isinstance(kid, bytes) or hashlib.sha256(key).digest()[:8] != kid:
-        raise BadCertificate("certificate: kid is not the key's")
-    start = cert["not_before"]
-    end = cert["not_after"]
-    if not (_is_uint(start) and _is_uint(end) and _is_uint(cert["serial"])):
-        raise BadCertificate("certificate: serial or validity is not an unsigned integer")
-    if now is not None and not start <= now <= end:
-        raise CertificateExpired(
-            "certificate of key %s is valid from %d to %d, not at %d" % (_hex(kid), start, end, now)
-        )
-    return key, kid
-
-
-def _revocations(payload, seen):
-    """(seq, revoked kids) of the revocation list's payload, once its fields pass."""
-    body = _map(payload, _LIST_FIELDS, "revocations", BadRevocations, "revocation list")
-    seq = body["seq"]
-    revoked = body["revoked"]
-    if not _is_uint(seq) or seq < 1 or not _is_uint(body["issued"]):
-        raise BadRevocations("revocation list: seq or issued is not an unsigned integer")
-    if seq < seen:
-        raise BadRevocations("revocation list %d is older than list %d, already seen" % (seq, seen))
-    if not isinstance(revoked, list):
-        raise BadRevocations("revocation list: revoked is not a list")
-    for kid in revoked:
-        if not isinstance(kid, bytes) or len(kid) != 8:
-            raise BadRevocations("revocation list: a revoked kid is not 8 bytes")
-    return seq, revoked
-
-
-def _hex(data):
-    return "".join("%02x" % b for b in data)
 
 
 def verify_steps(
@@ -295,7 +255,8 @@ def verify_steps(
     """``verify`` as a generator: it yields None while the signatures are checked and,
     last, the ``Manifest``; it raises as ``verify`` does. ``step_bits`` is passed on to
     ``ed25519.verify_steps``."""
-    data = bytes(data)  # a caller's buffer must not change between the checks
+    if not isinstance(data, bytes):
+        data = bytes(data)  # a caller's buffer must not change between the checks
     body, kid = _decode(data)
     if body["seq"] <= installed_seq:
         raise StaleRelease(
@@ -312,42 +273,59 @@ def verify_steps(
     cert, revocations = body["cert"], body["revocations"]
     result = Manifest(body, kid)
     body = None  # keep only what the result needs while the signatures are checked
+    yield
 
-    payload = yield from _signed(cert, root_key, BadCertificate, "certificate", step_bits)
-    key, cert_kid = _certificate(payload, now)
-    payload = yield from _signed(
-        revocations, root_key, BadRevocations, "revocation list", step_bits
-    )
-    seq, revoked = _revocations(payload, revocations_seen)
-    payload = cert = revocations = None
-    if cert_kid in revoked:
-        raise KeyRevoked("release key %s is revoked (revocation list %d)" % (_hex(cert_kid), seq))
-    if kid != cert_kid:
-        raise BadManifestSignature(
-            "manifest names key %r; the certificate is for key %s" % (kid, _hex(cert_kid))
+    # The certificate: by the root, for role "release", its kid the key's, valid now.
+    payload = yield from _signed(cert, root_key, "certificate", "root", BadCertificate, step_bits)
+    cert = _map(payload, "cert", _CERT_FIELDS, "certificate", BadCertificate)
+    key = cert["key"]
+    if cert["role"] != "release":
+        raise BadCertificate("certificate is for role %r, not 'release'" % (cert["role"],))
+    if (
+        not isinstance(key, bytes)
+        or len(key) != 32
+        or hashlib.sha256(key).digest()[:8] != cert["kid"]
+    ):
+        raise BadCertificate("certificate: key is not 32 bytes, or kid is not the key's")
+    if now is not None and not cert["not_before"] <= now <= cert["not_after"]:
+        raise CertificateExpired(
+            "certificate of key %s is valid from %d to %d, not at %d"
+            % (_hex(cert["kid"]), cert["not_before"], cert["not_after"], now)
         )
-    yield from _signed(data, key, BadManifestSignature, "manifest", step_bits)
-    result.revocations_seq = seq
+    # The revocation list: by the root, not older than one seen, not naming this key.
+    payload = yield from _signed(
+        revocations, root_key, "revocation list", "root", BadRevocations, step_bits
+    )
+    listed = _map(payload, "revocations", _LIST_FIELDS, "revocation list", BadRevocations)
+    payload = revocations = None
+    if listed["seq"] < revocations_seen:
+        raise BadRevocations(
+            "revocation list %d is older than list %d, already seen"
+            % (listed["seq"], revocations_seen)
+        )
+    if not isinstance(listed["revoked"], list):
+        raise BadRevocations("revocation list: revoked is not a list")
+    if cert["kid"] in listed["revoked"]:
+        raise KeyRevoked(
+            "release key %s is revoked (revocation list %d)" % (_hex(cert["kid"]), listed["seq"])
+        )
+    # The manifest, by the key the root certified.
+    if kid != cert["kid"]:
+        raise BadManifestSignature(
+            "manifest names key %r; the certificate is for key %s" % (kid, _hex(cert["kid"]))
+        )
+    yield from _signed(data, key, "manifest", "certified release", BadManifestSignature, step_bits)
+    result.revocations_seq = listed["seq"]
     yield result
 
 
-def verify(
-    data,
-    root_key,
-    installed_seq,
-    hw,
-    now=None,
-    revocations_seen=0,
-    boot_version=None,
-    free_bytes=None,
-):
+def verify(data, root_key, installed_seq, hw, **state):
     """The ``Manifest`` in ``data`` (a manifest's COSE_Sign1 bytes) if the chain from
     ``root_key`` (32 bytes) vouches for it and it is for this board: above
-    ``installed_seq``, for hardware class ``hw``, within ``boot_version`` and
-    ``free_bytes`` when given, certificate valid at ``now`` (Unix seconds) when given, the
-    revocation list not older than ``revocations_seen``. Raises a ``ReleaseRefused``."""
-    for result in verify_steps(
-        data, root_key, installed_seq, hw, now, revocations_seen, boot_version, free_bytes
-    ):
+    ``installed_seq``, for hardware class ``hw``; and, as keywords of ``verify_steps``,
+    within ``boot_version`` and ``free_bytes`` when given, the certificate valid at ``now``
+    (Unix seconds) when given, the revocation list not older than ``revocations_seen``.
+    Raises a ``ReleaseRefused``."""
+    for result in verify_steps(data, root_key, installed_seq, hw, **state):
         if result is not None:
             return result

@@ -90,10 +90,10 @@ def _verdict_on_board(data: bytes, **state: Any) -> str:
             shared.ROOT_PUBLIC,
             state.get("installed_seq", 0),
             state.get("hw", "esp32"),
-            state.get("now"),
-            state.get("revocations_seen", 0),
-            state.get("boot_version"),
-            state.get("free_bytes"),
+            now=state.get("now"),
+            revocations_seen=state.get("revocations_seen", 0),
+            boot_version=state.get("boot_version"),
+            free_bytes=state.get("free_bytes"),
         )
     except board_errors.ReleaseRefused as e:
         return str(e.reason)

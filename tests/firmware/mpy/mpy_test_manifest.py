@@ -149,10 +149,10 @@ def _verify(data: bytes, **state: object) -> manifest.Manifest:
         ROOT_PUBLIC,
         state.get("installed_seq", 6),
         state.get("hw", "esp32"),
-        state.get("now", NOW + DAY),
-        state.get("revocations_seen", 1),
-        state.get("boot_version", 1),
-        state.get("free_bytes", 100000),
+        now=state.get("now", NOW + DAY),
+        revocations_seen=state.get("revocations_seen", 1),
+        boot_version=state.get("boot_version", 1),
+        free_bytes=state.get("free_bytes", 100000),
     )
     return m
 
@@ -324,7 +324,7 @@ def test_a_newer_boot_part_needed_is_refused() -> None:
 
 
 def test_a_file_shadowing_the_boot_part_is_refused() -> None:
-    _refused(BOOT_SHADOW, BadManifest, "'slots.mpy' is not a plain file name of the app")
+    _refused(BOOT_SHADOW, BadManifest, "'slots.mpy' is not an app file's plain name")
 
 
 def test_a_short_file_is_refused() -> None:
@@ -344,10 +344,27 @@ def test_malformed_manifests_are_refused() -> None:
     _refused(GOOD + b"\x00", BadManifestSignature, "trailing")
     protected, _, _, signature = _parts()
     for body, reason in (
-        ([1, 2], "not a map"),
-        ({"type": "cert"}, "type is 'cert'"),
-        ({"type": "manifest", "v": 1, "extra": 1}, "unknown field"),
-        ({"type": "manifest", "v": 1}, "lacks seq"),
+        ([1, 2], "not a version 1 'manifest' map"),
+        ({"type": "cert", "v": 1}, "not a version 1 'manifest' map"),
+        ({"type": "manifest", "v": 2}, "not a version 1 'manifest' map"),
+        ({"type": "manifest", "v": 1, "extra": 1}, "fields other than seq, version"),
+        (
+            {
+                "type": "manifest",
+                "v": 1,
+                "seq": 1,
+                "version": "1.0.0",
+                "hw": "esp32",
+                "boot_min": 1,
+                "mpy": 6,
+                "created": 0,
+                "files": [],
+                "total": 0,
+                "cert": b"",
+                "extra": b"",
+            },
+            "lacks revocations",
+        ),
     ):
         data = cbor.dumps(cbor.Tag(18, [protected, {}, cbor.dumps(body), signature]))
         _refused(data, BadManifest, reason)
