@@ -74,6 +74,7 @@ from fleet.errors import (
 )
 from gateway.codec import cose
 from gateway.errors import GatewayError
+from hw.firmware_tools import BOOT_PART
 
 FORMAT_VERSION: Final = 1
 #: Largest manifest a board reads, in bytes (both sides refuse larger ones).
@@ -81,8 +82,6 @@ MAX_MANIFEST_BYTES: Final = 8192
 #: Most files in one release (bounds the board's heap while it holds the list).
 MAX_FILES: Final = 64
 DIGEST_BYTES: Final = 32
-#: Files OTA never writes: the boot part, at the filesystem's root (see firmware/slots.py).
-BOOT_PART: Final = ("boot", "slots", "flashfs")
 _FIELDS: Final = frozenset(
     {
         "type",

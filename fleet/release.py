@@ -44,7 +44,6 @@ from fleet.certs import decode_certificate, decode_revocations, iso, verify_cert
 from fleet.errors import BadManifest, BuildError, FleetError, KeyRevoked, ReleaseRefused
 from fleet.keyfiles import load_public_key, write_private
 from fleet.manifest import (
-    BOOT_PART,
     HW_RE,
     VERSION_RE,
     Manifest,
@@ -56,7 +55,7 @@ from fleet.manifest import (
     verify_manifest,
 )
 from gateway.codec import cose
-from hw.firmware_tools import FIRMWARE_DIR
+from hw.firmware_tools import BOOT_PART, FIRMWARE_DIR
 
 RELEASE_FORMAT: Final = "simpul-release"
 FORMAT_VERSION: Final = 1

@@ -20,6 +20,15 @@ from types import ModuleType
 
 FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"
 
+#: The boot part: at the board's root, outside both application slots; OTA never replaces
+#: it, and a release may not name these modules (firmware/manifest.py refuses them too).
+BOOT_PART = ("boot", "slots", "flashfs")
+
+#: Modules imported only while an update is checked, never by the running application, so
+#: their code is on the heap only then (tests/hw_vm/test_heap_budget.py holds both apart,
+#: and tests/firmware/test_update_only.py that the app never imports them at load).
+UPDATE_ONLY = ("sha512", "ed25519", "cose", "manifest")
+
 
 def firmware_module(name: str) -> ModuleType:
     """Import a firmware module (flat, as on the board) from the firmware directory."""

@@ -15,13 +15,26 @@ working set (a batch in flight until the gateway's ACK, a sample between sensor 
 inside a step, objects that crossed into JS stay pinned until the step ends, which is the
 bridge's doing, not the firmware's. The budget holds the firmware's *run-time* heap: the peak
 less the bridge's modules and the firmware's loaded code, both measured at boot and reported
-beside it (loaded from .py source here; as .mpy the code is about a third smaller).
+beside it (loaded from .py source here; as .mpy the code is about a third smaller). The code
+is the application's: every firmware module but the update-only ones (``UPDATE_ONLY``:
+SHA-512, Ed25519, COSE and the manifest checks), which are imported only while an update is
+checked.
+
+``measure_update_heap`` measures that moment apart: on a bare VM it loads the application's
+modules, then the update-only ones, then runs ``manifest.verify_steps`` over a real manifest
+one slice (one bit of a scalar multiplication) per call from Node, so the live heap is read
+after a collection at each slice's start (this VM collects only between calls); the peak lies
+between the largest such reading and that plus the most one slice allocated, and both are
+reported, as tests/bench/board_verify.py does for one signature.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,8 +43,9 @@ from typing import Any
 
 from hw.engines.base import BoardSpec, provision_flash
 from hw.engines.fleet import Fleet, plan_fleet
+from hw.engines.mpy import vm_package
 from hw.engines.mpy.runner import VmBoardRunner
-from hw.firmware_tools import firmware_module
+from hw.firmware_tools import FIRMWARE_DIR, UPDATE_ONLY, firmware_module
 from hw.flash import Flash
 
 # The firmware's run-time heap at most. Its code and run-time together must also fit the
@@ -173,3 +187,148 @@ async def measure_cpu(
         "vm_cpu_percent_per_board": round(100 * vm / elapsed / boards, 2),
         "host_cpu_percent_per_board": round(100 * host / elapsed / boards, 2),
     }
+
+
+# --- during an update ------------------------------------------------------------------------
+
+# Modules the application holds: all but the boot part's entry point, the chip's board.py
+# (the VM has no machine module) and the update-only ones; ``vmboard.import_firmware`` loads
+# the same set on the VM engine.
+_NOT_APP = ("main", "boot", "board", *UPDATE_ONLY)
+
+# Runs inside the VM (vm_heap_slices.mjs calls tick() until it returns False). Each ``yield``
+# ends one call; gc.mem_alloc() right after one is the live heap, collected at that return.
+_UPDATE_HARNESS = r"""
+import binascii
+import gc
+import json
+import sys
+
+
+def _run():
+    marks = {"base": gc.mem_alloc()}
+    for name in APP:
+        __import__(name)
+    gc.collect()
+    yield
+    marks["app"] = gc.mem_alloc()
+    for name in UPDATE:
+        __import__(name)
+    gc.collect()
+    yield
+    marks["update"] = gc.mem_alloc()
+    data = binascii.unhexlify(MANIFEST)
+    key = binascii.unhexlify(ROOT)
+    gc.collect()
+    yield
+    marks["inputs"] = gc.mem_alloc()
+    steps = sys.modules["manifest"].verify_steps(data, key, 0, HW, NOW, 0, None, None, 1)
+    top = bound = largest = total = slices = 0
+    result = None
+    while result is None:
+        live = gc.mem_alloc()
+        result = next(steps)
+        allocated = gc.mem_alloc() - live  # nothing is freed within a call on this VM
+        top = max(top, live)
+        bound = max(bound, live + allocated)
+        largest = max(largest, allocated)
+        total += allocated
+        slices += 1
+        gc.collect()
+        yield
+    seq = result.seq
+    steps = result = data = key = None
+    for name in UPDATE:  # what the updater does when it is done
+        del sys.modules[name]
+    gc.collect()
+    yield
+    marks["unloaded"] = gc.mem_alloc()
+    _out["figures"] = {
+        "marks": marks,
+        "live_peak": top,
+        "live_peak_bound": bound,
+        "largest_slice": largest,
+        "allocated": total,
+        "slices": slices,
+        "seq": seq,
+    }
+
+
+_out = {}
+_gen = _run()
+
+
+def tick():
+    try:
+        next(_gen)
+    except StopIteration:
+        return False
+    return True
+
+
+def report():
+    return json.dumps(_out["figures"])
+"""
+
+
+@dataclass
+class UpdateHeapFigures:
+    """Bytes of live heap on the VM while a board checks a release's manifest, with the
+    firmware loaded as a release installs it (.mpy from mpy-cross)."""
+
+    app_code: int  # the application's modules (all but the update-only ones)
+    update_code: int  # the update-only modules on top
+    inputs: int  # the manifest's bytes and the root key
+    live_peak: int  # the most live heap at a slice's start, beyond code and inputs
+    live_peak_bound: int  # that plus the most one slice allocated: the peak lies between
+    largest_slice: int
+    allocated: int  # everything the verification allocated: what a board's GC reclaims
+    slices: int
+    left_after_unload: int  # beyond the app's code, once the update-only modules are dropped
+    seq: int  # the verified manifest's, as a check that it verified
+
+    @property
+    def update_peak(self) -> int:
+        """What checking an update adds to the application's code on the heap: the update-only
+        code, the manifest and the verification's working set. The budgeted figure."""
+        return self.update_code + self.inputs + self.live_peak
+
+
+def measure_update_heap(
+    manifest: bytes, root_key: bytes, *, hw: str, now: int
+) -> UpdateHeapFigures:
+    """Check ``manifest`` on a bare VM as a board would, one slice per call; its heap."""
+    from hw.firmware_tools.build import build
+
+    app = sorted(p.stem for p in FIRMWARE_DIR.glob("*.py") if p.stem not in _NOT_APP)
+    header = (
+        f"APP = {json.dumps(app)}\nUPDATE = {json.dumps(list(UPDATE_ONLY))}\n"
+        f"MANIFEST = {manifest.hex()!r}\nROOT = {root_key.hex()!r}\n"
+        f"HW = {hw!r}\nNOW = {int(now)}\n"
+    )
+    driver = Path(__file__).with_name("vm_heap_slices.mjs")
+    with tempfile.TemporaryDirectory(prefix="simpul-heap-") as tmp:
+        _, failed = build(FIRMWARE_DIR, Path(tmp) / "mpy")
+        if failed:
+            raise RuntimeError(f"mpy-cross failed: {failed[0]}")
+        harness = Path(tmp) / "harness.py"
+        harness.write_text(header + _UPDATE_HARNESS)
+        cmd = [vm_package.node(), str(driver), "--vm", str(vm_package.vm_module())]
+        cmd += ["--path", str(Path(tmp) / "mpy"), "--harness", str(harness)]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the update heap harness failed:\n{done.stdout}\n{done.stderr}")
+    raw: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    marks = raw["marks"]
+    return UpdateHeapFigures(
+        app_code=marks["app"] - marks["base"],
+        update_code=marks["update"] - marks["app"],
+        inputs=marks["inputs"] - marks["update"],
+        live_peak=raw["live_peak"] - marks["inputs"],
+        live_peak_bound=raw["live_peak_bound"] - marks["inputs"],
+        largest_slice=raw["largest_slice"],
+        allocated=raw["allocated"],
+        slices=raw["slices"],
+        left_after_unload=marks["unloaded"] - marks["app"],
+        seq=raw["seq"],
+    )

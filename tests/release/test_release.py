@@ -17,7 +17,6 @@ from fleet import keys
 from fleet.certs import issue_revocations
 from fleet.errors import BadManifest, BadRevocations, BuildError, CertificateExpired, KeyRevoked
 from fleet.keyfiles import load_root_key
-from fleet.manifest import BOOT_PART
 from fleet.release import (
     app_sources,
     build_release,
@@ -26,7 +25,7 @@ from fleet.release import (
     encode_release,
     verify_release,
 )
-from hw.firmware_tools import FIRMWARE_DIR
+from hw.firmware_tools import BOOT_PART, FIRMWARE_DIR
 from tests.release.chain import DAY
 from tests.release.conftest import ROOT
 from tests.release.test_keys import PASSPHRASE, simpul
@@ -50,6 +49,10 @@ def test_the_app_is_every_firmware_file_but_the_boot_part() -> None:
     }
     assert {"main.py", "app.py", "board.py", "pins.py", "config.py", "manifest.py"} <= names
     assert BOOT_PART == ("boot", "slots", "flashfs")
+    sys.path.insert(0, str(FIRMWARE_DIR))
+    import manifest as board_manifest  # the board refuses the same names
+
+    assert board_manifest._BOOT_PART == BOOT_PART
 
 
 def test_build_signs_what_mpy_cross_makes(fleet: Path, tmp_path: Path) -> None:

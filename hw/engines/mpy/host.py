@@ -11,7 +11,7 @@ The calls, one JSON line each way (``"?" + [op, args...]`` in, ``[value]`` or ``
 out; bytes travel as hex):
 
 ==========================  ===========================================================
-``boot``                    the boot's settings: ``{"heap_probe": bool, "reset_cause": str}``
+``boot``                    the boot's settings: heap_probe, reset_cause, update_only
 ``machine``                 ``machine_facts``: reset-cause constants and code, freq, unique_id
 ``bus name``                the bus's kind (``i2c``, ``uart``, ``adc``), ENODEV if absent
 ``i2c.read bus a r n``      ``readfrom_mem``: hex; ``i2c.write bus a r hex``; ``i2c.scan``
@@ -45,7 +45,7 @@ from typing import Any
 from hw.engines.chip import BoardReset, Faults, wall_clock_ms
 from hw.engines.micropython import FlashFilesystem, heap
 from hw.engines.mpy import vm_package
-from hw.firmware_tools import FIRMWARE_DIR
+from hw.firmware_tools import FIRMWARE_DIR, UPDATE_ONLY
 from hw.flash import Flash, PowerCut
 from hw.link import UdpLink
 from hw.machine import ADC, I2C, UART
@@ -309,7 +309,11 @@ class VmProcess:
 
     # hardware
     def _boot(self) -> dict[str, Any]:
-        return {"heap_probe": self._heap_probe, "reset_cause": self._reset_cause}
+        return {
+            "heap_probe": self._heap_probe,
+            "reset_cause": self._reset_cause,
+            "update_only": list(UPDATE_ONLY),
+        }
 
     def _machine_facts(self) -> dict[str, Any]:
         return {**self._machine, "unique_id": bytes(self._machine["unique_id"]).hex()}

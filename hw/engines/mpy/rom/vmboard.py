@@ -33,7 +33,7 @@ from flashfs import Flash
 _hexlify = binascii.hexlify
 _unhexlify = binascii.unhexlify
 
-_state = {"probe": False, "peak": 0, "main": None, "cause": "power_on"}
+_state = {"probe": False, "peak": 0, "main": None, "cause": "power_on", "update_only": ()}
 
 
 def probe_heap():
@@ -60,10 +60,14 @@ def heap_mark(name):
 
 
 def import_firmware():
-    """Load every firmware module up front, so its code is one figure and its data another."""
+    """Load every module the application holds up front, so its code is one figure and its
+    data another. Not the update-only modules (the host names them), which are imported only
+    while an update is checked: hw/firmware_tools/heap.py measures that apart."""
     for name in os.listdir("/rom"):
         module = name[:-3]
-        if name.endswith(".py") and module not in ("vmboard", "machine", "main", "boot", "board"):
+        if not name.endswith(".py") or module in _state["update_only"]:
+            continue
+        if module not in ("vmboard", "machine", "main", "boot", "board"):
             __import__(module)
 
 
@@ -339,6 +343,7 @@ def power_on():
     boot = call("boot")
     _state["probe"] = boot["heap_probe"]
     _state["cause"] = boot["reset_cause"]
+    _state["update_only"] = boot["update_only"]
     # The REPL's `import board` finds this module, as it finds board.py on a chip.
     sys.modules["board"] = sys.modules["vmboard"]
 
