@@ -186,7 +186,7 @@ def _plain_name(path):
     for c in path:
         if ord(c) > 127 or not (c.isalpha() or c.isdigit() or c in "_.-"):
             return False
-    return path.split(".")[0] not in _BOOT_PART
+    return path.split(".")[0].lower() not in _BOOT_PART  # FAT: "Slots.mpy" is "slots.mpy"
 
 
 def _hex(kid):
@@ -217,9 +217,9 @@ def _decode(data):
         if not isinstance(f, list) or len(f) != 3:
             raise BadManifest("manifest: a file entry is not [path, sha256, size]")
         path = f[0]
-        if not _plain_name(path) or path in seen:
+        if not _plain_name(path) or path.lower() in seen:
             raise BadManifest("manifest: %r is not an app file's plain name, or twice" % (path,))
-        seen.append(path)
+        seen.append(path.lower())
         if not isinstance(f[1], bytes) or len(f[1]) != 32 or not _uint(f[2]):
             raise BadManifest("manifest: %r: not a 32-byte SHA-256 and a size" % path)
         total += f[2]

@@ -321,11 +321,12 @@ def _files(raw: object) -> tuple[FileEntry, ...]:
         path, digest, size = item
         if not isinstance(path, str) or not PATH_RE.match(path) or ".." in path:
             raise BadManifest(f"manifest file {index}: path {path!r} is not a plain file name")
-        if path.split(".")[0] in BOOT_PART:
+        # Compared without case: on a FAT filesystem "Slots.mpy" is "slots.mpy".
+        if path.split(".")[0].lower() in BOOT_PART:
             raise BadManifest(f"manifest file {path!r} would shadow the boot part")
-        if path in seen:
+        if path.lower() in seen:
             raise BadManifest(f"manifest lists {path!r} twice")
-        seen.add(path)
+        seen.add(path.lower())
         if not isinstance(digest, bytes) or len(digest) != DIGEST_BYTES:
             raise BadManifest(f"manifest file {path!r}: sha256 is not 32 bytes")
         if type(size) is not int or not 0 <= size < 2**31:

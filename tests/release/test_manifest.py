@@ -94,11 +94,13 @@ def test_sign_manifest_refuses_what_a_board_would_refuse(chain: Chain) -> None:
         ((), "1 to 64"),
         ((FileEntry("boot.mpy", bytes(32), 1),), "shadow the boot part"),
         ((FileEntry("slots.py", bytes(32), 1),), "shadow the boot part"),
+        ((FileEntry("FlashFS.mpy", bytes(32), 1),), "shadow the boot part"),
         ((FileEntry("../app.mpy", bytes(32), 1),), "plain file name"),
         ((FileEntry("lib/app.mpy", bytes(32), 1),), "plain file name"),
         ((FileEntry(".hidden", bytes(32), 1),), "plain file name"),
         ((FileEntry("a.mpy", bytes(31), 1),), "32 bytes"),
         ((FileEntry("a.mpy", bytes(32), 1), FileEntry("a.mpy", bytes(32), 1)), "twice"),
+        ((FileEntry("a.mpy", bytes(32), 1), FileEntry("A.mpy", bytes(32), 1)), "twice"),
     ]:
         with pytest.raises(BadManifest, match=reason):
             chain.manifest(entries=entries)
