@@ -34,6 +34,12 @@ def vectors() -> dict[str, bytes]:
     shadow: dict[str, Any] = cbor2.loads(body)
     shadow["files"] = [*shadow["files"], ["slots.mpy", hashlib.sha256(b"x").digest(), 1]]
     shadow["total"] += 1
+    cert: dict[str, Any] = cbor2.loads(cbor2.loads(chain.certificate()).value[2])
+    root_kid = cose.key_id(chain.root_public)
+
+    def root_signed_cert(**changes: Any) -> bytes:
+        return cose.sign(chain.root, cbor2.dumps({**cert, **changes}), kid=root_kid)
+
     return {
         "ROOT_PUBLIC": chain.root_public,
         "GOOD": good,
@@ -43,6 +49,12 @@ def vectors() -> dict[str, bytes]:
         "UNCERTIFIED": chain.manifest(certificate=chain.certificate(by=chain.release)),
         # Validly signed, but naming a file that would shadow the boot part's slots.py.
         "BOOT_SHADOW": cose.sign(chain.release, cbor2.dumps(shadow), kid=chain.release_kid),
+        # Root-signed, but for role "operator": such a key signs desired states, not releases.
+        "OPERATOR_CERT": chain.manifest(certificate=root_signed_cert(role="operator")),
+        # Root-signed, but its kid names another key (a revoked one could hide behind it).
+        "CERT_KID_WRONG": chain.manifest(certificate=root_signed_cert(kid=bytes(8))),
+        # A revocation list the release key made itself, to hide its own revocation.
+        "FORGED_LIST": chain.manifest(revocations=chain.revocations(seq=9, by=chain.release)),
     }
 
 
@@ -127,6 +139,9 @@ def _verdict_on_host(data: bytes, **state: Any) -> str:
         ("REVOKED", {}, "revoked"),
         ("UNCERTIFIED", {}, "certificate"),
         ("BOOT_SHADOW", {}, "malformed"),
+        ("OPERATOR_CERT", {}, "certificate"),
+        ("CERT_KID_WRONG", {}, "certificate"),
+        ("FORGED_LIST", {}, "revocations"),
     ],
 )
 def test_board_and_host_agree(name: str, state: dict[str, Any], reason: str) -> None:
