@@ -200,3 +200,19 @@ class OutboxFull(GatewayError, RuntimeError):
     @classmethod
     def rebuild(cls, message: str, hint: int | None) -> OutboxFull:
         return cls(message, retry_after_s=hint if hint is not None else 60)
+
+
+class DecodeFault(BadPayload):
+    """Decoding a request failed in a way no decoder foresaw: a gateway bug its bytes found.
+
+    Answered 4.00 like any bad payload (the same bytes would fail again, so the board must
+    not retry them forever) and counted apart, so that the bug is seen and fixed.
+    """
+
+    reason = "decode_fault"
+
+
+class BadFrame(GatewayError, ValueError):
+    """A frame between the gateway's own processes is malformed: a bug, never a peer's doing."""
+
+    reason = "bad_frame"
