@@ -262,7 +262,12 @@ def serve(
 ) -> None:
     """The writer process's main loop (started by :class:`.writer_link.WriterLink`)."""
     faults = FaultLog()
-    writer = StoreWriter(db_path, synchronous=synchronous, before_commit=before_commit)
+    writer = StoreWriter(
+        db_path,
+        synchronous=synchronous,
+        before_commit=before_commit,
+        max_seq_jump=limits.max_seq_jump,
+    )
     buffer = bytearray()
     try:
         sock.sendall(encode_reply(READY_ID, None))
