@@ -280,7 +280,7 @@ def decode(encoded: bytes) -> Batch:
         raise BadBatch("payload must be a CBOR map")
     unknown = [k for k in body if k not in _PAYLOAD_KEYS]
     if unknown:
-        raise BadBatch(f"payload has unknown field(s) {', '.join(map(repr, unknown))}")
+        raise BadBatch(f"payload has unknown field(s) {', '.join(map(repr, unknown))[:80]}")
     version = _field(body, "v", int)
     if version != FORMAT_VERSION:
         raise BadBatch(f"batch format version {version} is not {FORMAT_VERSION}")
@@ -337,7 +337,7 @@ def _protected_kid(protected: bytes) -> bytes:
         raise BadBatch("protected header must be a map")
     alg = header.get(HEADER_ALG)
     if alg != ALG_EDDSA or type(alg) is not int:
-        raise BadBatch(f"protected header alg must be EdDSA (-8), got {alg!r}")
+        raise BadBatch(f"protected header alg must be EdDSA (-8), got {alg!r:.40}")
     kid = header.get(HEADER_KID)
     if not isinstance(kid, bytes) or len(kid) != KID_BYTES:
         raise BadBatch(f"protected header kid must be {KID_BYTES} bytes")
@@ -361,13 +361,15 @@ def _reading(record: object, index: int) -> Reading:
         raise BadBatch(f"record {index}: must be a map")
     for label in record:
         if label not in _RECORD_LABELS:
-            raise BadBatch(f"record {index}: label {label!r} has no place in a resolved record")
+            raise BadBatch(f"record {index}: label {label!r:.40} has no place in a resolved record")
     full_name = record.get(_N)
     if not isinstance(full_name, str) or not full_name.startswith(BOARD_URN_PREFIX):
         raise BadBatch(f"record {index}: name must start with {BOARD_URN_PREFIX!r}")
     board_id, sep, name = full_name[len(BOARD_URN_PREFIX) :].partition(":")
     if not sep or not name or not is_board_id(board_id):
-        raise BadBatch(f"record {index}: name {full_name!r} is not urn:dev:simpul:<board>:<name>")
+        raise BadBatch(
+            f"record {index}: name {full_name!r:.80} is not urn:dev:simpul:<board>:<name>"
+        )
     unit = record.get(_U)
     if unit is not None and not isinstance(unit, str):
         raise BadBatch(f"record {index}: unit must be text")

@@ -181,7 +181,7 @@ def resolve_pack(
             if l_bver in record:
                 bver = record[l_bver]
                 if type(bver) is not int or not 1 <= bver <= SENML_VERSION:
-                    raise BadPayload(f"record {index}: unsupported SenML version {bver!r}")
+                    raise BadPayload(f"record {index}: unsupported SenML version {bver!r:.40}")
             if l_bn in record:
                 base_name = _text(record[l_bn], "bn", index)
             if l_bt in record:

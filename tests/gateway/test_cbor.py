@@ -192,6 +192,16 @@ def test_profile_refuses_with_a_clear_message(encoded: str, message: str) -> Non
         loads(h(encoded))
 
 
+@pytest.mark.parametrize("head", ["", "81", "a1 00", "a1 6161", "9f", "bf 00"])
+@pytest.mark.parametrize(
+    "number", ["f97e00", "f97c00", "fa7fc00000", "faff800000", "fb7ff8000000000000"]
+)
+def test_non_finite_floats_are_refused_wherever_they_stand(head: str, number: str) -> None:
+    tail = "ff" if head in ("9f", "bf 00") else ""
+    with pytest.raises(BadPayload, match="is not finite"):
+        loads(h(head + number + tail))
+
+
 def test_integers_at_the_edges_of_64_signed_bits_are_kept() -> None:
     assert loads(h("1b7fffffffffffffff")) == 2**63 - 1
     assert loads(h("3b7fffffffffffffff")) == -(2**63)
