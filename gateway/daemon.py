@@ -31,7 +31,7 @@ from aiocoap.transports.udp6 import MessageInterfaceUDP6
 from gateway.config import GatewayConfig
 from gateway.errors import BindError, OutboxFull, StateDirError
 from gateway.intake.blockwise import Block1Spool
-from gateway.intake.gate import BoundedMessageManager, Gate, GatedUDP6
+from gateway.intake.gate import BoundedMessageManager, Gate, GatedUDP6, QuietLogFilter
 from gateway.intake.requests import Counters
 from gateway.intake.resources import Admission, build_site
 from gateway.intake.writer_link import WriterLink
@@ -119,6 +119,7 @@ class Gateway:
             raise StateDirError(f"state dir {state_dir} is not writable")
 
     async def _bind(self) -> None:
+        _quiet_coap_stack_logs()
         host, port = self.config.bind.host, self.config.bind.port
         site = build_site(
             self.writer,
@@ -287,6 +288,13 @@ class ServerContext(aiocoap.Context):  # type: ignore[misc]
         messages.message_interface = transport
         token_manager.token_interface = messages
         self.request_interfaces.append(token_manager)
+
+
+def _quiet_coap_stack_logs() -> None:
+    """Rate-limit aiocoap's own warnings about peers' odd messages (once per kind a minute)."""
+    stack = logging.getLogger("coap-server")
+    if not any(isinstance(f, QuietLogFilter) for f in stack.filters):
+        stack.addFilter(QuietLogFilter())
 
 
 def tune_gc() -> None:

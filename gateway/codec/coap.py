@@ -6,8 +6,10 @@ runs :func:`check_request` on every datagram before its CoAP stack sees it
 place that is tested against literal bytes:
 
 * a message format error (§3: token length 9..15, option nibble 15, a payload marker with no
-  payload, an option running past the end) is answered with RST if confirmable, else
-  ignored (§4.2, §4.3); a datagram too short for a header, or of another version, is ignored;
+  payload, an option running past the end, a reserved code class; §4: a type that cannot
+  carry its code, such as a non-empty RST, an empty NON, an ACK carrying a request) is
+  answered with RST if confirmable, else ignored (§4.2, §4.3); a datagram too short for a
+  header, or of another version, is ignored;
 * an unrecognised *critical* option in a request (odd number, §5.4.1), a critical option
   whose length is outside its range (§5.4.3), a non-repeatable critical option given twice
   (§5.4.5), or a string option that is not UTF-8 (§3.2) gets 4.02 Bad Option;
@@ -171,6 +173,15 @@ def decode(data: bytes) -> Datagram:
         at += length
     if code == 0 and (tkl or options or payload):
         raise FormatError("an empty message carries only a header")
+    klass = code >> 5
+    if klass in (1, 6, 7):
+        raise FormatError(f"code class {klass} is reserved")
+    if mtype == RST and code != 0:
+        raise FormatError("a reset is always empty")
+    if mtype == NON and code == 0:
+        raise FormatError("a non-confirmable message is never empty")
+    if mtype == ACK and klass == 0 and code != 0:
+        raise FormatError("an acknowledgement never carries a request")
     return Datagram(mtype, code, mid, token, tuple(options), payload)
 
 

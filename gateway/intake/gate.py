@@ -84,6 +84,35 @@ class RateLimitedLog:
         self._log.warning("%s: %s%s", kind, message, suffix)
 
 
+class QuietLogFilter(logging.Filter):
+    """Lets each kind of log line (its format string) through once a minute, with a count.
+
+    Installed on the CoAP stack's logger, whose warnings about a peer's odd messages would
+    otherwise write a line per datagram under a flood.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._since: Counter[str] = Counter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and record.exc_info is None:
+            return True
+        kind = str(record.msg)
+        now = self._clock()
+        last = self._last.get(kind)
+        if last is not None and now - last < _LOG_EVERY_S:
+            self._since[kind] += 1
+            return False
+        self._last[kind] = now
+        more = self._since.pop(kind, 0)
+        if more:
+            record.msg = f"{record.msg} ({more} more like it since the last report)"
+        return True
+
+
 class Gate:
     """Screens datagrams: what to pass to the stack, what to answer, what to drop.
 

@@ -51,6 +51,10 @@ def test_options_with_extended_numbers_and_lengths_round_trip() -> None:
         (bytes.fromhex("40010001d0"), "option header runs past the end"),
         (bytes.fromhex("40010001ff"), "payload marker with no payload"),
         (bytes.fromhex("40000001ff00"), "an empty message carries only a header"),
+        (bytes.fromhex("40e00001"), "code class 7 is reserved"),
+        (bytes.fromhex("70450001"), "a reset is always empty"),
+        (bytes.fromhex("50000001"), "a non-confirmable message is never empty"),
+        (bytes.fromhex("60020001"), "an acknowledgement never carries a request"),
     ],
 )
 def test_format_errors_are_named(data: bytes, why: str) -> None:
