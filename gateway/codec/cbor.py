@@ -184,9 +184,9 @@ class _Decoder:
             initial = data[pos]
             if 0xA0 <= initial < 0xB8 and depth > 0:
                 pairs = initial - 0xA0
-                if pairs > (len(data) - pos - 1) >> 1:
-                    raise _Truncated
-                self.spend(2 * pairs, pos)
+                self.budget -= 2 * pairs
+                if self.budget < 0:
+                    raise _bad("more data items than this format allows", pos)
                 value, pos = self._map(pairs, pos + 1, depth - 1)
             else:
                 value, pos = self.item(pos, depth)
@@ -246,6 +246,15 @@ class _Decoder:
                 if value - value != 0.0:  # type: ignore[operator]  # NaN or an infinity
                     raise _bad(f"float {value!r} is not finite", pos)
                 pos += 5
+            elif initial == 0x78:  # text of 24..255 bytes: a SenML base name
+                end = pos + 2 + data[pos + 1]
+                if end > size:
+                    raise _Truncated
+                try:
+                    value = data[pos + 2 : end].decode()
+                except UnicodeDecodeError:
+                    value = _text(data, pos + 2, end, pos)  # raises, naming the problem
+                pos = end
             elif initial == 0xFB or initial == 0xF9:
                 value, pos = self._float(initial, pos)
             elif initial == 0x1A:

@@ -180,6 +180,9 @@ def test_rfc8949_appendix_f_malformed_examples_are_refused(encoded: str) -> None
         ("62 c0af", "not UTF-8"),  # overlong "/"
         ("64 f4908080", "not UTF-8"),  # beyond U+10FFFF
         ("7f 61c3 61bc ff", "not UTF-8"),  # a code point split between chunks (RFC 8949 §3.2.3)
+        ("a1 00 7818" + "61" * 23 + "ff", "not UTF-8"),  # as a map value of 24..255 bytes
+        ("a1 00 7820 6161", "truncated"),
+        ("a1 00 6a 6161", "truncated"),
         ("1b 8000000000000000", "9223372036854775808 does not fit"),
         ("3b 8000000000000000", "-9223372036854775809 does not fit"),
         ("9b ffffffffffffffff", "truncated"),  # claims 2**64 items: nothing allocated
