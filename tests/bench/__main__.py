@@ -24,7 +24,7 @@ from typing import Any
 from tests.bench import load
 from tests.bench.board_verify import board_verify
 from tests.bench.drain import drain_backlog
-from tests.bench.fuzz import gateway_fuzz
+from tests.bench.fuzz import gateway_flood, gateway_fuzz
 from tests.bench.signing import signing_throughput
 from tests.support import free_udp_port
 
@@ -196,6 +196,7 @@ SCENARIOS: dict[str, Callable[[float], dict[str, Any]]] = {
     "drain_backlog": drain_backlog,
     "board_verify": board_verify,
     "gateway_fuzz": gateway_fuzz,
+    "gateway_flood": gateway_flood,
 }
 
 

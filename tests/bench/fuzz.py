@@ -26,13 +26,23 @@ RATE = 4000.0
 
 def gateway_fuzz(seconds: float) -> dict[str, Any]:
     """``seconds`` is ignored: the run is a million datagrams at RATE a second."""
+    return _fuzz(FUZZ_ENV, DATAGRAMS, limited=False)
+
+
+def gateway_flood(seconds: float) -> dict[str, Any]:
+    """The same hostile traffic for ``seconds``, with the gateway's default rate limits."""
+    env = {"SIMPUL_GATEWAY__LIMITS__OPEN_GATEWAY_STATS": "true"}
+    return _fuzz(env, int(max(seconds, 30) * RATE), limited=True)
+
+
+def _fuzz(env: dict[str, str], count: int, *, limited: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="simpul-fuzz-") as tmp:
-        gateway = GatewayProcess(Path(tmp) / "state", env=FUZZ_ENV)
+        gateway = GatewayProcess(Path(tmp) / "state", env=env)
         gateway.start()
         try:
             assert gateway.proc is not None
             report = asyncio.run(
-                run_fuzz(gateway.address, gateway.proc.pid, count=DATAGRAMS, rate=RATE, seed=1)
+                run_fuzz(gateway.address, gateway.proc.pid, count=count, rate=RATE, seed=1)
             )
             stats = asyncio.run(gateway_stats(gateway.address))
         finally:
@@ -47,11 +57,13 @@ def gateway_fuzz(seconds: float) -> dict[str, Any]:
     assert isinstance(intake, dict)
     return {
         "method": (
-            f"{DATAGRAMS} seeded mutations of valid CoAP requests (tests/fuzz_udp.py, seed 1)"
+            f"{count} seeded mutations of valid CoAP requests (tests/fuzz_udp.py, seed 1)"
             f" at up to {RATE:.0f}/s from 4 sockets on 127.0.0.2 to a 'simpul gateway run'"
-            " process (peer rate limit lifted), a board posting one reading every 50 ms"
-            " beside it; RSS of the daemon process from /proc before, during and after;"
-            " restarts from its statistics; the board's readings checked upstream."
+            " process ("
+            + ("default per-peer rate limits" if limited else "peer rate limit lifted")
+            + "), a board posting one reading every 50 ms from 127.0.0.1 beside it; RSS of"
+            " the daemon process from /proc before, during and after; restarts from its"
+            " statistics; the board's readings checked upstream."
         ),
         "figures": {
             "datagrams": report.sent,
