@@ -125,6 +125,12 @@ def decode_senml_cbor(payload: bytes, *, now_ms: int, max_records: int) -> list[
 
     Raises :class:`BadPayload` for anything else, whatever the bytes.
     """
+    # A pack that announces too many records is refused before any of them is decoded.
+    if payload[:1] and 0x98 <= payload[0] <= 0x9B:
+        width = 1 << (payload[0] - 0x98)
+        announced = int.from_bytes(payload[1 : 1 + width], "big")
+        if announced > max_records:
+            raise BadPayload(f"SenML pack has {announced} records, limit is {max_records}")
     pack = cbor.loads(payload, max_depth=_MAX_DEPTH, max_items=1 + _ITEMS_PER_RECORD * max_records)
     return resolve_pack(pack, labels=CBOR_LABELS, now_ms=now_ms, max_records=max_records)
 
