@@ -94,11 +94,17 @@ class LimitsConfig:
     max_request_bytes: int = 16384
     #: Most SenML records accepted in one request; above it: 4.00.
     max_records_per_request: int = 512
-    #: Datagrams a second one source address may send (sustained); beyond it they are
-    #: dropped unanswered (the board's CoAP retransmits). A board sends a few per cycle.
+    #: Datagrams a second one source (address and port: a board's socket) may send,
+    #: sustained; beyond it they are dropped unanswered (the board's CoAP retransmits). A
+    #: board sends a few per cycle.
     peer_rate: float = 200.0
-    #: Datagrams one source address may send at once after a quiet spell.
+    #: Datagrams one source may send at once after a quiet spell.
     peer_burst: float = 400.0
+    #: Datagrams a second one host may send from all its ports together (boards behind one
+    #: NAT; a machine flooding from many ports).
+    host_rate: float = 5_000.0
+    #: Datagrams one host may send at once from all its ports.
+    host_burst: float = 10_000.0
     #: Datagrams a second from every source together.
     total_rate: float = 20_000.0
     #: Datagrams at once from every source together.
@@ -109,7 +115,8 @@ class LimitsConfig:
     #: Most Block1 transfers being assembled at once (each up to max_request_bytes); a new
     #: one evicts the oldest, whose sender then gets 4.08 and starts again.
     max_block1_transfers: int = 64
-    #: Most requests of one source address waiting for the store at once; more get 5.03.
+    #: Most requests of one source (address and port) waiting for the store at once; more
+    #: get 5.03 with Max-Age.
     max_in_flight_per_peer: int = 64
     #: The largest forward jump of a board's record sequence numbers believed, in records
     #: (a board's flash buffer holds far fewer): a larger one is counted as an anomaly and
@@ -122,7 +129,8 @@ class LimitsConfig:
     def __post_init__(self) -> None:
         if self.max_request_bytes < 1 or self.max_records_per_request < 1:
             raise ValueError("limits must be positive")
-        if min(self.peer_rate, self.peer_burst, self.total_rate, self.total_burst) <= 0:
+        rates = (self.peer_rate, self.peer_burst, self.host_rate, self.host_burst)
+        if min(*rates, self.total_rate, self.total_burst) <= 0:
             raise ValueError("rates and bursts must be positive")
         if min(self.max_dedup_entries, self.max_block1_transfers, self.max_in_flight_per_peer) < 1:
             raise ValueError(

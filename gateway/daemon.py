@@ -80,6 +80,8 @@ class Gateway:
         self.gate = Gate(
             peer_rate=limits.peer_rate,
             peer_burst=limits.peer_burst,
+            host_rate=limits.host_rate,
+            host_burst=limits.host_burst,
             total_rate=limits.total_rate,
             total_burst=limits.total_burst,
         )

@@ -116,9 +116,10 @@ class QuietLogFilter(logging.Filter):
 class Gate:
     """Screens datagrams: what to pass to the stack, what to answer, what to drop.
 
-    ``peer_rate``/``peer_burst`` limit each source address (host, any port),
-    ``total_rate``/``total_burst`` all of them together; at most ``max_peers`` addresses
-    are tracked (the least recently seen is forgotten first).
+    ``peer_rate``/``peer_burst`` limit each source (host and port: one board's socket),
+    ``host_rate``/``host_burst`` each host whatever its ports (boards behind one NAT, or one
+    machine's flood from many ports), ``total_rate``/``total_burst`` all of them together;
+    at most ``max_peers`` sources and hosts are tracked (the least recent forgotten first).
     """
 
     def __init__(
@@ -128,23 +129,27 @@ class Gate:
         peer_burst: float,
         total_rate: float,
         total_burst: float,
+        host_rate: float | None = None,
+        host_burst: float | None = None,
         max_peers: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
         self.peer_rate, self.peer_burst = peer_rate, peer_burst
+        self.host_rate = host_rate if host_rate is not None else total_rate
+        self.host_burst = host_burst if host_burst is not None else total_burst
         self.max_peers = max_peers
         self._clock = clock
         self._rng = rng or random.Random()
         self._total = TokenBucket(total_rate, total_burst, total_burst, clock())
-        self._peers: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._peers: OrderedDict[object, TokenBucket] = OrderedDict()
         #: Datagrams not passed on, by reason (``rate_limited``, ``format_error``...).
         self.refused: Counter[str] = Counter()
         self.log = RateLimitedLog(log)
 
-    def screen(self, data: bytes, host: str) -> tuple[bytes | None, bytes | None]:
+    def screen(self, data: bytes, host: str, port: int = 0) -> tuple[bytes | None, bytes | None]:
         """(datagram for the stack or None, answer to send back or None)."""
-        if not self._admit(host):
+        if not self._admit(host, port):
             self.refused["rate_limited"] += 1
             self.log.warning("rate_limited", f"dropping datagrams from {host}")
             return None, None
@@ -174,17 +179,21 @@ class Gate:
             return coap.encode(coap.without(message, verdict.ignored)), None
         return data, None
 
-    def _admit(self, host: str) -> bool:
+    def _admit(self, host: str, port: int) -> bool:
         now = self._clock()
-        bucket = self._peers.get(host)
+        source = self._bucket((host, port), self.peer_rate, self.peer_burst, now)
+        machine = self._bucket(host, self.host_rate, self.host_burst, now)
+        return source.take(now) and machine.take(now) and self._total.take(now)
+
+    def _bucket(self, key: object, rate: float, burst: float, now: float) -> TokenBucket:
+        bucket = self._peers.get(key)
         if bucket is None:
-            bucket = TokenBucket(self.peer_rate, self.peer_burst, self.peer_burst, now)
-            self._peers[host] = bucket
+            bucket = self._peers[key] = TokenBucket(rate, burst, burst, now)
             if len(self._peers) > self.max_peers:
                 self._peers.popitem(last=False)
         else:
-            self._peers.move_to_end(host)
-        return bucket.take(now) and self._total.take(now)
+            self._peers.move_to_end(key)
+        return bucket
 
 
 class BoundedMessageManager(MessageManager):  # type: ignore[misc]
@@ -234,7 +243,7 @@ class GatedUDP6(MessageInterfaceUDP6):  # type: ignore[misc]
 
     def datagram_msg_received(self, data: bytes, ancdata: Any, flags: int, address: Any) -> None:
         host = str(address[0]).removeprefix("::ffff:")
-        passed, answer = self.gate.screen(data, host)
+        passed, answer = self.gate.screen(data, host, address[1])
         if answer is not None:
             pktinfo = [
                 (level, kind, value)

@@ -97,9 +97,8 @@ def _content_format(request: Message) -> int | None:
 
 
 def _peer(request: Message) -> str:
-    """The peer's host (any port): what per-peer limits count by."""
-    sockaddr = getattr(request.remote, "sockaddr", None)
-    return str(sockaddr[0]).removeprefix("::ffff:") if sockaddr else "?"
+    """The peer (host and port, as the gate counts sources): what per-peer limits count by."""
+    return _address(request) or "?"
 
 
 def _budget(request: Message) -> int:
@@ -151,7 +150,7 @@ class _IntakeResource(Resource):  # type: ignore[misc]
         try:
             if block1 is not None:
                 body = self._spool.feed(
-                    _address(request) or peer,
+                    peer,
                     self.path,
                     number=block1.block_number,
                     more=block1.more,

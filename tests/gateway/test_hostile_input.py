@@ -33,7 +33,7 @@ class Peer:
         self.sock.bind((host, 0))
         self.sock.setblocking(False)
 
-    async def ask(self, data: bytes, wait: float = 1.0) -> bytes | None:
+    async def ask(self, data: bytes, wait: float = 5.0) -> bytes | None:
         """Send ``data``; the first answer within ``wait`` seconds, or None."""
         self.sock.sendto(data, self.target)
         return await self.answer(wait)
@@ -41,7 +41,7 @@ class Peer:
     async def exchange(self, data: bytes, tries: int = 5) -> bytes | None:
         """Send ``data`` as a CoAP client sends a CON: again after each second unanswered."""
         for _ in range(tries):
-            answer = await self.ask(data)
+            answer = await self.ask(data, wait=1.0)
             if answer is not None:
                 return answer
         return None
