@@ -83,16 +83,60 @@ class BindConfig:
 
 @dataclass(frozen=True)
 class LimitsConfig:
-    """What one request may carry; larger ones are refused, never half-processed."""
+    """What one request may carry, and what the gateway holds for all peers together.
+
+    Larger requests are refused, never half-processed. The defaults hold on a Raspberry Pi
+    under a flood: memory for deduplication and block-wise transfers is bounded whatever
+    the traffic, and a peer sending faster than its share is dropped, not answered.
+    """
 
     #: Largest request payload accepted, in bytes (after Block1 reassembly); above it: 4.13.
     max_request_bytes: int = 16384
     #: Most SenML records accepted in one request; above it: 4.00.
     max_records_per_request: int = 512
+    #: Datagrams a second one source (address and port: a board's socket) may send,
+    #: sustained; beyond it they are dropped unanswered (the board's CoAP retransmits). A
+    #: board sends a few per cycle.
+    peer_rate: float = 200.0
+    #: Datagrams one source may send at once after a quiet spell.
+    peer_burst: float = 400.0
+    #: Datagrams a second one host may send from all its ports together (boards behind one
+    #: NAT; a machine flooding from many ports).
+    host_rate: float = 5_000.0
+    #: Datagrams one host may send at once from all its ports.
+    host_burst: float = 10_000.0
+    #: Datagrams a second from every source together.
+    total_rate: float = 20_000.0
+    #: Datagrams at once from every source together.
+    total_burst: float = 40_000.0
+    #: Most (peer, message ID) pairs remembered to answer retransmissions (about 1 KB
+    #: each); the oldest is forgotten first, and a repeat after that is stored once anyway.
+    max_dedup_entries: int = 10_000
+    #: Most Block1 transfers being assembled at once (each up to max_request_bytes); a new
+    #: one evicts the oldest, whose sender then gets 4.08 and starts again.
+    max_block1_transfers: int = 64
+    #: Most requests of one source (address and port) waiting for the store at once; more
+    #: get 5.03 with Max-Age.
+    max_in_flight_per_peer: int = 64
+    #: The largest forward jump of a board's record sequence numbers believed, in records
+    #: (a board's flash buffer holds far fewer): a larger one is counted as an anomaly and
+    #: neither moves the board's mark nor counts records as missed.
+    max_seq_jump: int = 1_000_000
+    #: Lab only: answer ``GET /gateway`` (the gateway's statistics) to anyone. Until the
+    #: management API is authenticated it is refused (4.01) and not listed.
+    open_gateway_stats: bool = False
 
     def __post_init__(self) -> None:
         if self.max_request_bytes < 1 or self.max_records_per_request < 1:
             raise ValueError("limits must be positive")
+        rates = (self.peer_rate, self.peer_burst, self.host_rate, self.host_burst)
+        if min(*rates, self.total_rate, self.total_burst) <= 0:
+            raise ValueError("rates and bursts must be positive")
+        if min(self.max_dedup_entries, self.max_block1_transfers, self.max_in_flight_per_peer) < 1:
+            raise ValueError(
+                "max_dedup_entries, max_block1_transfers and "
+                "max_in_flight_per_peer must be at least 1"
+            )
 
 
 @dataclass(frozen=True)
@@ -157,7 +201,8 @@ class OutboxConfig:
     #: Seconds a delivered reading stays in the store before it is pruned. The store
     #: recognises a board's retransmission (its acknowledgement lost, the gateway restarted
     #: meanwhile) only while it still holds the reading, so this is how late a repeat may
-    #: come and still be stored once. The disk budget's ``drop_oldest`` ignores it.
+    #: come and still be stored once. Over the disk budget, delivered readings go first,
+    #: whatever their age, before anything is refused or dropped.
     keep_delivered_s: int = 86_400
 
     def __post_init__(self) -> None:
@@ -394,6 +439,15 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
             except ValueError:
                 pass
         raise ConfigError(f"{where} must be an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where} must be a number, got {value!r}")
     if hint is Path:
         if isinstance(value, str | Path):
             return Path(value).expanduser()

@@ -25,9 +25,13 @@ from typing import Any
 
 import aiocoap
 from aiocoap.pipe import Pipe, error_to_message, run_driving_pipe
+from aiocoap.tokenmanager import TokenManager
+from aiocoap.transports.udp6 import MessageInterfaceUDP6
 
 from gateway.config import GatewayConfig
 from gateway.errors import BindError, OutboxFull, StateDirError
+from gateway.intake.blockwise import Block1Spool
+from gateway.intake.gate import BoundedMessageManager, Gate, GatedUDP6, QuietLogFilter
 from gateway.intake.requests import Counters
 from gateway.intake.resources import Admission, build_site
 from gateway.intake.writer_link import WriterLink
@@ -71,7 +75,19 @@ class Gateway:
             before_commit=before_commit,
         )
         self.uplinks = UplinkSupervisor(config)
-        self.admission = Admission()
+        self.admission = Admission(config.limits.max_in_flight_per_peer)
+        limits = config.limits
+        self.gate = Gate(
+            peer_rate=limits.peer_rate,
+            peer_burst=limits.peer_burst,
+            host_rate=limits.host_rate,
+            host_burst=limits.host_burst,
+            total_rate=limits.total_rate,
+            total_burst=limits.total_burst,
+        )
+        self.spool = Block1Spool(
+            max_bytes=limits.max_request_bytes, max_transfers=limits.max_block1_transfers
+        )
         self._store: StoreReader | None = None
         self._context: aiocoap.Context | None = None
         self._bound: tuple[str, int] | None = None
@@ -105,12 +121,20 @@ class Gateway:
             raise StateDirError(f"state dir {state_dir} is not writable")
 
     async def _bind(self) -> None:
+        _quiet_coap_stack_logs()
         host, port = self.config.bind.host, self.config.bind.port
         site = build_site(
-            self.writer, self.config.limits, self.counters, self.admission, stats=self.stats
+            self.writer,
+            self.config.limits,
+            self.counters,
+            self.admission,
+            stats=self.stats,
+            spool=self.spool,
         )
+        site.gate = self.gate
+        site.max_dedup_entries = self.config.limits.max_dedup_entries
         try:
-            self._context = await _ServerContext.create_server_context(
+            self._context = await ServerContext.create_server_context(
                 site, bind=(host, port), transports=["udp6"]
             )
         except OSError as exc:
@@ -146,6 +170,16 @@ class Gateway:
             "readings_stored": self.counters.readings_stored,
             "duplicates": self.counters.duplicates,
             "refused": dict(self.counters.refused),
+            # What never reached a resource: screened out by the gate, by reason.
+            "screened": dict(self.gate.refused),
+            "intake": {
+                "dedup_entries": self._dedup_entries(),
+                "block1_transfers": len(self.spool),
+                "block1_evicted": self.spool.evicted,
+                "in_flight": self.admission.in_flight,
+                "writer_restarts": self.writer.restarts,
+                "uplink_restarts": sum(self.uplinks.restarts.values()),
+            },
             "boards_seen": seen,
             "boards_online": online,
             "outbox_head": head,
@@ -179,6 +213,14 @@ class Gateway:
                 **{name: at.counters.get(name, 0) for name in _OUTBOX_COUNTERS},
             },
         }
+
+    def _dedup_entries(self) -> int:
+        if self._context is None:
+            return 0
+        return sum(
+            len(getattr(getattr(i, "token_interface", None), "_recent", ()))
+            for i in self._context.request_interfaces
+        )
 
     async def _watch_budget(self) -> None:
         """Under the ``refuse`` policy, refuse readings while the store is over budget."""
@@ -214,8 +256,13 @@ class Gateway:
             self._store = None
 
 
-class _ServerContext(aiocoap.Context):  # type: ignore[misc]
-    """aiocoap's server context, without a per-request cost it does not need to pay.
+class ServerContext(aiocoap.Context):  # type: ignore[misc]
+    """aiocoap's server context, gated, and without a per-request cost it need not pay.
+
+    Its UDP transport screens every datagram through the gateway's :class:`Gate` first,
+    and its message layer keeps a bounded deduplication cache
+    (:mod:`gateway.intake.gate`); both come from the site's ``gate`` and
+    ``max_dedup_entries`` (set by :meth:`Gateway._bind`).
 
     ``Context.render_to_pipe`` names each rendering task ``"Rendering for %r" % request``,
     formatting the whole message (addresses, options, payload) for every request, wanted or
@@ -227,6 +274,29 @@ class _ServerContext(aiocoap.Context):  # type: ignore[misc]
         run_driving_pipe(
             error_to_message(pipe, self.log), self._render_to_pipe(pipe), name="coap-render"
         )
+
+    async def _append_tokenmanaged_messagemanaged_transport(
+        self, message_interface_constructor: Any
+    ) -> None:
+        # aiocoap 0.4.17's method, with the bounded message layer and the gated transport.
+        site = self.serversite
+        token_manager = TokenManager(self)
+        messages = BoundedMessageManager(token_manager)
+        messages.max_entries = site.max_dedup_entries
+        transport = await message_interface_constructor(messages)
+        if isinstance(transport, MessageInterfaceUDP6) and site.gate is not None:
+            transport.__class__ = GatedUDP6
+            transport.gate = site.gate
+        messages.message_interface = transport
+        token_manager.token_interface = messages
+        self.request_interfaces.append(token_manager)
+
+
+def _quiet_coap_stack_logs() -> None:
+    """Rate-limit aiocoap's own warnings about peers' odd messages (once per kind a minute)."""
+    stack = logging.getLogger("coap-server")
+    if not any(isinstance(f, QuietLogFilter) for f in stack.filters):
+        stack.addFilter(QuietLogFilter())
 
 
 def tune_gc() -> None:

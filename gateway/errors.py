@@ -200,3 +200,52 @@ class OutboxFull(GatewayError, RuntimeError):
     @classmethod
     def rebuild(cls, message: str, hint: int | None) -> OutboxFull:
         return cls(message, retry_after_s=hint if hint is not None else 60)
+
+
+class IncompleteTransfer(GatewayError, ValueError):
+    """A Block1 block that continues no transfer, or not where it stands (RFC 7959 §2.9.2)."""
+
+    code = REQUEST_ENTITY_INCOMPLETE
+    reason = "incomplete_transfer"
+
+
+class Unauthorized(GatewayError, PermissionError):
+    """The request needs a peer the gateway trusts (the management API)."""
+
+    code = UNAUTHORIZED
+    reason = "unauthorized"
+
+
+class PeerBusy(GatewayError, RuntimeError):
+    """One peer has too many requests waiting for the store: 5.03 with Max-Age."""
+
+    code = SERVICE_UNAVAILABLE
+    reason = "peer_busy"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    @property
+    def hint(self) -> int:
+        return self.retry_after_s
+
+    @classmethod
+    def rebuild(cls, message: str, hint: int | None) -> PeerBusy:
+        return cls(message, retry_after_s=hint if hint is not None else 1)
+
+
+class DecodeFault(BadPayload):
+    """Decoding a request failed in a way no decoder foresaw: a gateway bug its bytes found.
+
+    Answered 4.00 like any bad payload (the same bytes would fail again, so the board must
+    not retry them forever) and counted apart, so that the bug is seen and fixed.
+    """
+
+    reason = "decode_fault"
+
+
+class BadFrame(GatewayError, ValueError):
+    """A frame between the gateway's own processes is malformed: a bug, never a peer's doing."""
+
+    reason = "bad_frame"

@@ -194,4 +194,13 @@ async def run(
         file=out,
         flush=True,
     )
+    batches = config.batch_file_dir / "batches.cbor"
+    if batches.exists():
+        print(
+            f"simpul demo: {stats['batches']['newest_seq']} signed batches in {batches}; check"
+            f" them with: simpul verify --report --key {config.state_dir / 'keys' / 'gateway.pub'}"
+            f" --file {batches}",
+            file=out,
+            flush=True,
+        )
     return 0

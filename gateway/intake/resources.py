@@ -12,21 +12,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from aiocoap import CHANGED, CONTENT, Message
+from aiocoap import CHANGED, CONTENT, CONTINUE, Message
 from aiocoap import error as coap_error
 from aiocoap.resource import Resource, Site, WKCResource
 
 from gateway.config import LimitsConfig
 from gateway.errors import (
+    BadQuery,
     GatewayError,
     MethodNotAllowed,
     OutboxFull,
+    PeerBusy,
     StoreUnavailable,
+    Unauthorized,
     UnknownPath,
 )
+from gateway.intake.blockwise import Block1Spool
+from gateway.intake.gate import AMPLIFICATION, Gate
 from gateway.intake.requests import (
     HEALTH_FORMATS,
     JSON,
@@ -49,9 +55,11 @@ class Admission:
     the restarted gateway) while those already in hand still get their answer.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_per_peer: int = 64) -> None:
         self.open = True
         self.in_flight = 0
+        self.max_per_peer = max_per_peer
+        self._by_peer: Counter[str] = Counter()
         #: Set while the outbox is over its disk budget under the ``refuse`` policy: new
         #: readings get 5.03 with Max-Age ``retry_after_s`` (boards keep them meanwhile).
         self.outbox_full = False
@@ -59,13 +67,19 @@ class Admission:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    def enter(self) -> None:
+    def enter(self, peer: str) -> None:
         if not self.open:
             raise StoreUnavailable("gateway is stopping; retry later")
+        if self._by_peer[peer] >= self.max_per_peer:
+            raise PeerBusy(f"{self.max_per_peer} requests of yours are waiting; retry later")
+        self._by_peer[peer] += 1
         self.in_flight += 1
         self._idle.clear()
 
-    def leave(self) -> None:
+    def leave(self, peer: str) -> None:
+        self._by_peer[peer] -= 1
+        if self._by_peer[peer] <= 0:
+            del self._by_peer[peer]
         self.in_flight -= 1
         if self.in_flight == 0:
             self._idle.set()
@@ -80,6 +94,18 @@ class Admission:
 def _content_format(request: Message) -> int | None:
     cf = request.opt.content_format
     return None if cf is None else int(cf)
+
+
+def _peer(request: Message) -> str:
+    """The peer (host and port, as the gate counts sources): what per-peer limits count by."""
+    return _address(request) or "?"
+
+
+def _budget(request: Message) -> int:
+    """The most bytes an answer to ``request`` may take besides its token (no amplification)."""
+    payload = len(request.payload)
+    size = 4 + len(request.token) + len(request.opt.encode()) + (payload + 1 if payload else 0)
+    return max(AMPLIFICATION * size, 24) - len(request.token)
 
 
 def _address(request: Message) -> str | None:
@@ -101,43 +127,56 @@ class _IntakeResource(Resource):  # type: ignore[misc]
     allowed: ClassVar[str] = "POST"
 
     def __init__(
-        self, writer: WriterLink, limits: LimitsConfig, counters: Counters, admission: Admission
+        self,
+        writer: WriterLink,
+        limits: LimitsConfig,
+        counters: Counters,
+        admission: Admission,
+        spool: Block1Spool,
     ) -> None:
         super().__init__()
         self._writer = writer
         self._limits = limits
         self._counters = counters
         self._admission = admission
+        self._spool = spool
 
     async def needs_blockwise_assembly(self, request: Message) -> bool:
-        block1 = request.opt.block1
-        if block1 is None:
-            return False  # single datagram: skip aiocoap's reassembly bookkeeping
-        # Refuse a Block1 transfer as soon as it announces or reaches more than we accept.
-        try:
-            check_size(
-                max(request.opt.size1 or 0, block1.start + len(request.payload)), self._limits
-            )
-        except GatewayError as exc:
-            self._counters.refused[exc.reason] += 1
-            raise Refusal(exc) from None
-        return True
+        return False  # Block1 is assembled here, within bounds (gateway.intake.blockwise)
 
     async def render(self, request: Message) -> Message:
+        peer = _peer(request)
+        block1 = request.opt.block1
         try:
-            self._admission.enter()
+            if block1 is not None:
+                body = self._spool.feed(
+                    peer,
+                    self.path,
+                    number=block1.block_number,
+                    more=block1.more,
+                    szx=block1.size_exponent,
+                    payload=request.payload,
+                    size1=request.opt.size1,
+                )
+                if body is None:
+                    return Message(code=CONTINUE, block1=block1)
+                request = request.copy(payload=body)
+            self._admission.enter(peer)
             try:
                 response: Message = await super().render(request)
             finally:
-                self._admission.leave()
+                self._admission.leave(peer)
         except coap_error.MethodNotAllowed:
             self._counters.refused[MethodNotAllowed.reason] += 1
             return error_response(
-                MethodNotAllowed(f"{request.code} not allowed on {self.path}; use {self.allowed}")
+                MethodNotAllowed(f"{request.code} not allowed on {self.path}; use {self.allowed}"),
+                budget=_budget(request),
             )
         except GatewayError as exc:
             self._counters.refused[exc.reason] += 1
-            return error_response(exc)
+            return error_response(exc, budget=_budget(request) if block1 is None else None)
+        if block1 is not None:
+            response.opt.block1 = block1  # the whole body was processed (RFC 7959 §2.3)
         return response
 
 
@@ -185,18 +224,63 @@ class HealthResource(_IntakeResource):
 
 
 class GatewayHealthResource(Resource):  # type: ignore[misc]
-    """``GET /gateway``: the gateway's own health as JSON (what ``Gateway.stats()`` says)."""
+    """``GET /gateway``: the gateway's own health as JSON (what ``Gateway.stats()`` says).
+
+    Only with the lab flag ``limits.open_gateway_stats``: until the management API is
+    authenticated, anyone else gets 4.01, and the resource is not listed.
+    """
 
     rt = "simpul.gateway"
     ct = str(JSON)
 
-    def __init__(self, stats: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, stats: Callable[[], dict[str, Any]], *, open_to_all: bool) -> None:
         super().__init__()
         self._stats = stats
+        self._open = open_to_all
+
+    def get_link_description(self) -> dict[str, Any] | None:
+        return super().get_link_description() if self._open else None
 
     async def render_get(self, request: Message) -> Message:
+        if not self._open:
+            return error_response(
+                Unauthorized("the gateway's statistics are for its operators"),
+                budget=_budget(request),
+            )
         body = json.dumps(self._stats(), separators=(",", ":")).encode()
         return Message(code=CONTENT, payload=body, content_format=JSON)
+
+
+class CoreResource(WKCResource):  # type: ignore[misc]
+    """``GET /.well-known/core`` (RFC 6690), block by block within the amplification budget.
+
+    Asked without Block2, the list would be several times the request's size; the answer
+    is its first block of a size that fits the budget, and the client asks for the rest
+    (RFC 7959 §2.4).
+    """
+
+    async def needs_blockwise_assembly(self, request: Message) -> bool:
+        return False
+
+    async def render_get(self, request: Message) -> Message:
+        whole: Message = await super().render_get(request)
+        budget = _budget(request) - 16  # header, token, Content-Format and Block2 options
+        block2 = request.opt.block2
+        szx = 6
+        while szx > 0 and (1 << (szx + 4)) > budget:
+            szx -= 1
+        number = 0
+        if block2 is not None:
+            szx = min(szx, block2.size_exponent)
+            number = block2.start >> (szx + 4)
+        size = 1 << (szx + 4)
+        start = number * size
+        if start >= len(whole.payload) and start > 0:
+            return error_response(BadQuery("Block2 beyond the end"), budget=_budget(request))
+        more = start + size < len(whole.payload)
+        whole.payload = whole.payload[start : start + size]
+        whole.opt.block2 = (number, more, szx)
+        return whole
 
 
 class GatewaySite(Site):  # type: ignore[misc]
@@ -211,6 +295,9 @@ class GatewaySite(Site):  # type: ignore[misc]
         super().__init__()
         self._counters = counters
         self._by_path: dict[tuple[str, ...], Any] = {}
+        #: What the server context builds its transport with (gateway.daemon.ServerContext).
+        self.gate: Gate | None = None
+        self.max_dedup_entries = 10_000
 
     def add_resource(self, path: tuple[str, ...], resource: Any) -> None:
         super().add_resource(path, resource)
@@ -228,7 +315,7 @@ class GatewaySite(Site):  # type: ignore[misc]
         except coap_error.NotFound:
             self._counters.refused[UnknownPath.reason] += 1
             path = "/" + "/".join(pipe.request.opt.uri_path)
-            raise Refusal(UnknownPath(f"no resource at {path}"[:120])) from None
+            raise Refusal(UnknownPath(f"no resource at {path}"), _budget(request)) from None
 
 
 def build_site(
@@ -237,14 +324,21 @@ def build_site(
     counters: Counters,
     admission: Admission,
     stats: Callable[[], dict[str, Any]] | None = None,
+    spool: Block1Spool | None = None,
 ) -> Site:
     """The gateway's resource tree, ``/.well-known/core`` included (``/gateway`` with stats)."""
     site = GatewaySite(counters)
+    if spool is None:
+        spool = Block1Spool(
+            max_bytes=limits.max_request_bytes, max_transfers=limits.max_block1_transfers
+        )
     site.add_resource(
-        (".well-known", "core"), WKCResource(site.get_resources_as_linkheader, impl_info=None)
+        (".well-known", "core"), CoreResource(site.get_resources_as_linkheader, impl_info=None)
     )
-    site.add_resource(("readings",), ReadingsResource(writer, limits, counters, admission))
-    site.add_resource(("health",), HealthResource(writer, limits, counters, admission))
+    for path, cls in (("readings", ReadingsResource), ("health", HealthResource)):
+        site.add_resource((path,), cls(writer, limits, counters, admission, spool))
     if stats is not None:
-        site.add_resource(("gateway",), GatewayHealthResource(stats))
+        site.add_resource(
+            ("gateway",), GatewayHealthResource(stats, open_to_all=limits.open_gateway_stats)
+        )
     return site

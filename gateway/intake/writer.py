@@ -16,12 +16,23 @@ own and never reaches the store), commits the rest in one transaction
 (:class:`gateway.store.schema.StoreWriter`), and only then writes all the group's replies in one
 go. A 2.04 is therefore always sent after its readings are on disk. When the gateway's end of
 the socket closes, the writer commits what it already read, answers, and exits.
+
+No request stops the writer: decoding is total (a bad payload is a
+:class:`~gateway.errors.GatewayError`), and should a decoder still raise something else, that
+is the one request's :class:`~gateway.errors.DecodeFault` (4.00, counted, logged once per
+kind) while the others are served. Frames come only from the gateway's own process; one that
+does not parse (:class:`~gateway.errors.BadFrame`) means the stream cannot be trusted, so the
+writer ends and the link starts a fresh one.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 import struct
+import time
+import traceback
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +40,7 @@ from typing import Final
 
 from gateway import errors
 from gateway.config import LimitsConfig
-from gateway.errors import GatewayError, StoreUnavailable
+from gateway.errors import BadFrame, DecodeFault, GatewayError, StoreUnavailable
 from gateway.intake.requests import decode_readings
 from gateway.store.writer import (
     HealthJob,
@@ -50,7 +61,13 @@ REQUEST_HEAD: Final = struct.Struct("<IIBHqqqH")
 REPLY_HEAD: Final = struct.Struct("<IIIIqH")
 #: The id of the reply the writer sends, unasked, once it has the database open.
 READY_ID: Final = 0
+#: Largest frame either side accepts: far above any request (limits.max_request_bytes).
+MAX_FRAME_BYTES: Final = 64 << 20
 _RECV_SIZE: Final = 1 << 20
+#: Seconds between summary lines for a kind of decode fault already logged.
+_FAULT_LOG_INTERVAL_S: Final = 60.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,17 +104,27 @@ def encode_request(
 
 
 def decode_requests(buffer: bytearray) -> tuple[list[Request], int]:
-    """The complete request frames at the start of ``buffer``, and how many bytes they took."""
+    """The complete request frames at the start of ``buffer``, and how many bytes they took.
+
+    Raises :class:`BadFrame` if a frame cannot be one :func:`encode_request` made.
+    """
     requests: list[Request] = []
     at, end = 0, len(buffer)
     unpack = REQUEST_HEAD.unpack_from
     while end - at >= REQUEST_HEAD.size:
         length, request_id, kind, cf, received, first, count, addr_len = unpack(buffer, at)
+        if not REQUEST_HEAD.size - 4 + addr_len <= length <= MAX_FRAME_BYTES:
+            raise BadFrame(f"request frame of {length} bytes with a {addr_len}-byte address")
+        if first < -1 or count < 0 or (first == -1) != (count == 0):
+            raise BadFrame(f"request frame with sequence range {first}, {count}")
         frame_end = at + 4 + length
         if frame_end > end:
             break
         addr_at = at + REQUEST_HEAD.size
-        address = bytes(buffer[addr_at : addr_at + addr_len]).decode() if addr_len else None
+        try:
+            address = bytes(buffer[addr_at : addr_at + addr_len]).decode() if addr_len else None
+        except UnicodeDecodeError:
+            raise BadFrame("request frame with an address that is not UTF-8") from None
         payload = bytes(buffer[addr_at + addr_len : frame_end])
         seq = SequenceRange(first, count) if first >= 0 else None
         requests.append(Request(request_id, kind, cf, received, seq, address, payload))
@@ -109,7 +136,7 @@ def encode_reply(request_id: int, outcome: Outcome | GatewayError) -> bytes:
     """One reply frame."""
     if isinstance(outcome, GatewayError):
         reason = outcome.reason.encode()
-        message = outcome.message.encode()[:200]
+        message = outcome.message.encode(errors="backslashreplace")[:200]
         hint = outcome.hint if outcome.hint is not None else -1
         length = REPLY_HEAD.size - 4 + len(reason) + len(message)
         return REPLY_HEAD.pack(length, request_id, 0, 0, hint, len(reason)) + reason + message
@@ -136,19 +163,27 @@ class Reply:
 
 
 def decode_replies(buffer: bytearray) -> tuple[list[Reply], int]:
-    """The complete reply frames at the start of ``buffer``, and how many bytes they took."""
+    """The complete reply frames at the start of ``buffer``, and how many bytes they took.
+
+    Raises :class:`BadFrame` if a frame cannot be one :func:`encode_reply` made.
+    """
     replies: list[Reply] = []
     at, end = 0, len(buffer)
     unpack = REPLY_HEAD.unpack_from
     while end - at >= REPLY_HEAD.size:
         length, request_id, stored, duplicates, hint, reason_len = unpack(buffer, at)
+        if not REPLY_HEAD.size - 4 + reason_len <= length <= MAX_FRAME_BYTES:
+            raise BadFrame(f"reply frame of {length} bytes with a {reason_len}-byte reason")
         frame_end = at + 4 + length
         if frame_end > end:
             break
         error: GatewayError | None = None
         if reason_len:
             reason_at = at + REPLY_HEAD.size
-            reason = bytes(buffer[reason_at : reason_at + reason_len]).decode()
+            try:
+                reason = bytes(buffer[reason_at : reason_at + reason_len]).decode()
+            except UnicodeDecodeError:
+                raise BadFrame("reply frame with a reason that is not UTF-8") from None
             message = bytes(buffer[reason_at + reason_len : frame_end]).decode(errors="replace")
             cls = ERRORS_BY_REASON.get(reason, StoreUnavailable)
             error = cls.rebuild(message, hint if hint >= 0 else None)
@@ -159,13 +194,63 @@ def decode_replies(buffer: bytearray) -> tuple[list[Reply], int]:
 
 def _job(request: Request, limits: LimitsConfig) -> Job:
     """The store job for a request; raises a :class:`GatewayError` for a bad one."""
+    if request.kind == KIND_READINGS:
+        readings = decode_readings(
+            request.payload, request.content_format, request.seq, request.received_ms, limits
+        )
+        return ReadingsJob(readings, request.address, request.seq, request.received_ms)
     if request.kind == KIND_HEALTH:
+        # Decoded and checked in the CoAP process already: "<board id>\n<health as JSON>".
         board_id, _, health_json = request.payload.decode().partition("\n")
         return HealthJob(board_id, health_json, request.address, request.received_ms)
-    readings = decode_readings(
-        request.payload, request.content_format, request.seq, request.received_ms, limits
-    )
-    return ReadingsJob(readings, request.address, request.seq, request.received_ms)
+    raise BadFrame(f"request of unknown kind {request.kind}")
+
+
+class FaultLog:
+    """Logs unexpected decode failures: each kind once in full, then a count now and then.
+
+    A kind is the exception's type and where it was raised. The first of a kind is logged
+    with its traceback (a gateway bug to fix); after that, whatever a peer keeps sending,
+    at most one line per ``interval_s`` says how many more there were.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger = log,
+        *,
+        interval_s: float = _FAULT_LOG_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._log = logger
+        self._interval_s = interval_s
+        self._clock = clock
+        self._seen: set[tuple[str, str]] = set()
+        self._unreported: Counter[tuple[str, str]] = Counter()
+        self._last_summary = clock()
+        #: Every fault since the process started, by kind.
+        self.counts: Counter[tuple[str, str]] = Counter()
+
+    def record(self, exc: BaseException) -> None:
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+        kind = (type(exc).__name__, where)
+        self.counts[kind] += 1
+        if kind not in self._seen:
+            self._seen.add(kind)
+            self._log.error(
+                "decoding a request failed unexpectedly (%s at %s); answered 4.00. "
+                "Logged once; more of this kind are counted",
+                *kind,
+                exc_info=exc,
+            )
+            return
+        self._unreported[kind] += 1
+        now = self._clock()
+        if now - self._last_summary >= self._interval_s:
+            self._last_summary = now
+            summary = ", ".join(f"{n} x {k[0]} at {k[1]}" for k, n in self._unreported.items())
+            self._unreported.clear()
+            self._log.warning("more unexpected decode failures: %s", summary)
 
 
 def serve(
@@ -176,7 +261,13 @@ def serve(
     before_commit: Callable[[], None] | None = None,
 ) -> None:
     """The writer process's main loop (started by :class:`.writer_link.WriterLink`)."""
-    writer = StoreWriter(db_path, synchronous=synchronous, before_commit=before_commit)
+    faults = FaultLog()
+    writer = StoreWriter(
+        db_path,
+        synchronous=synchronous,
+        before_commit=before_commit,
+        max_seq_jump=limits.max_seq_jump,
+    )
     buffer = bytearray()
     try:
         sock.sendall(encode_reply(READY_ID, None))
@@ -200,17 +291,21 @@ def serve(
             requests, used = decode_requests(buffer)
             del buffer[:used]
             if requests:
-                sock.sendall(_commit(writer, requests, limits))
+                sock.sendall(_commit(writer, requests, limits, faults))
             if closed:
                 break
     except (BrokenPipeError, ConnectionResetError):
         pass  # the gateway is gone: nobody waits for an answer, what committed stands
+    except BadFrame as exc:
+        log.error("store writer: %s; restarting with a fresh stream", exc)
     finally:
         writer.close()
         sock.close()
 
 
-def _commit(writer: StoreWriter, requests: list[Request], limits: LimitsConfig) -> bytes:
+def _commit(
+    writer: StoreWriter, requests: list[Request], limits: LimitsConfig, faults: FaultLog
+) -> bytes:
     """Decode, commit the good ones together, and return every request's reply."""
     replies: list[bytes] = []
     jobs: list[Job] = []
@@ -220,6 +315,11 @@ def _commit(writer: StoreWriter, requests: list[Request], limits: LimitsConfig) 
             job = _job(request, limits)
         except GatewayError as exc:
             replies.append(encode_reply(request.request_id, exc))
+            continue
+        except Exception as exc:  # a decoder bug: this request's error, never the writer's end
+            faults.record(exc)
+            fault = DecodeFault(f"payload could not be decoded ({type(exc).__name__})")
+            replies.append(encode_reply(request.request_id, fault))
             continue
         jobs.append(job)
         ids.append(request.request_id)

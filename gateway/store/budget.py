@@ -115,14 +115,19 @@ class OutboxKeeper:
             marks.append(int(row[0]) if row else 0)
         return min(marks) if marks else None
 
-    def prune(self) -> tuple[int, int]:
-        """Delete what every consumer has; returns (readings, batches) deleted."""
+    def prune(self, *, keep: bool = True) -> tuple[int, int]:
+        """Delete what every consumer has; returns (readings, batches) deleted.
+
+        Delivered readings younger than ``keep_delivered_ms`` stay, unless ``keep`` is
+        false (over budget: room for new readings comes before recognising old repeats).
+        """
         readings = batches = 0
         passed = self.readings_passed()
         if passed is not None:
+            kept_since = self.clock_ms() - (self.keep_delivered_ms if keep else 0)
             readings = self._delete_chunks(
                 "DELETE FROM readings WHERE id IN (SELECT id FROM readings"
-                f" WHERE id <= ? AND received_ms <= {self.clock_ms() - self.keep_delivered_ms}"
+                f" WHERE id <= ? AND received_ms <= {int(kept_since)}"
                 " ORDER BY id LIMIT ?)",
                 passed,
                 "pruned_readings",
@@ -216,6 +221,8 @@ class OutboxKeeper:
         while not stop():
             try:
                 self.prune()
+                if self.max_bytes > 0 and self.used_bytes > self.max_bytes:
+                    self.prune(keep=False)
                 self.enforce()
             except sqlite3.Error as exc:
                 log.warning("outbox keeper: %s", exc)

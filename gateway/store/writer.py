@@ -87,8 +87,11 @@ class StoreWriter:
         *,
         synchronous: str = "FULL",
         before_commit: Callable[[], None] | None = None,
+        max_seq_jump: int = 1_000_000,
     ) -> None:
         self.path = path
+        #: The largest believable forward jump of a board's record sequence numbers.
+        self.max_seq_jump = max_seq_jump
         self._before_commit = before_commit
         self._db = connect(path)
         self._db.execute("PRAGMA journal_mode = WAL")
@@ -132,7 +135,12 @@ class StoreWriter:
             for job in jobs:
                 at, address = job.received_ms, job.address
                 if isinstance(job, ReadingsJob):
-                    outcomes.append(_store_readings(db, job))
+                    result = _store_readings(db, job, self.max_seq_jump)
+                    outcomes.append(result)
+                    if result.stored == 0:
+                        # Only repeats: a retransmission, or someone replaying a board's
+                        # datagram. Neither says where the board is or that it is alive.
+                        continue
                     for board_id in {r.board_id for r in job.readings}:
                         seen[board_id] = (at, address or seen.get(board_id, (0, None))[1])
                 else:
@@ -171,31 +179,39 @@ class StoreWriter:
             db.close()
 
 
-def _store_readings(db: sqlite3.Connection, job: ReadingsJob) -> SubmitResult:
+def _store_readings(db: sqlite3.Connection, job: ReadingsJob, max_jump: int) -> SubmitResult:
     at = job.received_ms
     cursor = db.executemany(
         _INSERT_READING,
         [(r.board_id, r.name, r.unit, r.kind, r.value, r.time_ms, at) for r in job.readings],
     )
     stored = max(cursor.rowcount, 0)
-    if job.seq is not None:
+    if job.seq is not None and stored:
         boards = {r.board_id for r in job.readings}
         if len(boards) == 1:
             board_id = next(iter(boards))
             db.execute(_TOUCH_BOARD, (board_id, at, at, job.address))
-            _count_sequence(db, board_id, job.seq)
+            _count_sequence(db, board_id, job.seq, max_jump)
     return SubmitResult(stored=stored, duplicates=len(job.readings) - stored)
 
 
-def _count_sequence(db: sqlite3.Connection, board_id: str, seq: SequenceRange) -> None:
+def _count_sequence(
+    db: sqlite3.Connection, board_id: str, seq: SequenceRange, max_jump: int
+) -> None:
     """Advance the board's sequence mark; a jump forward counts the skipped records as missed.
 
-    Retransmissions and replays (``first`` at or below the mark) change nothing.
+    Retransmissions and replays (``first`` at or below the mark) change nothing. A jump of
+    more than ``max_jump`` records is not believed (no board buffers that many, and one
+    forged request would otherwise hide every real gap after it): it counts as an anomaly
+    and moves nothing.
     """
     last_seq, missed = db.execute(
         "SELECT last_seq, missed FROM boards WHERE board_id = ?", (board_id,)
     ).fetchone()
     last = seq.first + seq.count - 1
+    if last_seq is not None and seq.first > last_seq + 1 + max_jump:
+        db.execute("UPDATE boards SET anomalies = anomalies + 1 WHERE board_id = ?", (board_id,))
+        return
     if last_seq is not None and seq.first > last_seq + 1:
         missed += seq.first - last_seq - 1
     if last_seq is None or last > last_seq:

@@ -301,7 +301,7 @@ def _payload(**changes: Any) -> bytes:
         (VECTOR[:-1], "truncated"),
         (VECTOR + b"\x00", "trailing data"),
         (cbor2.dumps([1, 2, 3, 4]), "tag 18"),
-        (_sign1(_GOOD_PROTECTED, _payload(), tag=17), "tag 18"),
+        (_sign1(_GOOD_PROTECTED, _payload(), tag=17), "tag 17 is not allowed"),
         (cbor2.dumps(cbor2.CBORTag(18, [b"", {}, b""])), "array of 4"),
         (_sign1(cbor2.dumps({1: -7, 4: bytes(8)}), _payload()), "alg must be EdDSA"),
         (_sign1(cbor2.dumps({1: -8}), _payload()), "kid must be 8 bytes"),
@@ -336,6 +336,12 @@ def _payload(**changes: Any) -> bytes:
                 _GOOD_PROTECTED,
                 _payload(records=[{0: "urn:dev:simpul:b1:q", 2: 1, 6: float("nan")}]),
             ),
+            "float nan is not finite",
+        ),
+        (
+            _sign1(
+                _GOOD_PROTECTED, _payload(records=[{0: "urn:dev:simpul:b1:q", 2: 1, 6: -1.0}])
+            ),
             "not a Unix time",
         ),
         (
@@ -355,8 +361,8 @@ def _payload(**changes: Any) -> bytes:
             "no place in a resolved record",
         ),
         (_sign1(_GOOD_PROTECTED, b"\xa2\x61v\x01\x61v\x01"), "not valid CBOR"),
-        (b"\x9f" * 40, "nested deeper"),
-        (b"\x5b\xff\xff\xff\xff\xff\xff\xff\xff", "too long"),
+        (b"\x9f" * 40, "nested too deeply"),
+        (b"\x5b\xff\xff\xff\xff\xff\xff\xff\xff", "truncated"),
     ],
 )
 def test_decode_names_what_is_wrong(encoded: bytes, message: str) -> None:

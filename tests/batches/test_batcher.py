@@ -190,6 +190,11 @@ def test_delivered_readings_stay_for_the_deduplication_window(state: Path) -> No
     assert keeper.prune() == (10, 0)
     now[0] = NOW_MS + 90_000
     assert keeper.prune() == (10, 0)
+    # Over the disk budget, room comes first: delivered readings go whatever their age.
+    fill(db_path, 5, first=20, received_ms=now[0])
+    Outbox(db_path, "file").mark_delivered(25)
+    assert keeper.prune() == (0, 0)
+    assert keeper.prune(keep=False) == (5, 0)
     # Gone from the store means a repeat would be stored again: hence the window.
     writer = StoreWriter(db_path)
     try:

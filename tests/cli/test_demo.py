@@ -39,6 +39,18 @@ def test_demo_runs_headless_and_its_summary_matches_upstream(tmp_path: Path) -> 
     assert len(lines) == delivered
     assert {line["gateway"] for line in lines} == {"demo-gw"}
     assert len({line["board"] for line in lines}) == 6
+    # The demo signs its readings and says how to check them; the command it names works.
+    check = re.search(r"check them with: simpul (verify .*)$", done.stdout, re.MULTILINE)
+    assert check, done.stdout
+    verified = subprocess.run(
+        [sys.executable, "-m", "fleet.cli", *check[1].split()],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stderr
+    assert "OK: every batch verified" in verified.stdout
+    signed = re.search(r"(\d+) readings, 0 repeats", verified.stdout)
+    assert signed, verified.stdout
+    assert 0 < int(signed[1]) <= delivered  # the last second's readings wait for a batch
 
 
 def test_emulate_names_a_bad_gateway_address() -> None:

@@ -10,10 +10,12 @@ import socket
 import textwrap
 
 import aiocoap
+from aiocoap.messagemanager import MessageManager
 from aiocoap.pipe import Pipe
 from aiocoap.resource import Resource, Site
+from aiocoap.transports.udp6 import MessageInterfaceUDP6
 
-from gateway.daemon import Gateway, _bound_port, _ServerContext
+from gateway.daemon import Gateway, ServerContext, _bound_port
 
 
 def _calls(function: object) -> list[str]:
@@ -28,10 +30,10 @@ def _calls(function: object) -> list[str]:
 
 def test_context_render_to_pipe_is_still_the_method_the_gateway_copied() -> None:
     upstream = _calls(aiocoap.Context.render_to_pipe)
-    ours = _calls(_ServerContext.render_to_pipe)
+    ours = _calls(ServerContext.render_to_pipe)
     # aiocoap 0.4.17: run_driving_pipe(error_to_message(pipe, self.log),
     # self._render_to_pipe(pipe), name="Rendering for %r" % pipe.request). Ours differs only
-    # in the constant task name; if this fails, review gateway.daemon._ServerContext.
+    # in the constant task name; if this fails, review gateway.daemon.ServerContext.
     assert sorted(upstream) == ["error_to_message", "run_driving_pipe", "self._render_to_pipe"]
     assert sorted(ours) == sorted(upstream)
 
@@ -59,6 +61,26 @@ async def test_bound_address_reads_the_port_the_socket_really_got(tmp_path: obje
             probe.close()
     finally:
         await gateway.stop()
+
+
+def test_the_transport_method_the_server_context_rebuilds_is_still_aiocoaps() -> None:
+    """ServerContext rebuilds aiocoap's transport assembly with the gate and the bounded
+    message layer; if aiocoap assembles it differently, review it."""
+    upstream = _calls(aiocoap.Context._append_tokenmanaged_messagemanaged_transport)
+    assert sorted(upstream) == [
+        "MessageManager",
+        "TokenManager",
+        "message_interface_constructor",
+        "self.request_interfaces.append",
+    ]
+    for name in ("datagram_msg_received", "transport"):
+        assert name in dir(MessageInterfaceUDP6) or name == "transport"
+    assert "_recent_messages" in vars(MessageManager(_FakeTokenManager()))
+
+
+class _FakeTokenManager:
+    log = None
+    loop = None
 
 
 def test_the_pipe_interface_the_site_dispatches_through_is_there() -> None:

@@ -135,7 +135,8 @@ def test_unknown_integer_labels_are_ignored() -> None:
         (b"\x81\xa1", "not valid CBOR"),  # truncated
         (b"\xff\xfe\xfd", "not valid CBOR"),
         (b"\x80\x00", "trailing data"),
-        (b"\x9b\xff\xff\xff\xff\xff\xff\xff\xff", "not valid CBOR"),  # claims 2**64 items
+        (b"\x9b\xff\xff\xff\xff\xff\xff\xff\xff", "18446744073709551615 records"),  # undecoded
+        (b"\x9f\x9b\xff\xff\xff\xff\xff\xff\xff\xff\xff", "not valid CBOR"),
         (cbor2.dumps({"not": "a list"}), "must be an array"),
         (cbor2.dumps([]), "empty"),
         (cbor2.dumps([1, 2]), "must be a map"),
@@ -147,13 +148,14 @@ def test_unknown_integer_labels_are_ignored() -> None:
         (cbor2.dumps([{-2: "urn:dev:simpul:b1:", 0: "t", 2: True}]), "v must be a number"),
         (cbor2.dumps([{-2: "urn:dev:simpul:b1:", 0: "t", 2: 1, 3: "x"}]), "more than one"),
         (cbor2.dumps([{-2: "urn:dev:simpul:b1:", 0: "t", 2: float("nan")}]), "not finite"),
-        (cbor2.dumps([{-2: "urn:dev:simpul:b1:", 0: "t", 2: 2**70}]), "64 bits"),
+        (cbor2.dumps([{-2: "urn:dev:simpul:b1:", 0: "t", 2: 2**70}]), "tag 2 is not allowed"),
+        (cbor2.dumps([{-2: "urn:dev:simpul:b1:", 0: "t", 2: 2**63}]), "64 signed bits"),
         (cbor2.dumps([{-2: "urn:dev:simpul:b1:", 0: 5, 2: 1}]), "n must be a string"),
         (cbor2.dumps([{-2: "urn:dev:simpul:b1:", -3: "now", 0: "t", 2: 1}]), "bt must be"),
         (cbor2.dumps([{-2: "urn:dev:simpul:b1:", -3: 1e30, 0: "t", 2: 1}]), "out of range"),
         (cbor2.dumps([{-1: 11, -2: "urn:dev:simpul:b1:", 0: "t", 2: 1}]), "version"),
         (cbor2.dumps([{-2: "urn:dev:simpul:b1:", 0: "t", 2: 1, "crit_": 1}]), "must-understand"),
-        (cbor2.dumps([{-2: "urn:dev:simpul:b1:", 0: "t", 2: 1, 1.5: 1}]), "label"),
+        (cbor2.dumps([{-2: "urn:dev:simpul:b1:", 0: "t", 2: 1, 1.5: 1}]), "map key must be"),
     ],
 )
 def test_bad_cbor_packs_are_refused_with_a_clear_message(payload: bytes, message: str) -> None:
@@ -181,3 +183,85 @@ def test_too_many_records_are_refused() -> None:
 def test_bad_json_packs_are_refused(payload: bytes) -> None:
     with pytest.raises(BadPayload):
         decode_senml_json(payload, now_ms=NOW_MS, max_records=10)
+
+
+# One meaning per pack: what the strict decoders and the resolver refuse rather than guess.
+
+
+def test_a_record_naming_a_field_twice_is_refused_in_cbor_and_json() -> None:
+    # {-2: "urn:dev:simpul:b1:", -2: "urn:dev:simpul:b2:", 0: "t", 2: 1}: which board?
+    twice = bytes.fromhex("81a4") + b"".join(
+        bytes([0x21, 0x60 + len(name)]) + name.encode()
+        for name in ("urn:dev:simpul:b1:", "urn:dev:simpul:b2:")
+    )
+    with pytest.raises(BadPayload, match="duplicate map key -2"):
+        cbor(twice + bytes.fromhex("006174") + bytes.fromhex("0201"))
+    text = b'[{"bn":"urn:dev:simpul:b1:","bn":"urn:dev:simpul:b2:","n":"t","v":1}]'
+    with pytest.raises(BadPayload, match="duplicate name 'bn'"):
+        decode_senml_json(text, now_ms=NOW_MS, max_records=10)
+
+
+def test_a_senml_field_under_its_json_name_in_cbor_is_refused() -> None:
+    pack = [{-2: "urn:dev:simpul:b1:", 0: "t", 2: 1, "v": 2}]
+    with pytest.raises(BadPayload, match="field 'v' must have the integer label 2"):
+        cbor(cbor2.dumps(pack))
+
+
+def test_base_sum_is_added_to_the_sum() -> None:
+    pack = [{-2: "urn:dev:simpul:b1:", -3: 1_700_000_000, -6: 100, 0: "rain", 5: 2.5}]
+    assert [(r.kind, r.value) for r in cbor(cbor2.dumps(pack))] == [("s", 102.5)]
+
+
+@pytest.mark.parametrize(
+    ("vd", "message"),
+    [
+        ("!!!", "not base64url"),
+        ("AP8=", "not base64url"),  # padding: RFC 8428 omits it, so it is refused
+        ("AP+/", "not base64url"),  # the standard alphabet, not the URL-safe one
+        ("A", "not base64url"),  # no byte string has this length
+        ("AP9", "not canonical"),  # the unused bits say 1: a second spelling of b"\x00\xff"
+        ("AP 8", "not base64url"),
+    ],
+)
+def test_json_data_value_must_be_canonical_unpadded_base64url(vd: str, message: str) -> None:
+    pack = [{"bn": "urn:dev:simpul:b1:", "n": "raw", "vd": vd, "bt": 1_700_000_000}]
+    with pytest.raises(BadPayload, match=message):
+        senml_json(pack)
+
+
+def test_cbor_data_value_must_be_a_byte_string() -> None:
+    pack = [{-2: "urn:dev:simpul:b1:", -3: 1_700_000_000, 0: "raw", 8: "AP8"}]
+    with pytest.raises(BadPayload, match="vd must be a byte string"):
+        cbor(cbor2.dumps(pack))
+
+
+@pytest.mark.parametrize(
+    ("bt", "t", "time_ms"),
+    [
+        (946_684_800, 0, 946_684_800_000),  # 2000-01-01T00:00:00Z, the first accepted
+        (4_102_444_799, 0.999, 4_102_444_799_999),  # the last millisecond of 2099
+        (946_684_799, 1, 946_684_800_000),  # bt alone is before 2000; bt + t is not
+        (0, -(2**27), NOW_MS - 2**27 * 1000),  # relative: 4 years before now
+    ],
+)
+def test_times_in_range_resolve_to_milliseconds(bt: int, t: float, time_ms: int) -> None:
+    pack = [{-2: "urn:dev:simpul:b1:", -3: bt, 0: "q", 2: 1, 6: t}]
+    assert cbor(cbor2.dumps(pack))[0].time_ms == time_ms
+
+
+@pytest.mark.parametrize(
+    ("bt", "t", "message"),
+    [
+        (946_684_799, 0, "outside 2000..2099"),
+        (4_102_444_800, 0, "outside 2000..2099"),
+        (2**28, 0, "outside 2000..2099"),  # 1978: a board whose clock was never set
+        (1.8e305, 0, "time bt 1.8e\\+305 s is out of range"),  # issue 8, finding 1
+        (1_700_000_000, 1e300, "time t 1e\\+300 s is out of range"),
+        (-1e300, 1e300, "time bt -1e\\+300 s is out of range"),  # would sum to 0
+        (0, -(2**40), "relative time"),
+    ],
+)
+def test_times_out_of_range_are_refused_never_overflowed(bt: float, t: float, message: str) -> None:
+    pack = [{-2: "urn:dev:simpul:b1:", -3: bt, 0: "q", 2: 1, 6: t}]
+    with pytest.raises(BadPayload, match=message):
+        cbor(cbor2.dumps(pack))

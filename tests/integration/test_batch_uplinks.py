@@ -286,6 +286,7 @@ def budget_config(state: Path, policy: str, broker_port: int) -> Any:
             "outbox.policy": policy,
             "outbox.retry_after_s": 7,
             "outbox.check_interval_ms": 50,
+            "limits.open_gateway_stats": True,  # GET /gateway, a lab flag
         },
     )
 
