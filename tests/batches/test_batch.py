@@ -339,9 +339,7 @@ def _payload(**changes: Any) -> bytes:
             "float nan is not finite",
         ),
         (
-            _sign1(
-                _GOOD_PROTECTED, _payload(records=[{0: "urn:dev:simpul:b1:q", 2: 1, 6: -1.0}])
-            ),
+            _sign1(_GOOD_PROTECTED, _payload(records=[{0: "urn:dev:simpul:b1:q", 2: 1, 6: -1.0}])),
             "not a Unix time",
         ),
         (
