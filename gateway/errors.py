@@ -149,6 +149,12 @@ class BadBatch(GatewayError, ValueError):
     reason = "bad_batch"
 
 
+class CoseError(GatewayError, ValueError):
+    """Bytes that are not a well-formed COSE_Sign1 with the headers simpul signs with."""
+
+    reason = "bad_cose"
+
+
 class BadSignature(GatewayError, ValueError):
     """A batch's signature does not verify with the key it names."""
 

@@ -34,17 +34,12 @@ from typing import Any, Final, Protocol
 import cbor2
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from gateway.codec import cbor
+from gateway.codec import cbor, cose
 from gateway.codec.senml import BOARD_URN_PREFIX, Reading, Value, ValueKind, is_board_id
-from gateway.errors import BadBatch, BadPayload, BadSignature
+from gateway.errors import BadBatch, BadPayload, BadSignature, CoseError
 
 FORMAT_VERSION: Final = 1
-COSE_SIGN1_TAG: Final = 18
-ALG_EDDSA: Final = -8
-HEADER_ALG: Final = 1
-HEADER_KID: Final = 4
 KID_BYTES: Final = 8
 DIGEST_BYTES: Final = 32
 PUBLIC_KEY_BYTES: Final = 32
@@ -67,7 +62,6 @@ _VALUE_TYPES: dict[str, tuple[type, ...]] = {
 _PAYLOAD_KEYS = frozenset(
     {"v", "gateway", "site", "seq", "created_ms", "prev", "ids", "records", "next_key"}
 )
-_SIG_CONTEXT: Final = "Signature1"
 _MAX_TIME_S: Final = 253_402_300_800  # 10000-01-01T00:00:00Z
 
 
@@ -149,15 +143,9 @@ class Batch:
     next_key: bytes | None
 
 
-def public_bytes(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
-    """The raw 32-byte public key (RFC 8032)."""
-    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
-    return public.public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
-def key_id(public_key: bytes) -> bytes:
-    """The ``kid`` of a raw public key: the first 8 bytes of its SHA-256."""
-    return hashlib.sha256(public_key).digest()[:KID_BYTES]
+#: The raw 32-byte public key of a key, and a raw key's kid: as everything simpul signs.
+public_bytes = cose.public_bytes
+key_id = cose.key_id
 
 
 def digest(encoded: bytes) -> bytes:
@@ -167,12 +155,7 @@ def digest(encoded: bytes) -> bytes:
 
 def protected_header(kid: bytes) -> bytes:
     """The encoded protected header ``{1: -8, 4: kid}``."""
-    return cbor2.dumps({HEADER_ALG: ALG_EDDSA, HEADER_KID: kid})
-
-
-def sig_structure(protected: bytes, payload: bytes) -> bytes:
-    """The bytes EdDSA signs (RFC 9052 §4.4): Sig_structure with empty external AAD."""
-    return cbor2.dumps([_SIG_CONTEXT, protected, b"", payload])
+    return cbor2.dumps({cose.ALG: cose.EDDSA, cose.KID: kid})
 
 
 def build(
@@ -209,9 +192,7 @@ def build(
     if next_key is not None:
         body["next_key"] = next_key
     payload = cbor2.dumps(body)
-    protected = protected_header(key_id(public_bytes(signing_key)))
-    signature = signing_key.sign(sig_structure(protected, payload))
-    encoded = cbor2.dumps(cbor2.CBORTag(COSE_SIGN1_TAG, [protected, {}, payload, signature]))
+    encoded = cose.sign(signing_key, payload, kid=key_id(public_bytes(signing_key)))
     return encoded, ChainState(seq=seq, prev=digest(encoded), announced=next_key or b"")
 
 
@@ -243,7 +224,7 @@ def _records(rows: Sequence[BatchRow]) -> list[dict[int, Any]]:
 def verify_signature(batch: Batch, public_key: Ed25519PublicKey) -> None:
     """Check the batch's signature with ``public_key``; raise :class:`BadSignature` if wrong."""
     try:
-        public_key.verify(batch.signature, sig_structure(batch.protected, batch.payload))
+        public_key.verify(batch.signature, cose.sig_structure(batch.protected, batch.payload))
     except InvalidSignature:
         raise BadSignature(
             f"batch {batch.seq} of {batch.gateway}: signature does not verify"
@@ -259,22 +240,14 @@ def decode(encoded: bytes) -> Batch:
     """
     if len(encoded) > MAX_BATCH_BYTES:
         raise BadBatch(f"batch of {len(encoded)} bytes exceeds {MAX_BATCH_BYTES}")
-    message = _loads(encoded, "COSE_Sign1", tags=(COSE_SIGN1_TAG,))
-    if not isinstance(message, cbor.Tagged) or message.tag != COSE_SIGN1_TAG:
-        raise BadBatch("not a COSE_Sign1: expected CBOR tag 18")
-    parts = message.value
-    if not isinstance(parts, list) or len(parts) != 4:
-        raise BadBatch("COSE_Sign1 must be an array of 4: protected, unprotected, payload, sig")
-    protected, unprotected, payload, signature = parts
-    if not isinstance(protected, bytes):
-        raise BadBatch("protected header must be a byte string")
-    if not isinstance(unprotected, dict):
-        raise BadBatch("unprotected header must be a map")
-    if not isinstance(payload, bytes):
-        raise BadBatch("payload must be a byte string (detached payloads are not batches)")
-    if not isinstance(signature, bytes) or len(signature) != 64:
-        raise BadBatch("signature must be a 64-byte Ed25519 signature")
-    kid = _protected_kid(protected)
+    try:
+        message = cose.decode(encoded)  # the envelope: tag, structure, headers, alg
+    except CoseError as exc:
+        raise BadBatch(str(exc)) from None
+    protected, payload, signature = message.protected_bytes, message.payload, message.signature
+    kid = message.kid
+    if kid is None or len(kid) != KID_BYTES:
+        raise BadBatch(f"protected header kid must be {KID_BYTES} bytes")
     body = _loads(payload, "payload")
     if not isinstance(body, dict):
         raise BadBatch("payload must be a CBOR map")
@@ -329,19 +302,6 @@ def _loads(data: bytes, what: str, tags: tuple[int, ...] = ()) -> Any:
         return cbor.loads(data, tags=tags, max_items=MAX_BATCH_BYTES)
     except BadPayload as exc:
         raise BadBatch(f"{what}: {exc}") from None
-
-
-def _protected_kid(protected: bytes) -> bytes:
-    header = _loads(protected, "protected header")
-    if not isinstance(header, dict):
-        raise BadBatch("protected header must be a map")
-    alg = header.get(HEADER_ALG)
-    if alg != ALG_EDDSA or type(alg) is not int:
-        raise BadBatch(f"protected header alg must be EdDSA (-8), got {alg!r:.40}")
-    kid = header.get(HEADER_KID)
-    if not isinstance(kid, bytes) or len(kid) != KID_BYTES:
-        raise BadBatch(f"protected header kid must be {KID_BYTES} bytes")
-    return kid
 
 
 def _field(body: dict[Any, Any], key: str, kind: type) -> Any:
@@ -471,7 +431,6 @@ __all__ = [
     "key_id",
     "protected_header",
     "public_bytes",
-    "sig_structure",
     "skip_item",
     "verify_signature",
 ]

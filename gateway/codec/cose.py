@@ -19,8 +19,9 @@ only when the signature verifies; nothing in the unprotected header is returned,
 nothing vouches for it. It decodes as strictly as the board's ``firmware/cose.py``, so the
 gateway never accepts what a board refuses (and the reverse):
 
-- :class:`CoseError` for form: not exactly one CBOR item (trailing bytes, duplicate map
-  keys, nesting deeper than 16, a tag other than the outer 18 or a bignum), not tag 18, not
+- :class:`~gateway.errors.CoseError` for form: not exactly one CBOR item under the strict
+  profile of :mod:`gateway.codec.cbor` (trailing bytes, duplicate map keys, nesting deeper
+  than 16, a tag other than the outer 18, integers beyond 64 bits), not tag 18, not
   an array of four (protected bstr, unprotected map, payload bstr, signature bstr), a
   protected header that is not a map, a label in both headers (RFC 9052 §3), a ``crit``
   header (this codec understands no extension), a detached payload, an ``alg`` that is
@@ -38,7 +39,6 @@ any COSE library checks it without knowing simpul.
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -48,7 +48,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from gateway.errors import BadSignature, GatewayError, UnknownKey
+from gateway.codec import cbor
+from gateway.errors import BadPayload, BadSignature, CoseError, UnknownKey
 
 SIGN1_TAG: Final = 18
 ALG: Final = 1  # header labels, RFC 9052 §3.1
@@ -61,12 +62,6 @@ PUBLIC_KEY_BYTES: Final = 32
 KID_BYTES: Final = 8
 MAX_DEPTH: Final = 16
 _SIG_CONTEXT: Final = "Signature1"
-
-
-class CoseError(GatewayError, ValueError):
-    """Bytes that are not a well-formed COSE_Sign1 with the headers simpul signs with."""
-
-    reason = "bad_cose"
 
 
 #: What :func:`verify` accepts as keys: one key (raw 32 bytes or a public key object), or a
@@ -139,7 +134,7 @@ def decode(data: bytes) -> Sign1:
     """The COSE_Sign1 that is exactly ``data``, its form and headers checked; raise
     :class:`CoseError` otherwise. The signature is :func:`verify`'s job."""
     item = loads(data, "COSE_Sign1", tagged=True)
-    if not isinstance(item, cbor2.CBORTag):
+    if not isinstance(item, cbor.Tagged):
         raise CoseError("untagged: a COSE_Sign1 carries tag 18")
     if item.tag != SIGN1_TAG:
         raise CoseError(f"tag {item.tag}, not 18 (COSE_Sign1)")
@@ -214,58 +209,19 @@ def _public_key(key: Ed25519PublicKey | bytes) -> Ed25519PublicKey:
 
 # --- strict CBOR ----------------------------------------------------------------------------
 
-_PLAIN = (int, bytes, str, float, bool, type(None))
-
 
 def loads(data: bytes, what: str = "CBOR", *, tagged: bool = False) -> Any:
-    """The one CBOR item that is exactly ``data``, as plain objects; raise
-    :class:`CoseError` naming ``what`` otherwise.
-
-    Plain: int (bignums included), bytes, str, float, bool, None, list, dict (keys of those
-    scalar types); a :class:`cbor2.CBORTag` around them at the top when ``tagged``. cbor2
-    turns other tags into datetimes, sets and such; those are refused, as are duplicate map
-    keys, trailing bytes and nesting deeper than 16. (Inside a tag, cbor2 gives tuples and
-    frozen dicts; they come back as lists and dicts.)
-    """
+    """The one CBOR item that is exactly ``data``, as plain objects, under simpul's strict
+    profile (:func:`gateway.codec.cbor.loads`: no duplicate keys, UTF-8 text, 64-bit
+    integers, finite floats, nesting at most 16); a :class:`~gateway.codec.cbor.Tagged`
+    18 at the top when ``tagged``. Raises :class:`CoseError` naming ``what`` otherwise."""
     if not isinstance(data, bytes):
         raise CoseError(f"{what}: not bytes")
-    stream = io.BytesIO(data)
     try:
-        decoder = cbor2.CBORDecoder(stream, allow_duplicate_keys=False, max_depth=MAX_DEPTH)
-        item = decoder.decode()
-    except Exception as exc:  # cbor2 raises many kinds on hostile input; all mean "bad CBOR".
-        raise CoseError(f"{what}: not CBOR ({_short(exc)})") from None
-    left = len(data) - stream.tell()
-    if left:
-        raise CoseError(f"{what}: not CBOR ({left} trailing bytes after the item)")
-    if tagged and isinstance(item, cbor2.CBORTag):
-        return cbor2.CBORTag(item.tag, _plain(item.value, what, 1))
-    return _plain(item, what, 0)
-
-
-def _plain(item: object, what: str, depth: int) -> Any:
-    if isinstance(item, _PLAIN):
-        return item
-    if depth >= MAX_DEPTH:
-        raise CoseError(f"{what}: nesting deeper than {MAX_DEPTH}")
-    if isinstance(item, list | tuple):
-        return [_plain(element, what, depth + 1) for element in item]
-    if isinstance(item, Mapping):  # dict, or cbor2's frozendict inside a tag
-        plain: dict[Any, Any] = {}
-        for key, value in item.items():
-            if not isinstance(key, _PLAIN):
-                raise CoseError(f"{what}: map key of type {type(key).__name__}")
-            plain[key] = _plain(value, what, depth + 1)
-        return plain
-    if isinstance(item, cbor2.CBORTag):
-        raise CoseError(f"{what}: unexpected CBOR tag {item.tag}")
-    # a semantic tag cbor2 decoded (datetime, set, ...), undefined, a simple value
-    raise CoseError(f"{what}: unexpected CBOR item ({type(item).__name__})")
-
-
-def _short(exc: Exception) -> str:
-    text = str(exc) or type(exc).__name__
-    return text if len(text) <= 120 else text[:117] + "..."
+        return cbor.loads(data, tags=(SIGN1_TAG,) if tagged else (), max_depth=MAX_DEPTH)
+    except BadPayload as exc:
+        detail = str(exc).removeprefix("not valid CBOR: ")
+        raise CoseError(f"{what}: not CBOR ({detail})") from None
 
 
 __all__ = [

@@ -147,7 +147,7 @@ def test_unknown_key_is_named(key: Ed25519PrivateKey) -> None:
 def test_malformed_input_is_named(key: Ed25519PrivateKey) -> None:
     verifier = _verifier(key)
     verifier.feed(b"\xa0")
-    assert _messages(verifier) == ["malformed: not a batch: not a COSE_Sign1: expected CBOR tag 18"]
+    assert _messages(verifier) == ["malformed: not a batch: untagged: a COSE_Sign1 carries tag 18"]
 
 
 def test_chains_of_several_gateways_are_checked_apart(key: Ed25519PrivateKey) -> None:

@@ -19,7 +19,8 @@ import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.batches.format import decode, sig_structure
+from gateway.batches.format import decode
+from gateway.codec.cose import sig_structure
 from gateway.config import load_config
 from gateway.store.batch_log import BatchLog
 from gateway.store.schema import prepare

@@ -11,7 +11,8 @@ from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.batches.format import ChainState, build, decode, sig_structure
+from gateway.batches.format import ChainState, build, decode
+from gateway.codec.cose import sig_structure
 
 BATCH_SIZES = (100, 1000, 5000)
 _BOARDS = 50

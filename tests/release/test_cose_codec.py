@@ -156,10 +156,10 @@ def test_malformed_messages_are_refused_with_the_reason(key: Ed25519PrivateKey) 
     hdr = cbor2.dumps({1: -8})
     cases: list[tuple[bytes, str]] = [
         (b"", "not CBOR"),
-        (signed + b"\x00", "1 trailing bytes"),
+        (signed + b"\x00", "1 bytes of trailing data"),
         (signed[:-1], "not CBOR"),
         (signed[1:], "untagged"),
-        (b"\xd1" + signed[1:], "tag 17, not 18"),
+        (b"\xd1" + signed[1:], "tag 17 is not allowed"),
         (cbor2.dumps(cbor2.CBORTag(18, [protected, {}, payload])), "array of four"),
         (
             cbor2.dumps(cbor2.CBORTag(18, [b"\xa1\x01", {}, payload, signature])),
@@ -186,16 +186,16 @@ def test_malformed_messages_are_refused_with_the_reason(key: Ed25519PrivateKey) 
         (resign(key, b"", {1: -8}, b"p"), "only in the unprotected header"),
         (resign(key, cbor2.dumps({4: b"k"}), {}, b"p"), "alg is absent"),
         # Duplicate keys (the second alg is what some decoders keep), tags inside, undefined.
-        (resign(key, b"\xa2\x01\x27\x01\x26", {}, b"p"), "Duplicate"),
+        (resign(key, b"\xa2\x01\x27\x01\x26", {}, b"p"), "duplicate map key"),
         (
             resign(key, cbor2.dumps({1: -8, 5: cbor2.CBORTag(1, 0)}), {}, b"p"),
-            "unexpected CBOR item",
+            "tag 1 is not allowed",
         ),
         (
             resign(key, cbor2.dumps({1: -8}), {7: cbor2.CBORTag(99, 0)}, b"p"),
-            "unexpected CBOR tag 99",
+            "tag 99 is not allowed",
         ),
-        (resign(key, cbor2.dumps({1: -8}), {7: cbor2.undefined}, b"p"), "unexpected CBOR item"),
+        (resign(key, cbor2.dumps({1: -8}), {7: cbor2.undefined}, b"p"), "undefined"),
     ]
     for data, reason in cases:
         with pytest.raises(cose.CoseError, match=reason):
