@@ -115,7 +115,7 @@ async def test_an_upgraded_gateway_extends_its_chain_and_delivers_what_was_waiti
     gateway = Gateway(config)
     await gateway.start()
     try:
-        for _ in range(200):
+        for _ in range(600):  # up to 30 s on a loaded machine
             stats = gateway.stats()
             if (
                 stats["batches"]["waiting"] == 0
