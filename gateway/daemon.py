@@ -35,6 +35,7 @@ from gateway.intake.gate import BoundedMessageManager, Gate, GatedUDP6, QuietLog
 from gateway.intake.requests import Counters
 from gateway.intake.resources import Admission, build_site
 from gateway.intake.writer_link import WriterLink
+from gateway.ota.cache import load_root_key
 from gateway.store.registry import StoreReader
 from gateway.store.schema import now_ms, prepare
 from gateway.uplinks.jsonl import UPLINK_NAME as FILE_UPLINK
@@ -100,6 +101,9 @@ class Gateway:
         Raises :class:`StateDirError`, :class:`StoreCorrupt` or :class:`BindError`.
         """
         self._prepare_state_dir()
+        # A root key that is configured but unusable is a config error now, not at the
+        # first release added (gateway.ota.cache).
+        load_root_key(self.config)
         prepare(self.config.db_path)
         self._store = StoreReader(self.config.db_path)
         try:
