@@ -36,6 +36,7 @@ from gateway.intake.requests import Counters
 from gateway.intake.resources import Admission, build_site
 from gateway.intake.writer_link import WriterLink
 from gateway.ota.cache import load_root_key
+from gateway.ota.serve import ReleaseFiles
 from gateway.store.registry import StoreReader
 from gateway.store.schema import now_ms, prepare
 from gateway.uplinks.jsonl import UPLINK_NAME as FILE_UPLINK
@@ -90,6 +91,7 @@ class Gateway:
             max_bytes=limits.max_request_bytes, max_transfers=limits.max_block1_transfers
         )
         self._store: StoreReader | None = None
+        self._releases: ReleaseFiles | None = None
         self._context: aiocoap.Context | None = None
         self._bound: tuple[str, int] | None = None
         self._budget: asyncio.Task[None] | None = None
@@ -106,6 +108,7 @@ class Gateway:
         load_root_key(self.config)
         prepare(self.config.db_path)
         self._store = StoreReader(self.config.db_path)
+        self._releases = ReleaseFiles(self.config.db_path, self.config.state_dir)
         try:
             await self.writer.start()
             await self._bind()
@@ -134,6 +137,7 @@ class Gateway:
             self.admission,
             stats=self.stats,
             spool=self.spool,
+            releases=self._releases,
         )
         site.gate = self.gate
         site.max_dedup_entries = self.config.limits.max_dedup_entries
@@ -258,6 +262,9 @@ class Gateway:
         if self._store is not None:
             self._store.close()
             self._store = None
+        if self._releases is not None:
+            self._releases.close()
+            self._releases = None
 
 
 class ServerContext(aiocoap.Context):  # type: ignore[misc]

@@ -45,6 +45,7 @@ from gateway.intake.requests import (
 )
 from gateway.intake.responses import Refusal, error_response
 from gateway.intake.writer_link import WriterLink
+from gateway.ota.serve import MAX_SZX, ReleaseFiles, block
 from gateway.store.schema import now_ms
 
 
@@ -283,6 +284,45 @@ class CoreResource(WKCResource):  # type: ignore[misc]
         return whole
 
 
+class OtaResource(Resource):  # type: ignore[misc]
+    """``GET /ota/<seq>/manifest`` and ``GET /ota/<seq>/<file>``: cached releases, block-wise.
+
+    Blocks are at most 1024 bytes (Block2, RFC 7959), smaller when the client asks; every
+    answer carries the content's ETag (first 8 bytes of its SHA-256), so a board resuming a
+    download after a reset sees whether the content is still the one it began, and Size2.
+    What a path names comes from :class:`gateway.ota.serve.ReleaseFiles`.
+    """
+
+    rt = "simpul.ota"
+
+    def __init__(self, files: ReleaseFiles, counters: Counters) -> None:
+        super().__init__()
+        self._files = files
+        self._counters = counters
+
+    async def needs_blockwise_assembly(self, request: Message) -> bool:
+        return False  # blocks are cut here, from content kept whole
+
+    async def render_get(self, request: Message) -> Message:
+        try:
+            content = self._files.content(tuple(request.opt.uri_path[1:]))
+            block2 = request.opt.block2
+            szx, number = MAX_SZX, 0
+            if block2 is not None:
+                szx = min(MAX_SZX, block2.size_exponent)
+                number = block2.start >> (szx + 4)
+            payload, more = block(content, number, szx)
+        except GatewayError as exc:
+            self._counters.refused[exc.reason] += 1
+            return error_response(exc, budget=_budget(request))
+        response = Message(code=CONTENT, payload=payload)
+        response.opt.content_format = content.content_format
+        response.opt.etag = content.etag
+        response.opt.block2 = (number, more, szx)
+        response.opt.size2 = len(content.data)
+        return response
+
+
 class GatewaySite(Site):  # type: ignore[misc]
     """The root: dispatches by exact path, answers unknown paths with a diagnostic.
 
@@ -295,6 +335,8 @@ class GatewaySite(Site):  # type: ignore[misc]
         super().__init__()
         self._counters = counters
         self._by_path: dict[tuple[str, ...], Any] = {}
+        #: Resources that take every path below their first segment (``/ota/...``).
+        self._by_prefix: dict[str, Any] = {}
         #: What the server context builds its transport with (gateway.daemon.ServerContext).
         self.gate: Gate | None = None
         self.max_dedup_entries = 10_000
@@ -303,10 +345,18 @@ class GatewaySite(Site):  # type: ignore[misc]
         super().add_resource(path, resource)
         self._by_path[tuple(path)] = resource
 
+    def add_prefix_resource(self, segment: str, resource: Any) -> None:
+        """``resource`` answers ``/segment`` and every path below it."""
+        self.add_resource((segment,), resource)
+        self._by_prefix[segment] = resource
+
     async def render_to_pipe(self, pipe: Any) -> None:
         request = pipe.request
         if request.opt.uri_path_abbrev is None:
-            child = self._by_path.get(request.opt.uri_path)
+            path = request.opt.uri_path
+            child = self._by_path.get(path)
+            if child is None and path:
+                child = self._by_prefix.get(path[0])
             if child is not None:
                 await child.render_to_pipe(pipe)
                 return
@@ -325,8 +375,10 @@ def build_site(
     admission: Admission,
     stats: Callable[[], dict[str, Any]] | None = None,
     spool: Block1Spool | None = None,
+    releases: ReleaseFiles | None = None,
 ) -> Site:
-    """The gateway's resource tree, ``/.well-known/core`` included (``/gateway`` with stats)."""
+    """The gateway's resource tree, ``/.well-known/core`` included (``/gateway`` with stats,
+    ``/ota/...`` with cached releases)."""
     site = GatewaySite(counters)
     if spool is None:
         spool = Block1Spool(
@@ -341,4 +393,6 @@ def build_site(
         site.add_resource(
             ("gateway",), GatewayHealthResource(stats, open_to_all=limits.open_gateway_stats)
         )
+    if releases is not None:
+        site.add_prefix_resource("ota", OtaResource(releases, counters))
     return site
