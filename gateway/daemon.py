@@ -36,8 +36,10 @@ from gateway.intake.requests import Counters
 from gateway.intake.resources import Admission, build_site
 from gateway.intake.writer_link import WriterLink
 from gateway.ota.cache import load_root_key
+from gateway.ota.hints import UpdateHints
 from gateway.ota.serve import ReleaseFiles
 from gateway.store.registry import StoreReader
+from gateway.store.releases import ReleaseTable
 from gateway.store.schema import now_ms, prepare
 from gateway.uplinks.jsonl import UPLINK_NAME as FILE_UPLINK
 from gateway.uplinks.registry import enabled_batch_uplinks
@@ -92,6 +94,9 @@ class Gateway:
         )
         self._store: StoreReader | None = None
         self._releases: ReleaseFiles | None = None
+        self._ota_table: ReleaseTable | None = None
+        #: Which boards are told an update is due (set when started).
+        self.hints: UpdateHints | None = None
         self._context: aiocoap.Context | None = None
         self._bound: tuple[str, int] | None = None
         self._budget: asyncio.Task[None] | None = None
@@ -109,6 +114,9 @@ class Gateway:
         prepare(self.config.db_path)
         self._store = StoreReader(self.config.db_path)
         self._releases = ReleaseFiles(self.config.db_path, self.config.state_dir)
+        self._ota_table = ReleaseTable(self.config.db_path)
+        self.hints = UpdateHints(self._ota_table)
+        self.hints.remember(self._store.boards_health())
         try:
             await self.writer.start()
             await self._bind()
@@ -138,6 +146,7 @@ class Gateway:
             stats=self.stats,
             spool=self.spool,
             releases=self._releases,
+            hints=self.hints,
         )
         site.gate = self.gate
         site.max_dedup_entries = self.config.limits.max_dedup_entries
@@ -265,6 +274,9 @@ class Gateway:
         if self._releases is not None:
             self._releases.close()
             self._releases = None
+        if self._ota_table is not None:
+            self._ota_table.close()
+            self._ota_table = None
 
 
 class ServerContext(aiocoap.Context):  # type: ignore[misc]

@@ -45,6 +45,8 @@ from gateway.intake.requests import (
 )
 from gateway.intake.responses import Refusal, error_response
 from gateway.intake.writer_link import WriterLink
+from gateway.ota.hints import CBOR as HINT_FORMAT
+from gateway.ota.hints import UpdateHints
 from gateway.ota.serve import MAX_SZX, ReleaseFiles, block
 from gateway.store.schema import now_ms
 
@@ -134,8 +136,10 @@ class _IntakeResource(Resource):  # type: ignore[misc]
         counters: Counters,
         admission: Admission,
         spool: Block1Spool,
+        hints: UpdateHints | None = None,
     ) -> None:
         super().__init__()
+        self._hints = hints
         self._writer = writer
         self._limits = limits
         self._counters = counters
@@ -205,7 +209,9 @@ class ReadingsResource(_IntakeResource):
             address=_address(request),
             received_ms=now_ms(),
         )
-        return Message(code=CHANGED)
+        if self._hints is None:
+            return Message(code=CHANGED)
+        return _changed(self._hints, self._hints.for_address(_address(request)))
 
 
 class HealthResource(_IntakeResource):
@@ -218,10 +224,19 @@ class HealthResource(_IntakeResource):
     async def render_post(self, request: Message) -> Message:
         check_size(len(request.payload), self._limits)
         board_id, report = decode_health(request.payload, _content_format(request))
-        await self._writer.submit_health(
-            board_id, report, address=_address(request), received_ms=now_ms()
-        )
+        address = _address(request)
+        await self._writer.submit_health(board_id, report, address=address, received_ms=now_ms())
+        if self._hints is None:
+            return Message(code=CHANGED)
+        self._hints.saw_health(board_id, address, report)
+        return _changed(self._hints, self._hints.for_board(board_id))
+
+
+def _changed(hints: UpdateHints, seq: int | None) -> Message:
+    """2.04, with the update hint ``{"ota": seq}`` when one is due (gateway.ota.hints)."""
+    if seq is None:
         return Message(code=CHANGED)
+    return Message(code=CHANGED, payload=hints.payload(seq), content_format=HINT_FORMAT)
 
 
 class GatewayHealthResource(Resource):  # type: ignore[misc]
@@ -376,6 +391,7 @@ def build_site(
     stats: Callable[[], dict[str, Any]] | None = None,
     spool: Block1Spool | None = None,
     releases: ReleaseFiles | None = None,
+    hints: UpdateHints | None = None,
 ) -> Site:
     """The gateway's resource tree, ``/.well-known/core`` included (``/gateway`` with stats,
     ``/ota/...`` with cached releases)."""
@@ -388,7 +404,7 @@ def build_site(
         (".well-known", "core"), CoreResource(site.get_resources_as_linkheader, impl_info=None)
     )
     for path, cls in (("readings", ReadingsResource), ("health", HealthResource)):
-        site.add_resource((path,), cls(writer, limits, counters, admission, spool))
+        site.add_resource((path,), cls(writer, limits, counters, admission, spool, hints))
     if stats is not None:
         site.add_resource(
             ("gateway",), GatewayHealthResource(stats, open_to_all=limits.open_gateway_stats)

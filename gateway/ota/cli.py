@@ -1,26 +1,35 @@
-"""``simpul gateway release …``: the gateway's cache of signed releases.
+"""``simpul gateway release …`` and ``simpul gateway desired …``: signed releases on the
+gateway, and which one each board should run.
 
 ``simpul gateway release add FILE`` verifies a release file against the root public key of
 ``[gateway.ota]`` and caches it, printing one line::
 
-    cached release <seq> <version> <hw> (<n> files, <bytes> bytes)
+    cached release <seq> <version> <hw> (<bytes> bytes)
 
-A refused release exits with code 2 and one line on stderr naming why; nothing is written.
+``simpul gateway desired set (--board ID | --kind K) --release SEQ`` names a cached release
+for one board or a kind of board (a board's own setting wins over its kind's); its next 2.04
+tells the board (``gateway.ota.hints``). A refusal exits with code 2 and one line on stderr
+naming why; nothing is written.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
+from gateway.codec.senml import is_board_id
 from gateway.config import load_config
-from gateway.errors import GatewayError, StateDirError
+from gateway.errors import BadQuery, GatewayError, StateDirError, UnknownRelease
+from gateway.store.releases import ReleaseTable
 from gateway.store.schema import prepare
 
 EXIT_OK = 0
 EXIT_USAGE = 2
+_KIND_RE: Final = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+_SEQ_RE: Final = re.compile(r"^[1-9][0-9]{0,18}$")
 
 
 def add_commands(commands: Any) -> None:
@@ -43,6 +52,25 @@ def add_commands(commands: Any) -> None:
     show = actions.add_parser("list", help="the cached releases")
     _common(show)
     show.set_defaults(handler=list_command)
+    desired = commands.add_parser(
+        "desired",
+        help="the release each board, or each kind of board, should run",
+        description="Set or show desired releases; a board whose health says it runs another"
+        " release is told in its next 2.04 that an update is due.",
+    )
+    desired_actions = desired.add_subparsers(
+        dest="desired_command", metavar="ACTION", required=True
+    )
+    set_ = desired_actions.add_parser("set", help="set the desired release of a board or kind")
+    target = set_.add_mutually_exclusive_group(required=True)
+    target.add_argument("--board", metavar="ID", help="one board, by its id")
+    target.add_argument("--kind", metavar="K", help="every board of a kind (air, water, bin...)")
+    set_.add_argument("--release", metavar="SEQ", required=True, help="a cached release's seq")
+    _common(set_)
+    set_.set_defaults(handler=desired_set_command)
+    show_desired = desired_actions.add_parser("show", help="every desired release")
+    _common(show_desired)
+    show_desired.set_defaults(handler=desired_show_command)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -80,7 +108,6 @@ def add_command(args: argparse.Namespace) -> int:
 
 def list_command(args: argparse.Namespace) -> int:
     """Handler of ``simpul gateway release list``."""
-    from gateway.store.releases import ReleaseTable
 
     try:
         config = load_config(args.config, overrides={"state_dir": args.state_dir})
@@ -105,3 +132,57 @@ def _prepare(state_dir: Path, db_path: Path) -> None:
     except OSError as exc:
         raise StateDirError(f"cannot create state dir {state_dir}: {exc.strerror}") from None
     prepare(db_path)
+
+
+def desired_set_command(args: argparse.Namespace) -> int:
+    """Handler of ``simpul gateway desired set``."""
+    try:
+        config = load_config(args.config, overrides={"state_dir": args.state_dir})
+        scope, target = ("board", args.board) if args.board is not None else ("kind", args.kind)
+        check_target(scope, target)
+        seq = parse_seq(args.release)
+        _prepare(config.state_dir, config.db_path)
+        table = ReleaseTable(config.db_path)
+        try:
+            if table.release(seq) is None:
+                raise UnknownRelease(f"release {seq} is not cached: add it first (release add)")
+            table.set_desired(scope, target, seq)
+        finally:
+            table.close()
+    except GatewayError as exc:
+        print(f"simpul gateway desired: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"desired release of {scope} {target}: {seq}")
+    return EXIT_OK
+
+
+def desired_show_command(args: argparse.Namespace) -> int:
+    """Handler of ``simpul gateway desired show``: one line per board or kind."""
+    try:
+        config = load_config(args.config, overrides={"state_dir": args.state_dir})
+        _prepare(config.state_dir, config.db_path)
+        table = ReleaseTable(config.db_path)
+        try:
+            desired = table.desired()
+        finally:
+            table.close()
+    except GatewayError as exc:
+        print(f"simpul gateway desired: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for scope, target, seq in desired:
+        print(f"{scope}\t{target}\t{seq}")
+    return EXIT_OK
+
+
+def check_target(scope: str, target: str) -> None:
+    """A board id as boards send it, or a kind's name; :class:`BadQuery` otherwise."""
+    if scope == "board" and not is_board_id(target):
+        raise BadQuery(f"{target!r:.60} is not a board id")
+    if scope == "kind" and not _KIND_RE.match(target):
+        raise BadQuery(f"{target!r:.60} is not a kind of board (a-z, 0-9, -)")
+
+
+def parse_seq(text: str) -> int:
+    if not _SEQ_RE.match(text):
+        raise BadQuery(f"release {text!r:.30} is not a release seq (a positive number)")
+    return int(text)
