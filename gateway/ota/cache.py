@@ -10,7 +10,9 @@ carried: a release carrying an older list is refused.
 The cache holds several releases (a rollout may move boards to one while others still run
 an older one); a board's own anti-rollback counter stops it installing an older seq. A seq
 is a release: adding the same release again changes nothing, a different one with a seq
-already cached is refused.
+already cached is refused. A release carrying a newer revocation list that revokes the key
+of cached releases evicts them (and the desired releases naming them) as it is added: they
+would no longer verify.
 
 Files go to ``<state_dir>/releases/<seq>/``: written and fsynced in a temporary directory
 beside it, renamed into place, then the row is committed. A crash leaves either no row (and
@@ -29,6 +31,7 @@ from typing import Final
 
 from fleet.errors import FleetError
 from fleet.keyfiles import load_public_key
+from fleet.manifest import decode_manifest
 from fleet.release import MAX_RELEASE_BYTES, VerifiedRelease, verify_release
 from gateway.config import GatewayConfig
 from gateway.errors import ConfigError, ReleaseRejected, StateDirError
@@ -73,6 +76,8 @@ class Added:
 
     release: CachedRelease
     new: bool
+    #: Cached releases removed because the new release's revocation list revokes their key.
+    evicted: tuple[int, ...] = ()
 
 
 class ReleaseCache:
@@ -104,6 +109,8 @@ class ReleaseCache:
                 f" (version {cached.version})",
                 "seq_taken",
             )
+        evict = self._revoked_by(verified)
+        self._sweep()
         directory = self._write_files(manifest.seq, verified.release.files)
         row = CachedRelease(
             seq=manifest.seq,
@@ -116,13 +123,37 @@ class ReleaseCache:
             added_ms=now_ms(),
         )
         try:
-            self._table.add_release(row, manifest.revocations)
+            self._table.add_release(row, manifest.revocations, [r.seq for r in evict])
         except sqlite3.IntegrityError:
             shutil.rmtree(directory, ignore_errors=True)
             raise ReleaseRejected(
                 f"release seq {manifest.seq} was cached meanwhile", "seq_taken"
             ) from None
-        return Added(row, new=True)
+        for release in evict:
+            shutil.rmtree(self._state_dir / release.directory, ignore_errors=True)
+        return Added(row, new=True, evicted=tuple(r.seq for r in evict))
+
+    def _revoked_by(self, verified: VerifiedRelease) -> list[CachedRelease]:
+        """Cached releases whose release key the new release's (newer) revocation list revokes:
+        they would no longer verify, so they leave the cache with it."""
+        revocations = verified.verified.revocations
+        if revocations.seq <= self._table.revocations_seq() or not revocations.revoked:
+            return []
+        return [
+            cached
+            for cached in self._table.releases()
+            if decode_manifest(cached.manifest).kid in revocations.revoked
+        ]
+
+    def _sweep(self) -> None:
+        """Remove release directories without a row (a crash between their rename or an
+        eviction's commit and the cleanup)."""
+        if not self._dir.is_dir():
+            return
+        cached = {str(r.seq) for r in self._table.releases()}
+        for entry in self._dir.iterdir():
+            if entry.is_dir() and entry.name not in cached and not entry.name.startswith("."):
+                shutil.rmtree(entry, ignore_errors=True)
 
     def _verify(self, data: bytes, now: int) -> VerifiedRelease:
         try:

@@ -103,6 +103,8 @@ def add_command(args: argparse.Namespace) -> int:
     release = added.release
     word = "cached" if added.new else "already cached"
     print(f"{word} release {release.seq} {release.version} {release.hw} ({release.total} bytes)")
+    for seq in added.evicted:
+        print(f"evicted release {seq}: its release key is revoked")
     return EXIT_OK
 
 

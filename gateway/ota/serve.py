@@ -92,6 +92,9 @@ class ReleaseFiles:
             raise UnknownRelease("no such file name in any release")
         key = (int(seq_text), name)
         found = self._kept.get(key)
+        if found is not None and not self._table.has_release(key[0]):  # evicted meanwhile
+            self._forget(key[0])
+            found = None
         if found is not None:
             self._kept.move_to_end(key)
             return found
@@ -116,6 +119,10 @@ class ReleaseFiles:
         if len(data) != entry.size or hashlib.sha256(data).digest() != entry.sha256:
             raise DamagedRelease(f"release {seq} file {name} is damaged on the gateway")
         return Content(data, etag_of(data), OCTET_STREAM)
+
+    def _forget(self, seq: int) -> None:
+        for key in [k for k in self._kept if k[0] == seq]:
+            self._kept_bytes -= len(self._kept.pop(key).data)
 
     def _keep(self, key: tuple[int, str], content: Content) -> None:
         if len(content.data) > self._memory_bytes:

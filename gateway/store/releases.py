@@ -4,6 +4,7 @@ board's OTA state. Every SQL statement on them lives here (``gateway.ota`` has t
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,11 +66,22 @@ class ReleaseTable:
         row = self._db.execute("SELECT seq FROM ota_revocations WHERE id = 1").fetchone()
         return 0 if row is None else int(row[0])
 
-    def add_release(self, release: CachedRelease, revocations: bytes) -> None:
-        """Record a verified release, and its revocation list if newer than the one kept.
+    def has_release(self, seq: int) -> bool:
+        return (
+            self._db.execute("SELECT 1 FROM releases WHERE seq = ?", (seq,)).fetchone() is not None
+        )
+
+    def add_release(
+        self, release: CachedRelease, revocations: bytes, evict: Sequence[int] = ()
+    ) -> None:
+        """Record a verified release, and its revocation list if newer than the one kept;
+        remove the releases ``evict`` names, and the desired releases that name them.
 
         Raises :class:`sqlite3.IntegrityError` if its seq is already cached."""
         with transaction(self._db):
+            for seq in evict:
+                self._db.execute("DELETE FROM releases WHERE seq = ?", (seq,))
+                self._db.execute("DELETE FROM desired_releases WHERE seq = ?", (seq,))
             self._db.execute(
                 f"INSERT INTO releases ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (

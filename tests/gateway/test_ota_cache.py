@@ -260,3 +260,30 @@ async def test_the_gateway_does_not_start_with_an_unusable_root_key(tmp_path: Pa
 def test_the_hardware_class_setting_is_checked() -> None:
     with pytest.raises(ConfigError, match="hw must be a hardware class name"):
         load_config(env={}, overrides={"ota.hw": "ESP 32"})
+
+
+def test_a_newer_revocation_list_evicts_the_releases_of_the_key_it_revokes(
+    tmp_path: Path, config: Path, chain: Chain, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state"
+    old = encode_release(manifest(chain, seq=7), APP_FILES)
+    assert add(config, release_file(tmp_path, old, "7.release")) == 0
+    db_args = ["--config", str(config)]
+    assert main(["gateway", "desired", "set", "--board", "b1", "--release", "7", *db_args]) == 0
+    (state / "releases" / "99").mkdir()  # left by a crash: no row names it
+    rotated = Chain(release=seeded_key("simpul test release 2"))
+    revoking = chain.revocations((chain.release_kid,), seq=2)
+    new = encode_release(manifest(rotated, seq=8, revocations=revoking), APP_FILES)
+    capsys.readouterr()
+    assert add(config, release_file(tmp_path, new, "8.release")) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "evicted release 7: its release key is revoked"
+    ]
+    files, rows = cache_contents(state)
+    assert sorted({name.split("/")[1] for name in files}) == ["8"]
+    assert [row[0] for row in rows["releases"]] == [8]
+    assert rows["desired_releases"] == []
+    assert rows["ota_revocations"][0][1] == 2
+    # And the evicted release cannot come back.
+    assert add(config, release_file(tmp_path, old, "7.release")) == 2
+    assert "(revocations)" in capsys.readouterr().err

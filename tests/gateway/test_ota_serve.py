@@ -19,7 +19,7 @@ from gateway.ota.cache import ReleaseCache
 from gateway.store.schema import prepare
 from tests.gateway.conftest import Client, gateway_config
 from tests.gateway.test_interop import coap_client
-from tests.release.chain import APP_FILES, DAY, NOW, Chain
+from tests.release.chain import APP_FILES, DAY, NOW, Chain, seeded_key
 
 #: A file of several blocks, the last one partial; and the test chain's small files.
 FILES = {**APP_FILES, "big.mpy": random.Random(7).randbytes(5000)}
@@ -167,6 +167,26 @@ async def test_a_file_damaged_on_the_gateway_is_not_served(
     response = await get(ota_client, "ota/7/senml.mpy")
     assert response.code == Code.INTERNAL_SERVER_ERROR
     assert b"damaged" in response.payload
+
+
+async def test_an_evicted_release_is_no_longer_served(
+    served: tuple[Gateway, bytes], ota_client: Client
+) -> None:
+    assert (await get(ota_client, "ota/7/app.mpy")).code == Code.CONTENT  # now kept in memory
+    chain = Chain()
+    rotated = Chain(release=seeded_key("simpul test release 2"))
+    revoking = chain.revocations((chain.release_kid,), seq=2)
+    cache = ReleaseCache(served[0].config, chain.root_public)
+    try:
+        added = cache.add(
+            encode_release(rotated.manifest(seq=8, revocations=revoking), APP_FILES),
+            now=NOW + DAY,
+        )
+    finally:
+        cache.close()
+    assert added.evicted == (7,)
+    assert (await get(ota_client, "ota/7/app.mpy")).code == Code.NOT_FOUND
+    assert (await get(ota_client, "ota/8/app.mpy")).code == Code.CONTENT
 
 
 @pytest.mark.interop
