@@ -234,15 +234,20 @@ async def test_a_malformed_ota_field_is_refused_with_a_diagnostic(
     assert board_ota(gateway) == [("b1", "downloading", None)]
 
 
-async def test_todays_firmware_ignores_the_hint_and_keeps_sending(tmp_path: Path) -> None:
-    """A board of today's release, hinted on every 2.04, goes on as if it were not."""
+@pytest.mark.parametrize("engine", ["cpython", "mpy"])
+async def test_todays_firmware_ignores_the_hint_and_keeps_sending(
+    tmp_path: Path, engine: str
+) -> None:
+    """A board of today's release, hinted on every 2.04, goes on as if it were not (on the
+    CPython engine and on the real MicroPython VM)."""
     state = tmp_path / "state"
     cache_release(state, tmp_path / "root.pub")
     (spec,) = plan_fleet(1, seed=3, config=FAST)
     assert desired(state, "set", "--board", spec.board_id, "--release", "7") == 0
     gateway = Gateway(gateway_config(state, **{"ota.root_public_key": tmp_path / "root.pub"}))
     await gateway.start()
-    fleet = Fleet([spec], tmp_path, gateway.bound_address)
+    fleet = Fleet([spec], tmp_path, gateway.bound_address, engine=engine)
+    assert fleet.runners[0].engine == engine
     fleet.start()
     try:
         hints = gateway.hints
