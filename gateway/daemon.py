@@ -199,6 +199,8 @@ class Gateway:
             },
             "boards_seen": seen,
             "boards_online": online,
+            # Answers that told a board an update is due (gateway.ota.hints).
+            "ota_hints_sent": self.hints.sent if self.hints is not None else 0,
             "outbox_head": head,
             "uplinks": {
                 name: {

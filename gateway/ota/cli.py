@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -71,6 +72,11 @@ def add_commands(commands: Any) -> None:
     show_desired = desired_actions.add_parser("show", help="every desired release")
     _common(show_desired)
     show_desired.set_defaults(handler=desired_show_command)
+    status = desired_actions.add_parser(
+        "status", help="each board's OTA state, as its last health report said it"
+    )
+    _common(status)
+    status.set_defaults(handler=desired_status_command)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -173,6 +179,25 @@ def desired_show_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     for scope, target, seq in desired:
         print(f"{scope}\t{target}\t{seq}")
+    return EXIT_OK
+
+
+def desired_status_command(args: argparse.Namespace) -> int:
+    """Handler of ``simpul gateway desired status``: board, state, detail, when (UTC)."""
+    try:
+        config = load_config(args.config, overrides={"state_dir": args.state_dir})
+        _prepare(config.state_dir, config.db_path)
+        table = ReleaseTable(config.db_path)
+        try:
+            boards = table.board_ota()
+        finally:
+            table.close()
+    except GatewayError as exc:
+        print(f"simpul gateway desired: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for board_id, state, detail, updated_ms in boards:
+        when = datetime.fromtimestamp(updated_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        print(f"{board_id}\t{state}\t{detail or '-'}\t{when}")
     return EXIT_OK
 
 

@@ -18,7 +18,7 @@ from fleet.release import encode_release
 from gateway.daemon import Gateway
 from gateway.ota.cache import ReleaseCache
 from gateway.ota.hints import UpdateHints
-from gateway.store.releases import ReleaseTable
+from gateway.store.releases import ReleaseTable, record_board_ota
 from gateway.store.schema import prepare
 from hw.engines.fleet import Fleet, plan_fleet
 from tests.gateway.conftest import Client, gateway_config
@@ -199,8 +199,7 @@ async def test_the_2_04_carries_the_hint_only_while_an_update_is_due(
     # A readings request from the socket of b2, whose health came last, gets no hint.
     again = await client.post_pack(pack)
     assert (again.code, again.payload) == (Code.CHANGED, b"")
-    assert gateway.hints is not None
-    assert gateway.hints.sent == 2
+    assert gateway.stats()["ota_hints_sent"] == 2
 
 
 #: ``ota`` fields a health report must not carry.
@@ -232,6 +231,26 @@ async def test_a_malformed_ota_field_is_refused_with_a_diagnostic(
     good = await client.post("health", health("b1", ota={"seq": 3, "state": "downloading"}), 60)
     assert good.code == Code.CHANGED
     assert board_ota(gateway) == [("b1", "downloading", None)]
+
+
+def test_desired_status_lists_each_boards_ota_state(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state"
+    cache_release(state, tmp_path / "root.pub")
+    db = sqlite3.connect(state / "gateway.db")
+    try:
+        with db:
+            record_board_ota(db, "b1", "downloading", "12/40 blocks", 1_750_000_000_000)
+            record_board_ota(db, "b1", "trial", None, 1_750_000_060_000)
+            record_board_ota(db, "b2", "rejected", "stale", 1_750_000_000_000)
+    finally:
+        db.close()
+    assert desired(state, "status") == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "b1\ttrial\t-\t2025-06-15T15:07:40Z",
+        "b2\trejected\tstale\t2025-06-15T15:06:40Z",
+    ]
 
 
 @pytest.mark.parametrize("engine", ["cpython", "mpy"])
