@@ -21,10 +21,13 @@ at most a stray directory that the next add of that seq replaces) or the whole r
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -98,7 +101,26 @@ class ReleaseCache:
         written) if a board would refuse it or it clashes with a cached release.
 
         ``now``: Unix seconds for the certificate's validity; default the clock."""
-        verified = self._verify(data, int(time.time()) if now is None else now)
+        with self._locked():
+            return self._add(data, int(time.time()) if now is None else now)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One add at a time per state directory (the command line, later the control plane):
+        another add's rename, eviction or sweep must not interleave with this one's."""
+        try:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._dir, os.O_RDONLY)  # the directory itself: no lock file left
+        except OSError as exc:
+            raise StateDirError(f"cannot lock {self._dir}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _add(self, data: bytes, now: int) -> Added:
+        verified = self._verify(data, now)
         manifest = verified.release.manifest
         cached = self._table.release(manifest.seq)
         if cached is not None:

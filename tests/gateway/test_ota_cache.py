@@ -3,8 +3,11 @@ if a board would install it, and a refused one leaves the cache and the database
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
 import sqlite3
+import threading
 from pathlib import Path
 
 import cbor2
@@ -16,6 +19,8 @@ from gateway.codec import cose
 from gateway.config import load_config
 from gateway.daemon import Gateway
 from gateway.errors import ConfigError
+from gateway.ota.cache import ReleaseCache
+from gateway.store.schema import prepare
 from tests.gateway.conftest import gateway_config
 from tests.release.chain import APP_FILES, DAY, NOW, Chain, seeded_key
 
@@ -287,3 +292,24 @@ def test_a_newer_revocation_list_evicts_the_releases_of_the_key_it_revokes(
     # And the evicted release cannot come back.
     assert add(config, release_file(tmp_path, old, "7.release")) == 2
     assert "(revocations)" in capsys.readouterr().err
+
+
+def test_one_add_at_a_time_per_state_directory(tmp_path: Path, chain: Chain) -> None:
+    config = gateway_config(tmp_path / "state")
+    config.releases_dir.mkdir(parents=True)
+    prepare(config.db_path)
+    cache = ReleaseCache(config, chain.root_public)
+    data = encode_release(manifest(chain), APP_FILES)
+    holder = os.open(config.releases_dir, os.O_RDONLY)  # another add, mid-way
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        adding = threading.Thread(target=cache.add, args=(data,))
+        adding.start()
+        adding.join(0.3)
+        assert adding.is_alive()
+        assert cache.releases() == []
+    finally:
+        os.close(holder)
+    adding.join(10)
+    assert [r.seq for r in cache.releases()] == [7]
+    cache.close()
