@@ -168,13 +168,14 @@ class ReleaseCache:
         ]
 
     def _sweep(self) -> None:
-        """Remove release directories without a row (a crash between their rename or an
-        eviction's commit and the cleanup)."""
+        """Remove directories no row names: an add's temporary one, or a release's, left by a
+        crash before its commit or before an eviction's cleanup (under the lock, no add is
+        under way)."""
         if not self._dir.is_dir():
             return
         cached = {str(r.seq) for r in self._table.releases()}
         for entry in self._dir.iterdir():
-            if entry.is_dir() and entry.name not in cached and not entry.name.startswith("."):
+            if entry.is_dir() and entry.name not in cached:
                 shutil.rmtree(entry, ignore_errors=True)
 
     def _verify(self, data: bytes, now: int) -> VerifiedRelease:

@@ -276,6 +276,7 @@ def test_a_newer_revocation_list_evicts_the_releases_of_the_key_it_revokes(
     db_args = ["--config", str(config)]
     assert main(["gateway", "desired", "set", "--board", "b1", "--release", "7", *db_args]) == 0
     (state / "releases" / "99").mkdir()  # left by a crash: no row names it
+    (state / "releases" / ".incoming-8-1234").mkdir()  # an add that crashed mid-way
     rotated = Chain(release=seeded_key("simpul test release 2"))
     revoking = chain.revocations((chain.release_kid,), seq=2)
     new = encode_release(manifest(rotated, seq=8, revocations=revoking), APP_FILES)
