@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiocoap import GET, Context, Message
+from aiocoap import DELETE, GET, POST, PUT, Context, Message
 from aiocoap.numbers.codes import Code
 
 from fleet.release import encode_release
@@ -150,6 +150,13 @@ async def test_a_path_naming_nothing_gets_4_04_with_a_diagnostic(ota_client: Cli
         response = await ota_client.context.request(request, handle_blockwise=False).response
         assert response.code == Code.NOT_FOUND, path
         assert 0 < len(response.payload) <= 120, path
+
+
+async def test_only_get_is_allowed(ota_client: Client) -> None:
+    for code in (POST, PUT, DELETE):
+        request = Message(code=code, uri=ota_client.uri("ota/7/manifest"), payload=b"x")
+        response = await ota_client.context.request(request, handle_blockwise=False).response
+        assert response.code == Code.METHOD_NOT_ALLOWED, code
 
 
 async def test_a_block_past_the_end_gets_4_00(ota_client: Client) -> None:
