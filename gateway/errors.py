@@ -273,3 +273,9 @@ class UnknownRelease(GatewayError, LookupError):
 
     code = NOT_FOUND
     reason = "unknown_release"
+
+
+class DamagedRelease(GatewayError, OSError):
+    """A cached release's file is missing or is not the one its manifest names (5.00)."""
+
+    reason = "release_damaged"

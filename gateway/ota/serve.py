@@ -21,7 +21,7 @@ from typing import Final
 
 from fleet.errors import FleetError
 from fleet.manifest import PATH_RE, decode_manifest
-from gateway.errors import BadQuery, GatewayError, UnknownRelease
+from gateway.errors import BadQuery, DamagedRelease, UnknownRelease
 from gateway.ota.cache import MANIFEST_NAME
 from gateway.store.releases import ReleaseTable
 
@@ -34,12 +34,6 @@ ETAG_BYTES: Final = 8
 COSE_SIGN1: Final = 18
 OCTET_STREAM: Final = 42
 _SEQ_RE: Final = re.compile(r"^[1-9][0-9]{0,18}$")
-
-
-class DamagedRelease(GatewayError, OSError):
-    """A cached file is missing or is not the one its manifest names (5.00)."""
-
-    reason = "release_damaged"
 
 
 @dataclass(frozen=True, slots=True)
