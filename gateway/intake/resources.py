@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from aiocoap import CHANGED, CONTENT, CONTINUE, Message
+from aiocoap import CHANGED, CONTENT, CONTINUE, UNAUTHORIZED, Message
 from aiocoap import error as coap_error
 from aiocoap.resource import Resource, Site, WKCResource
 
@@ -32,6 +32,7 @@ from gateway.errors import (
     UnknownPath,
 )
 from gateway.intake.blockwise import Block1Spool
+from gateway.intake.echo import AddressCheck
 from gateway.intake.gate import AMPLIFICATION, Gate
 from gateway.intake.requests import (
     HEALTH_FORMATS,
@@ -306,19 +307,32 @@ class OtaResource(Resource):  # type: ignore[misc]
     answer carries the content's ETag (first 8 bytes of its SHA-256), so a board resuming a
     download after a reset sees whether the content is still the one it began, and Size2.
     What a path names comes from :class:`gateway.ota.serve.ReleaseFiles`.
+
+    A block is far larger than the request for it, so a host gets blocks only once it has
+    shown it receives what is sent to it: first 4.01 with an Echo option, then blocks when
+    it repeats the Echo (RFC 9175 §2.4, :mod:`gateway.intake.echo`).
     """
 
     rt = "simpul.ota"
 
-    def __init__(self, files: ReleaseFiles, counters: Counters) -> None:
+    def __init__(
+        self, files: ReleaseFiles, counters: Counters, addresses: AddressCheck | None = None
+    ) -> None:
         super().__init__()
         self._files = files
         self._counters = counters
+        self._addresses = addresses or AddressCheck()
 
     async def needs_blockwise_assembly(self, request: Message) -> bool:
         return False  # blocks are cut here, from content kept whole
 
     async def render_get(self, request: Message) -> Message:
+        host = _peer(request).rsplit(":", 1)[0]
+        if not self._addresses.verified(host, request.opt.echo):
+            self._counters.refused["echo_challenge"] += 1
+            challenge = Message(code=UNAUTHORIZED)
+            challenge.opt.echo = self._addresses.challenge(host)
+            return challenge
         try:
             content = self._files.content(tuple(request.opt.uri_path[1:]))
             block2 = request.opt.block2

@@ -14,10 +14,13 @@ from aiocoap import DELETE, GET, POST, PUT, Context, Message
 from aiocoap.numbers.codes import Code
 
 from fleet.release import encode_release
+from gateway.codec import coap
 from gateway.daemon import Gateway
+from gateway.intake.echo import AddressCheck
 from gateway.ota.cache import ReleaseCache
 from gateway.store.schema import prepare
 from tests.gateway.conftest import Client, gateway_config
+from tests.gateway.test_hostile_input import Peer
 from tests.gateway.test_interop import coap_client
 from tests.release.chain import APP_FILES, DAY, NOW, Chain, seeded_key
 
@@ -47,12 +50,26 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[Gateway, bytes]]:
         await gateway.stop()
 
 
+async def verify_address(client: Client) -> None:
+    """Answer the gateway's Echo challenge once (RFC 9175 §2.4), as a board's client does:
+    this host then gets full blocks."""
+    first = await get(client, "ota/7/manifest")
+    assert first.code == Code.UNAUTHORIZED
+    request = Message(code=GET, uri=client.uri("ota/7/manifest"))
+    request.opt.echo = first.opt.echo
+    answer = await client.context.request(request, handle_blockwise=False).response
+    assert answer.code == Code.CONTENT
+
+
 @pytest.fixture
 async def ota_client(served: tuple[Gateway, bytes]) -> AsyncIterator[Client]:
+    """A client on a host that has answered the gateway's Echo challenge."""
     context = await Context.create_client_context()
     host, port = served[0].bound_address
+    client = Client(context, host, port)
     try:
-        yield Client(context, host, port)
+        await verify_address(client)
+        yield client
     finally:
         await context.shutdown()
 
@@ -198,9 +215,9 @@ async def test_an_evicted_release_is_no_longer_served(
 
 @pytest.mark.interop
 async def test_libcoap_fetches_a_file_block_wise(
-    served: tuple[Gateway, bytes], tmp_path: Path
+    served: tuple[Gateway, bytes], ota_client: Client, tmp_path: Path
 ) -> None:
-    _, port = served[0].bound_address
+    _, port = served[0].bound_address  # this host answered the Echo challenge (ota_client)
     out = tmp_path / "fetched"
     code, _, err = await coap_client(
         "-m", "get", "-b", "1024", "-o", str(out), f"coap://127.0.0.1:{port}/ota/7/big.mpy"
@@ -212,3 +229,50 @@ async def test_libcoap_fetches_a_file_block_wise(
     )
     assert "4.04" in err + stdout
     await asyncio.sleep(0)
+
+
+async def test_an_unchecked_host_gets_a_small_echo_challenge_not_a_block(
+    served: tuple[Gateway, bytes],
+) -> None:
+    """Blocks are forty times a request's size: a forged source address must not get them."""
+    peer = Peer(served[0], "127.0.0.4")
+    try:
+        path = (coap.Option(11, b"ota"), coap.Option(11, b"7"), coap.Option(11, b"big.mpy"))
+        request = coap.encode(coap.Datagram(coap.CON, 1, 1, b"\x01", path))
+        answer = await peer.ask(request)
+        assert answer is not None
+        challenge = coap.decode(answer)
+        assert challenge.code == 4 << 5 | 1  # 4.01
+        echo = challenge.values(252)
+        assert len(echo) == 1
+        assert len(echo[0]) == 8
+        assert len(answer) <= len(request)
+        wrong = (*path, coap.Option(252, b"x" * 8))
+        answer = await peer.ask(coap.encode(coap.Datagram(coap.CON, 1, 2, b"\x02", wrong)))
+        assert answer is not None
+        assert coap.decode(answer).code == 4 << 5 | 1
+        right = (*path, coap.Option(252, echo[0]))
+        answer = await peer.ask(coap.encode(coap.Datagram(coap.CON, 1, 3, b"\x03", right)))
+        assert answer is not None
+        block = coap.decode(answer)
+        assert (block.code, block.payload) == (69, FILES["big.mpy"][:1024])
+        # Checked now: the next request needs no Echo.
+        answer = await peer.ask(coap.encode(coap.Datagram(coap.CON, 1, 4, b"\x04", path)))
+        assert answer is not None
+        assert coap.decode(answer).code == 69
+    finally:
+        peer.close()
+
+
+def test_an_echo_is_good_for_its_host_and_a_minute_and_verifies_for_a_while() -> None:
+    clock = [1000.0]
+    check = AddressCheck(slot_s=30, verified_for_s=300, clock=lambda: clock[0])
+    echo = check.challenge("10.0.0.5")
+    assert not check.verified("10.0.0.6", echo)  # another host's echo proves nothing
+    clock[0] += 45
+    assert check.verified("10.0.0.5", echo)
+    clock[0] += 299
+    assert check.verified("10.0.0.5", None)
+    clock[0] += 2
+    assert not check.verified("10.0.0.5", None)  # verification lapsed
+    assert not check.verified("10.0.0.5", echo)  # and the old echo with it
