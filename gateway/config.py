@@ -34,6 +34,10 @@ Example::
     [gateway.outbox]             # disk budget of the store
     max_bytes = 2_000_000_000
     policy = "refuse"            # or "drop_oldest"
+
+    [gateway.ota]                # signed releases for the boards (gateway.ota)
+    root_public_key = "/etc/simpul/root.pub"
+    hw = "esp32"
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import re
 import socket
 import tomllib
 import types
@@ -305,6 +310,22 @@ class UplinksConfig:
 
 
 @dataclass(frozen=True)
+class OtaConfig:
+    """Signed releases of the board application: the cache and its trust (``gateway.ota``)."""
+
+    #: The fleet's root public key (PEM, DER, 32 raw bytes or 64 hex digits): a release is
+    #: cached only if its chain verifies from this key. Unset: no release can be added.
+    #: Read and checked when the gateway starts.
+    root_public_key: Path | None = None
+    #: The hardware class of this gateway's boards; releases for another class are refused.
+    hw: str = "esp32"
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,31}", self.hw):
+            raise ValueError(f"hw must be a hardware class name (a-z, 0-9, -), got {self.hw!r}")
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     """Everything the gateway daemon needs to run."""
 
@@ -321,6 +342,7 @@ class GatewayConfig:
     uplinks: UplinksConfig = field(default_factory=UplinksConfig)
     batches: BatchesConfig = field(default_factory=BatchesConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    ota: OtaConfig = field(default_factory=OtaConfig)
     #: A board counts as online when it was heard within this many seconds.
     online_window_s: int = 900
 
@@ -338,6 +360,11 @@ class GatewayConfig:
     def batch_file_dir(self) -> Path:
         """Where the batch file uplink writes ``batches.cbor``."""
         return self.uplinks.batch_file.directory or self.state_dir / "batches"
+
+    @property
+    def releases_dir(self) -> Path:
+        """Where cached releases' files are, one directory per release seq."""
+        return self.state_dir / "releases"
 
 
 def load_config(

@@ -35,7 +35,11 @@ from gateway.intake.gate import BoundedMessageManager, Gate, GatedUDP6, QuietLog
 from gateway.intake.requests import Counters
 from gateway.intake.resources import Admission, build_site
 from gateway.intake.writer_link import WriterLink
+from gateway.ota.cache import load_root_key
+from gateway.ota.hints import UpdateHints
+from gateway.ota.serve import ReleaseFiles
 from gateway.store.registry import StoreReader
+from gateway.store.releases import ReleaseTable
 from gateway.store.schema import now_ms, prepare
 from gateway.uplinks.jsonl import UPLINK_NAME as FILE_UPLINK
 from gateway.uplinks.registry import enabled_batch_uplinks
@@ -89,6 +93,10 @@ class Gateway:
             max_bytes=limits.max_request_bytes, max_transfers=limits.max_block1_transfers
         )
         self._store: StoreReader | None = None
+        self._releases: ReleaseFiles | None = None
+        self._ota_table: ReleaseTable | None = None
+        #: Which boards are told an update is due (set when started).
+        self.hints: UpdateHints | None = None
         self._context: aiocoap.Context | None = None
         self._bound: tuple[str, int] | None = None
         self._budget: asyncio.Task[None] | None = None
@@ -100,8 +108,15 @@ class Gateway:
         Raises :class:`StateDirError`, :class:`StoreCorrupt` or :class:`BindError`.
         """
         self._prepare_state_dir()
+        # A root key that is configured but unusable is a config error now, not at the
+        # first release added (gateway.ota.cache).
+        load_root_key(self.config)
         prepare(self.config.db_path)
         self._store = StoreReader(self.config.db_path)
+        self._releases = ReleaseFiles(self.config.db_path, self.config.state_dir)
+        self._ota_table = ReleaseTable(self.config.db_path)
+        self.hints = UpdateHints(self._ota_table)
+        self.hints.remember(self._store.boards_health())
         try:
             await self.writer.start()
             await self._bind()
@@ -130,6 +145,8 @@ class Gateway:
             self.admission,
             stats=self.stats,
             spool=self.spool,
+            releases=self._releases,
+            hints=self.hints,
         )
         site.gate = self.gate
         site.max_dedup_entries = self.config.limits.max_dedup_entries
@@ -182,6 +199,8 @@ class Gateway:
             },
             "boards_seen": seen,
             "boards_online": online,
+            # Answers that told a board an update is due (gateway.ota.hints).
+            "ota_hints_sent": self.hints.sent if self.hints is not None else 0,
             "outbox_head": head,
             "uplinks": {
                 name: {
@@ -254,6 +273,12 @@ class Gateway:
         if self._store is not None:
             self._store.close()
             self._store = None
+        if self._releases is not None:
+            self._releases.close()
+            self._releases = None
+        if self._ota_table is not None:
+            self._ota_table.close()
+            self._ota_table = None
 
 
 class ServerContext(aiocoap.Context):  # type: ignore[misc]

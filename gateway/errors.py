@@ -255,3 +255,27 @@ class BadFrame(GatewayError, ValueError):
     """A frame between the gateway's own processes is malformed: a bug, never a peer's doing."""
 
     reason = "bad_frame"
+
+
+class ReleaseRejected(GatewayError, ValueError):
+    """A release the OTA cache refuses: it fails the checks a board makes, or clashes with a
+    cached one. :attr:`why` is the refusal's short reason (``fleet.errors`` reasons)."""
+
+    reason = "release_rejected"
+
+    def __init__(self, message: str, why: str = "refused") -> None:
+        super().__init__(message)
+        self.why = why
+
+
+class UnknownRelease(GatewayError, LookupError):
+    """No cached release, or no file of it, at the requested path."""
+
+    code = NOT_FOUND
+    reason = "unknown_release"
+
+
+class DamagedRelease(GatewayError, OSError):
+    """A cached release's file is missing or is not the one its manifest names (5.00)."""
+
+    reason = "release_damaged"

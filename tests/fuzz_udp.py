@@ -60,6 +60,7 @@ def templates() -> list[bytes]:
     ]
     json_pack = b'[{"bn":"urn:dev:simpul:fz-02:","bt":1790000000,"n":"t","u":"Cel","v":21.5}]'
     health = {"board": "fz-01", "uptime_s": 12, "boots": 3, "rssi": -70, "sensors": {"pms": 0}}
+    ota = {"seq": 7, "state": "downloading", "detail": "3/40"}
     return [
         _request(2, (b"readings",), cbor2.dumps(pack), 112),
         _request(2, (b"readings",), json_pack, 110),
@@ -68,6 +69,9 @@ def templates() -> list[bytes]:
         _request(1, (b".well-known", b"core"), b"", None),
         _request(1, (b"gateway",), b"", None, mtype=coap.NON),
         _request(2, (b"readings",), cbor2.dumps(pack)[:64], 112) + b"",
+        _request(1, (b"ota", b"7", b"manifest"), b"", None),
+        _request(1, (b"ota", b"7", b"app.mpy"), b"", None),
+        _request(2, (b"health",), cbor2.dumps({**health, "ota": ota}), 60),
     ]
 
 

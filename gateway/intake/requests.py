@@ -17,6 +17,7 @@ from gateway.codec import cbor, strict_json
 from gateway.codec.senml import Reading, decode_senml_cbor, decode_senml_json, is_board_id
 from gateway.config import LimitsConfig
 from gateway.errors import BadPayload, BadQuery, PayloadTooLarge, UnsupportedContentFormat
+from gateway.ota.report import ota_report
 from gateway.store.writer import SequenceRange
 
 #: Content-Formats (RFC 7252 §12.3 registry) the resources accept.
@@ -139,6 +140,7 @@ def decode_health(payload: bytes, content_format: int | None) -> tuple[str, dict
     if not is_board_id(board_id):
         raise BadPayload(f"health report needs a valid 'board' id, got {board_id!r:.60}")
     _check_jsonable(report, "health")
+    ota_report(report)  # a malformed ota field is refused here, named
     assert isinstance(board_id, str)
     return board_id, report
 

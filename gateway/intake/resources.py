@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from aiocoap import CHANGED, CONTENT, CONTINUE, Message
+from aiocoap import CHANGED, CONTENT, CONTINUE, UNAUTHORIZED, Message
 from aiocoap import error as coap_error
 from aiocoap.resource import Resource, Site, WKCResource
 
@@ -32,6 +32,7 @@ from gateway.errors import (
     UnknownPath,
 )
 from gateway.intake.blockwise import Block1Spool
+from gateway.intake.echo import AddressCheck
 from gateway.intake.gate import AMPLIFICATION, Gate
 from gateway.intake.requests import (
     HEALTH_FORMATS,
@@ -45,6 +46,9 @@ from gateway.intake.requests import (
 )
 from gateway.intake.responses import Refusal, error_response
 from gateway.intake.writer_link import WriterLink
+from gateway.ota.hints import CBOR as HINT_FORMAT
+from gateway.ota.hints import UpdateHints
+from gateway.ota.serve import MAX_SZX, ReleaseFiles, block
 from gateway.store.schema import now_ms
 
 
@@ -133,8 +137,10 @@ class _IntakeResource(Resource):  # type: ignore[misc]
         counters: Counters,
         admission: Admission,
         spool: Block1Spool,
+        hints: UpdateHints | None = None,
     ) -> None:
         super().__init__()
+        self._hints = hints
         self._writer = writer
         self._limits = limits
         self._counters = counters
@@ -204,7 +210,9 @@ class ReadingsResource(_IntakeResource):
             address=_address(request),
             received_ms=now_ms(),
         )
-        return Message(code=CHANGED)
+        if self._hints is None:
+            return Message(code=CHANGED)
+        return _changed(self._hints, self._hints.for_address(_address(request)))
 
 
 class HealthResource(_IntakeResource):
@@ -217,10 +225,19 @@ class HealthResource(_IntakeResource):
     async def render_post(self, request: Message) -> Message:
         check_size(len(request.payload), self._limits)
         board_id, report = decode_health(request.payload, _content_format(request))
-        await self._writer.submit_health(
-            board_id, report, address=_address(request), received_ms=now_ms()
-        )
+        address = _address(request)
+        await self._writer.submit_health(board_id, report, address=address, received_ms=now_ms())
+        if self._hints is None:
+            return Message(code=CHANGED)
+        self._hints.saw_health(board_id, address, report)
+        return _changed(self._hints, self._hints.for_board(board_id))
+
+
+def _changed(hints: UpdateHints, seq: int | None) -> Message:
+    """2.04, with the update hint ``{"ota": seq}`` when one is due (gateway.ota.hints)."""
+    if seq is None:
         return Message(code=CHANGED)
+    return Message(code=CHANGED, payload=hints.payload(seq), content_format=HINT_FORMAT)
 
 
 class GatewayHealthResource(Resource):  # type: ignore[misc]
@@ -283,6 +300,58 @@ class CoreResource(WKCResource):  # type: ignore[misc]
         return whole
 
 
+class OtaResource(Resource):  # type: ignore[misc]
+    """``GET /ota/<seq>/manifest`` and ``GET /ota/<seq>/<file>``: cached releases, block-wise.
+
+    Blocks are at most 1024 bytes (Block2, RFC 7959), smaller when the client asks; every
+    answer carries the content's ETag (first 8 bytes of its SHA-256), so a board resuming a
+    download after a reset sees whether the content is still the one it began, and Size2.
+    What a path names comes from :class:`gateway.ota.serve.ReleaseFiles`.
+
+    A block is far larger than the request for it, so a host gets blocks only once it has
+    shown it receives what is sent to it: first 4.01 with an Echo option, then blocks when
+    it repeats the Echo (RFC 9175 §2.4, :mod:`gateway.intake.echo`).
+    """
+
+    rt = "simpul.ota"
+
+    def __init__(
+        self, files: ReleaseFiles, counters: Counters, addresses: AddressCheck | None = None
+    ) -> None:
+        super().__init__()
+        self._files = files
+        self._counters = counters
+        self._addresses = addresses or AddressCheck()
+
+    async def needs_blockwise_assembly(self, request: Message) -> bool:
+        return False  # blocks are cut here, from content kept whole
+
+    async def render_get(self, request: Message) -> Message:
+        host = _peer(request).rsplit(":", 1)[0]
+        if not self._addresses.verified(host, request.opt.echo):
+            self._counters.refused["echo_challenge"] += 1
+            challenge = Message(code=UNAUTHORIZED)
+            challenge.opt.echo = self._addresses.challenge(host)
+            return challenge
+        try:
+            content = self._files.content(tuple(request.opt.uri_path[1:]))
+            block2 = request.opt.block2
+            szx, number = MAX_SZX, 0
+            if block2 is not None:
+                szx = min(MAX_SZX, block2.size_exponent)
+                number = block2.start >> (szx + 4)
+            payload, more = block(content, number, szx)
+        except GatewayError as exc:
+            self._counters.refused[exc.reason] += 1
+            return error_response(exc, budget=_budget(request))
+        response = Message(code=CONTENT, payload=payload)
+        response.opt.content_format = content.content_format
+        response.opt.etag = content.etag
+        response.opt.block2 = (number, more, szx)
+        response.opt.size2 = len(content.data)
+        return response
+
+
 class GatewaySite(Site):  # type: ignore[misc]
     """The root: dispatches by exact path, answers unknown paths with a diagnostic.
 
@@ -295,6 +364,8 @@ class GatewaySite(Site):  # type: ignore[misc]
         super().__init__()
         self._counters = counters
         self._by_path: dict[tuple[str, ...], Any] = {}
+        #: Resources that take every path below their first segment (``/ota/...``).
+        self._by_prefix: dict[str, Any] = {}
         #: What the server context builds its transport with (gateway.daemon.ServerContext).
         self.gate: Gate | None = None
         self.max_dedup_entries = 10_000
@@ -303,10 +374,18 @@ class GatewaySite(Site):  # type: ignore[misc]
         super().add_resource(path, resource)
         self._by_path[tuple(path)] = resource
 
+    def add_prefix_resource(self, segment: str, resource: Any) -> None:
+        """``resource`` answers ``/segment`` and every path below it."""
+        self.add_resource((segment,), resource)
+        self._by_prefix[segment] = resource
+
     async def render_to_pipe(self, pipe: Any) -> None:
         request = pipe.request
         if request.opt.uri_path_abbrev is None:
-            child = self._by_path.get(request.opt.uri_path)
+            path = request.opt.uri_path
+            child = self._by_path.get(path)
+            if child is None and path:
+                child = self._by_prefix.get(path[0])
             if child is not None:
                 await child.render_to_pipe(pipe)
                 return
@@ -325,8 +404,11 @@ def build_site(
     admission: Admission,
     stats: Callable[[], dict[str, Any]] | None = None,
     spool: Block1Spool | None = None,
+    releases: ReleaseFiles | None = None,
+    hints: UpdateHints | None = None,
 ) -> Site:
-    """The gateway's resource tree, ``/.well-known/core`` included (``/gateway`` with stats)."""
+    """The gateway's resource tree, ``/.well-known/core`` included (``/gateway`` with stats,
+    ``/ota/...`` with cached releases)."""
     site = GatewaySite(counters)
     if spool is None:
         spool = Block1Spool(
@@ -336,9 +418,11 @@ def build_site(
         (".well-known", "core"), CoreResource(site.get_resources_as_linkheader, impl_info=None)
     )
     for path, cls in (("readings", ReadingsResource), ("health", HealthResource)):
-        site.add_resource((path,), cls(writer, limits, counters, admission, spool))
+        site.add_resource((path,), cls(writer, limits, counters, admission, spool, hints))
     if stats is not None:
         site.add_resource(
             ("gateway",), GatewayHealthResource(stats, open_to_all=limits.open_gateway_stats)
         )
+    if releases is not None:
+        site.add_prefix_resource("ota", OtaResource(releases, counters))
     return site

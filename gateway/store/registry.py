@@ -127,6 +127,14 @@ class StoreReader:
         health = json.loads(row[6]) if row[6] is not None else None
         return BoardRecord(row[0], row[1], row[2], row[3], row[4], row[5], health, row[7], row[8])
 
+    def boards_health(self) -> list[tuple[str, str | None, dict[str, Any] | None]]:
+        """(board id, last address, last health report) of every board in the registry."""
+        rows = self._read("SELECT board_id, address, last_health FROM boards")
+        return [
+            (str(b), None if a is None else str(a), None if h is None else json.loads(h))
+            for b, a, h in rows
+        ]
+
     def board_counts(self, online_since_ms: int) -> tuple[int, int]:
         """(boards ever seen, boards seen at or after ``online_since_ms``)."""
         ((seen, online),) = self._read(

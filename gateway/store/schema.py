@@ -9,6 +9,10 @@ One file (``<state_dir>/gateway.db``, WAL mode) holds everything the gateway kee
     batch_chain      one row: the chain state after the newest batch, the batcher's cursor
     batch_progress   each batch uplink's cursor (and the batch file's size after it)
     outbox_counters  persistent counters: readings and batches pruned, dropped, invalid
+    releases         the OTA cache: each verified release, its manifest and its files' directory
+    ota_revocations  one row: the newest root-signed revocation list any release carried
+    desired_releases the release each board (or each kind of board) should run
+    board_ota        each board's OTA state as its health reports say
 
 **Versions.** ``PRAGMA user_version`` is the schema version. :func:`prepare` creates a new
 file at :data:`SCHEMA_VERSION`, or migrates an older one forward, one step per version, each
@@ -31,7 +35,7 @@ from typing import Final
 from gateway.errors import StateDirError, StoreCorrupt
 
 #: The version :func:`prepare` leaves every file at.
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 #: Busy waits on the write lock (another process's cursor update, a checkpoint).
 _BUSY_TIMEOUT_MS: Final = 5000
 
@@ -94,8 +98,47 @@ def _to_v2(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE boards ADD COLUMN anomalies INTEGER NOT NULL DEFAULT 0")
 
 
+_SCHEMA_V3: Final = """
+CREATE TABLE releases (
+    seq         INTEGER PRIMARY KEY,  -- the manifest's sequence number (fleet-wide, growing)
+    version     TEXT    NOT NULL,     -- "X.Y.Z", for people
+    hw          TEXT    NOT NULL,     -- hardware class
+    manifest    BLOB    NOT NULL,     -- the manifest's COSE_Sign1, exactly as boards get it
+    revocations INTEGER NOT NULL,     -- seq of the revocation list the manifest carries
+    total       INTEGER NOT NULL,     -- bytes of all its files
+    directory   TEXT    NOT NULL,     -- where its files are, relative to the state dir
+    added_ms    INTEGER NOT NULL
+);
+CREATE TABLE ota_revocations (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    seq     INTEGER NOT NULL,         -- the newest list's seq: older lists are refused
+    encoded BLOB    NOT NULL          -- the root-signed list itself
+);
+CREATE TABLE desired_releases (
+    scope   TEXT    NOT NULL CHECK (scope IN ('board', 'kind')),
+    target  TEXT    NOT NULL,         -- a board id, or a kind of board
+    seq     INTEGER NOT NULL,         -- a cached release
+    set_ms  INTEGER NOT NULL,
+    PRIMARY KEY (scope, target)
+);
+CREATE TABLE board_ota (
+    board_id   TEXT PRIMARY KEY,
+    state      TEXT    NOT NULL,      -- downloading, verified, installed, trial, confirmed, ...
+    detail     TEXT,                  -- progress or reason, as the board said it
+    updated_ms INTEGER NOT NULL
+);
+"""
+
+
+def _to_v3(db: sqlite3.Connection) -> None:
+    """Version 3: the OTA cache, desired releases and each board's OTA state."""
+    for statement in _SCHEMA_V3.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
 #: ``_MIGRATIONS[v]`` takes a file from version ``v`` to ``v + 1``.
-_MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {1: _to_v2}
+_MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {1: _to_v2, 2: _to_v3}
 
 
 def now_ms() -> int:

@@ -8,6 +8,7 @@ board registry are written; an acknowledgement is sent only after its group comm
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -16,7 +17,9 @@ from pathlib import Path
 from typing import Final
 
 from gateway.codec.senml import Reading
-from gateway.errors import StoreUnavailable
+from gateway.errors import BadPayload, StoreUnavailable
+from gateway.ota.report import ota_report
+from gateway.store.releases import record_board_ota
 from gateway.store.schema import connect
 
 _INSERT_READING = (
@@ -149,6 +152,7 @@ class StoreWriter:
                         "UPDATE boards SET last_health = ?, health_ms = ? WHERE board_id = ?",
                         (job.health_json, at, job.board_id),
                     )
+                    _record_ota(db, job, at)
                     outcomes.append(None)
             db.executemany(_TOUCH_BOARD, [(b, at, at, a) for b, (at, a) in seen.items()])
             if self._before_commit is not None:
@@ -177,6 +181,19 @@ class StoreWriter:
                 self._stopping.wait(_CHECKPOINT_INTERVAL_S)
         finally:
             db.close()
+
+
+def _record_ota(db: sqlite3.Connection, job: HealthJob, at_ms: int) -> None:
+    """The board's OTA state, when its health report (checked in the CoAP process) says one."""
+    if '"ota"' not in job.health_json:  # most reports: no JSON decoding for them
+        return
+    try:
+        health = json.loads(job.health_json)
+        report = ota_report(health) if isinstance(health, dict) else None
+    except (ValueError, BadPayload):  # never lose the health report over its ota field
+        return
+    if report is not None:
+        record_board_ota(db, job.board_id, report.state, report.detail, at_ms)
 
 
 def _store_readings(db: sqlite3.Connection, job: ReadingsJob, max_jump: int) -> SubmitResult:

@@ -74,8 +74,15 @@ def test_a_version_1_store_migrates_with_every_reading_cursor_and_batch_intact(
     assert len(before["readings"]) == 42
 
     assert prepare(db_path) == 1
-    assert user_version(db_path) == SCHEMA_VERSION == 2
+    assert user_version(db_path) == SCHEMA_VERSION == 3
     after = dump(db_path)
+    # Version 3's OTA tables exist, empty.
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        for table in ("releases", "ota_revocations", "desired_releases", "board_ota"):
+            assert db.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,), table
+    finally:
+        db.close()
     for table in ("readings", "uplink_progress", "batches", "batch_chain", "batch_progress"):
         assert after[table] == before[table], table
     # The registry keeps every column it had, and counts no anomaly yet.

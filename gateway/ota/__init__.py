@@ -1,0 +1,1 @@
+"""Signed releases of the board application on the gateway: the cache (:mod:`.cache`)."""

@@ -1,0 +1,215 @@
+"""``simpul gateway release …`` and ``simpul gateway desired …``: signed releases on the
+gateway, and which one each board should run.
+
+``simpul gateway release add FILE`` verifies a release file against the root public key of
+``[gateway.ota]`` and caches it, printing one line::
+
+    cached release <seq> <version> <hw> (<bytes> bytes)
+
+``simpul gateway desired set (--board ID | --kind K) --release SEQ`` names a cached release
+for one board or a kind of board (a board's own setting wins over its kind's); its next 2.04
+tells the board (``gateway.ota.hints``). A refusal exits with code 2 and one line on stderr
+naming why; nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from gateway.codec.senml import is_board_id
+from gateway.config import load_config
+from gateway.errors import BadQuery, GatewayError, StateDirError, UnknownRelease
+from gateway.store.releases import ReleaseTable
+from gateway.store.schema import prepare
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+_KIND_RE: Final = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+_SEQ_RE: Final = re.compile(r"^[1-9][0-9]{0,18}$")
+
+
+def add_commands(commands: Any) -> None:
+    """Add ``release`` to the ``simpul gateway`` group's subcommands."""
+    release = commands.add_parser(
+        "release",
+        help="the cache of signed releases the gateway serves its boards",
+        description="Add verified releases to the gateway's cache, or list them.",
+    )
+    actions = release.add_subparsers(dest="release_command", metavar="ACTION", required=True)
+    add = actions.add_parser(
+        "add",
+        help="verify a release file against the root key and cache it",
+        description="Verify FILE as a board would (root key of [gateway.ota], certificate,"
+        " revocations, signature, files, hardware class) and only then cache it.",
+    )
+    add.add_argument("file", type=Path, metavar="FILE", help="a release file")
+    _common(add)
+    add.set_defaults(handler=add_command)
+    show = actions.add_parser("list", help="the cached releases")
+    _common(show)
+    show.set_defaults(handler=list_command)
+    desired = commands.add_parser(
+        "desired",
+        help="the release each board, or each kind of board, should run",
+        description="Set or show desired releases; a board whose health says it runs another"
+        " release is told in its next 2.04 that an update is due.",
+    )
+    desired_actions = desired.add_subparsers(
+        dest="desired_command", metavar="ACTION", required=True
+    )
+    set_ = desired_actions.add_parser("set", help="set the desired release of a board or kind")
+    target = set_.add_mutually_exclusive_group(required=True)
+    target.add_argument("--board", metavar="ID", help="one board, by its id")
+    target.add_argument("--kind", metavar="K", help="every board of a kind (air, water, bin...)")
+    set_.add_argument("--release", metavar="SEQ", required=True, help="a cached release's seq")
+    _common(set_)
+    set_.set_defaults(handler=desired_set_command)
+    show_desired = desired_actions.add_parser("show", help="every desired release")
+    _common(show_desired)
+    show_desired.set_defaults(handler=desired_show_command)
+    status = desired_actions.add_parser(
+        "status", help="each board's OTA state, as its last health report said it"
+    )
+    _common(status)
+    status.set_defaults(handler=desired_status_command)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML file with a [gateway] table")
+    parser.add_argument("--state-dir", type=Path, help="the gateway's state directory")
+
+
+def add_command(args: argparse.Namespace) -> int:
+    """Handler of ``simpul gateway release add``."""
+    from gateway.ota.cache import ReleaseCache, load_root_key, read_release_file
+
+    try:
+        config = load_config(args.config, overrides={"state_dir": args.state_dir})
+        root = load_root_key(config)
+        if root is None:
+            raise GatewayError(
+                "no root public key configured: set [gateway.ota] root_public_key"
+                " (or SIMPUL_GATEWAY__OTA__ROOT_PUBLIC_KEY)"
+            )
+        data = read_release_file(args.file)
+        _prepare(config.state_dir, config.db_path)
+        cache = ReleaseCache(config, root)
+        try:
+            added = cache.add(data)
+        finally:
+            cache.close()
+    except GatewayError as exc:
+        print(f"simpul gateway release: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    release = added.release
+    word = "cached" if added.new else "already cached"
+    print(f"{word} release {release.seq} {release.version} {release.hw} ({release.total} bytes)")
+    for seq in added.evicted:
+        print(f"evicted release {seq}: its release key is revoked")
+    return EXIT_OK
+
+
+def list_command(args: argparse.Namespace) -> int:
+    """Handler of ``simpul gateway release list``."""
+
+    try:
+        config = load_config(args.config, overrides={"state_dir": args.state_dir})
+        _prepare(config.state_dir, config.db_path)
+        table = ReleaseTable(config.db_path)
+        try:
+            releases = table.releases()
+        finally:
+            table.close()
+    except GatewayError as exc:
+        print(f"simpul gateway release: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for release in releases:
+        print(f"{release.seq}\t{release.version}\t{release.hw}\t{release.total}")
+    return EXIT_OK
+
+
+def _prepare(state_dir: Path, db_path: Path) -> None:
+    """The state directory and database, made or migrated as the daemon would."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StateDirError(f"cannot create state dir {state_dir}: {exc.strerror}") from None
+    prepare(db_path)
+
+
+def desired_set_command(args: argparse.Namespace) -> int:
+    """Handler of ``simpul gateway desired set``."""
+    try:
+        config = load_config(args.config, overrides={"state_dir": args.state_dir})
+        scope, target = ("board", args.board) if args.board is not None else ("kind", args.kind)
+        check_target(scope, target)
+        seq = parse_seq(args.release)
+        _prepare(config.state_dir, config.db_path)
+        table = ReleaseTable(config.db_path)
+        try:
+            if table.release(seq) is None:
+                raise UnknownRelease(f"release {seq} is not cached: add it first (release add)")
+            table.set_desired(scope, target, seq)
+        finally:
+            table.close()
+    except GatewayError as exc:
+        print(f"simpul gateway desired: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"desired release of {scope} {target}: {seq}")
+    return EXIT_OK
+
+
+def desired_show_command(args: argparse.Namespace) -> int:
+    """Handler of ``simpul gateway desired show``: one line per board or kind."""
+    try:
+        config = load_config(args.config, overrides={"state_dir": args.state_dir})
+        _prepare(config.state_dir, config.db_path)
+        table = ReleaseTable(config.db_path)
+        try:
+            desired = table.desired()
+        finally:
+            table.close()
+    except GatewayError as exc:
+        print(f"simpul gateway desired: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for scope, target, seq in desired:
+        print(f"{scope}\t{target}\t{seq}")
+    return EXIT_OK
+
+
+def desired_status_command(args: argparse.Namespace) -> int:
+    """Handler of ``simpul gateway desired status``: board, state, detail, when (UTC)."""
+    try:
+        config = load_config(args.config, overrides={"state_dir": args.state_dir})
+        _prepare(config.state_dir, config.db_path)
+        table = ReleaseTable(config.db_path)
+        try:
+            boards = table.board_ota()
+        finally:
+            table.close()
+    except GatewayError as exc:
+        print(f"simpul gateway desired: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for board_id, state, detail, updated_ms in boards:
+        when = datetime.fromtimestamp(updated_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        print(f"{board_id}\t{state}\t{detail or '-'}\t{when}")
+    return EXIT_OK
+
+
+def check_target(scope: str, target: str) -> None:
+    """A board id as boards send it, or a kind's name; :class:`BadQuery` otherwise."""
+    if scope == "board" and not is_board_id(target):
+        raise BadQuery(f"{target!r:.60} is not a board id")
+    if scope == "kind" and not _KIND_RE.match(target):
+        raise BadQuery(f"{target!r:.60} is not a kind of board (a-z, 0-9, -)")
+
+
+def parse_seq(text: str) -> int:
+    if not _SEQ_RE.match(text):
+        raise BadQuery(f"release {text!r:.30} is not a release seq (a positive number)")
+    return int(text)

@@ -1,0 +1,121 @@
+"""Which boards are told that an update is due, in the 2.04 to their ``/readings`` or
+``/health``.
+
+The hint is the payload ``{"ota": seq}`` (CBOR, Content-Format 60) on the 2.04: a board of
+today's release reads only the response code of those requests and ignores it. A board gets
+it when a desired release is set for it (``simpul gateway desired set``: by board id, else by
+its kind) and its last health report does not say it runs that seq (``gateway.ota.report``).
+
+Health reports carry the board's id; a readings request does not say which board it is
+until the writer process has decoded it, so a ``/readings`` answer carries the hint when
+its source address is the one the board's last health report came from (a board sends both
+from one socket). The board's kind is its health report's ``kind`` field, when it says one.
+
+Desired releases change in another process (the command line writes the database); they are
+read again when the database has changed, at most every ``refresh_s``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import cbor2
+
+from gateway.ota.report import running_seq
+from gateway.store.releases import ReleaseTable
+
+#: Content-Format of the hint: application/cbor.
+CBOR: Final = 60
+
+
+@dataclass(slots=True)
+class _Board:
+    running: int
+    kind: str | None
+    address: str | None
+
+
+class UpdateHints:
+    """The CoAP process's view of desired releases and of what each board runs.
+
+    ``max_boards`` bounds the boards remembered (least recently heard go first).
+    """
+
+    def __init__(
+        self,
+        table: ReleaseTable,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        refresh_s: float = 1.0,
+        max_boards: int = 100_000,
+    ) -> None:
+        self._table = table
+        self._clock = clock
+        self._refresh_s = refresh_s
+        self._max_boards = max_boards
+        self._boards: OrderedDict[str, _Board] = OrderedDict()
+        self._by_address: dict[str, str] = {}
+        self._by_board: dict[str, int] = {}
+        self._by_kind: dict[str, int] = {}
+        self._version: int | None = None
+        self._checked = float("-inf")
+        self.sent = 0
+
+    def remember(self, boards: Iterable[tuple[str, str | None, dict[str, Any] | None]]) -> None:
+        """What the registry knew at start: (board id, address, last health) of each board."""
+        for board_id, address, health in boards:
+            self.saw_health(board_id, address, health)
+
+    def saw_health(self, board_id: str, address: str | None, health: dict[str, Any] | None) -> None:
+        """A board's health report (already checked) came from ``address``."""
+        kind = health.get("kind") if health is not None else None
+        board = _Board(running_seq(health), kind if isinstance(kind, str) else None, address)
+        old = self._boards.pop(board_id, None)
+        if old is not None and old.address is not None:
+            self._by_address.pop(old.address, None)
+        self._boards[board_id] = board
+        if address is not None:
+            self._by_address[address] = board_id
+        while len(self._boards) > self._max_boards:
+            _, dropped = self._boards.popitem(last=False)
+            if dropped.address is not None:
+                self._by_address.pop(dropped.address, None)
+
+    def for_board(self, board_id: str) -> int | None:
+        """The seq to hint to ``board_id``, or None when it runs what it should."""
+        self._refresh()
+        board = self._boards.get(board_id)
+        desired = self._by_board.get(board_id)
+        if desired is None and board is not None and board.kind is not None:
+            desired = self._by_kind.get(board.kind)
+        if desired is None or (board is not None and board.running == desired):
+            return None
+        return desired
+
+    def for_address(self, address: str | None) -> int | None:
+        """The seq to hint to whichever board last reported health from ``address``."""
+        if address is None:
+            return None
+        board_id = self._by_address.get(address)
+        return None if board_id is None else self.for_board(board_id)
+
+    def payload(self, seq: int) -> bytes:
+        self.sent += 1
+        return bytes(cbor2.dumps({"ota": seq}))
+
+    def _refresh(self) -> None:
+        now = self._clock()
+        if now - self._checked < self._refresh_s:
+            return
+        self._checked = now
+        version = self._table.data_version()
+        if version == self._version:
+            return
+        self._version = version
+        self._by_board, self._by_kind = {}, {}
+        for scope, target, seq in self._table.desired():
+            (self._by_board if scope == "board" else self._by_kind)[target] = seq
