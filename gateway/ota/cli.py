@@ -119,7 +119,7 @@ def list_command(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.config, overrides={"state_dir": args.state_dir})
-        _prepare(config.state_dir, config.db_path)
+        _existing(config.state_dir, config.db_path)
         table = ReleaseTable(config.db_path)
         try:
             releases = table.releases()
@@ -131,6 +131,17 @@ def list_command(args: argparse.Namespace) -> int:
     for release in releases:
         print(f"{release.seq}\t{release.version}\t{release.hw}\t{release.total}")
     return EXIT_OK
+
+
+def _existing(state_dir: Path, db_path: Path) -> None:
+    """The gateway's database, migrated as the daemon would; it must exist already.
+
+    Commands that read or name what a gateway holds never create a state directory: a
+    mistyped ``--state-dir`` must say so, not answer from an empty new database.
+    """
+    if not db_path.exists():
+        raise StateDirError(f"no gateway state in {state_dir}: is the state directory right?")
+    prepare(db_path)
 
 
 def _prepare(state_dir: Path, db_path: Path) -> None:
@@ -149,7 +160,7 @@ def desired_set_command(args: argparse.Namespace) -> int:
         scope, target = ("board", args.board) if args.board is not None else ("kind", args.kind)
         check_target(scope, target)
         seq = parse_seq(args.release)
-        _prepare(config.state_dir, config.db_path)
+        _existing(config.state_dir, config.db_path)
         table = ReleaseTable(config.db_path)
         try:
             if table.release(seq) is None:
@@ -168,7 +179,7 @@ def desired_show_command(args: argparse.Namespace) -> int:
     """Handler of ``simpul gateway desired show``: one line per board or kind."""
     try:
         config = load_config(args.config, overrides={"state_dir": args.state_dir})
-        _prepare(config.state_dir, config.db_path)
+        _existing(config.state_dir, config.db_path)
         table = ReleaseTable(config.db_path)
         try:
             desired = table.desired()
@@ -186,7 +197,7 @@ def desired_status_command(args: argparse.Namespace) -> int:
     """Handler of ``simpul gateway desired status``: board, state, detail, when (UTC)."""
     try:
         config = load_config(args.config, overrides={"state_dir": args.state_dir})
-        _prepare(config.state_dir, config.db_path)
+        _existing(config.state_dir, config.db_path)
         table = ReleaseTable(config.db_path)
         try:
             boards = table.board_ota()

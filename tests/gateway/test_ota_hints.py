@@ -119,6 +119,18 @@ def test_desired_set_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 @pytest.mark.parametrize(
+    "command", [["show"], ["status"], ["set", "--board", "b", "--release", "7"]]
+)
+def test_desired_never_creates_a_state_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    mistyped = tmp_path / "statte"
+    assert desired(mistyped, *command) == 2
+    assert f"no gateway state in {mistyped}" in capsys.readouterr().err
+    assert not mistyped.exists()
+
+
+@pytest.mark.parametrize(
     ("args", "said"),
     [
         (["--board", "aq-01", "--release", "8"], "release 8 is not cached"),
