@@ -15,8 +15,10 @@ naming why; nothing is written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -118,19 +120,27 @@ def list_command(args: argparse.Namespace) -> int:
     """Handler of ``simpul gateway release list``."""
 
     try:
-        config = load_config(args.config, overrides={"state_dir": args.state_dir})
-        _existing(config.state_dir, config.db_path)
-        table = ReleaseTable(config.db_path)
-        try:
+        with _existing_table(args) as table:
             releases = table.releases()
-        finally:
-            table.close()
     except GatewayError as exc:
         print(f"simpul gateway release: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     for release in releases:
         print(f"{release.seq}\t{release.version}\t{release.hw}\t{release.total}")
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _existing_table(args: argparse.Namespace) -> Iterator[ReleaseTable]:
+    """The release tables of the gateway that ``--config``/``--state-dir`` name, which must
+    exist already (see :func:`_existing`)."""
+    config = load_config(args.config, overrides={"state_dir": args.state_dir})
+    _existing(config.state_dir, config.db_path)
+    table = ReleaseTable(config.db_path)
+    try:
+        yield table
+    finally:
+        table.close()
 
 
 def _existing(state_dir: Path, db_path: Path) -> None:
@@ -156,18 +166,13 @@ def _prepare(state_dir: Path, db_path: Path) -> None:
 def desired_set_command(args: argparse.Namespace) -> int:
     """Handler of ``simpul gateway desired set``."""
     try:
-        config = load_config(args.config, overrides={"state_dir": args.state_dir})
         scope, target = ("board", args.board) if args.board is not None else ("kind", args.kind)
         check_target(scope, target)
         seq = parse_seq(args.release)
-        _existing(config.state_dir, config.db_path)
-        table = ReleaseTable(config.db_path)
-        try:
+        with _existing_table(args) as table:
             if table.release(seq) is None:
                 raise UnknownRelease(f"release {seq} is not cached: add it first (release add)")
             table.set_desired(scope, target, seq)
-        finally:
-            table.close()
     except GatewayError as exc:
         print(f"simpul gateway desired: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -178,13 +183,8 @@ def desired_set_command(args: argparse.Namespace) -> int:
 def desired_show_command(args: argparse.Namespace) -> int:
     """Handler of ``simpul gateway desired show``: one line per board or kind."""
     try:
-        config = load_config(args.config, overrides={"state_dir": args.state_dir})
-        _existing(config.state_dir, config.db_path)
-        table = ReleaseTable(config.db_path)
-        try:
+        with _existing_table(args) as table:
             desired = table.desired()
-        finally:
-            table.close()
     except GatewayError as exc:
         print(f"simpul gateway desired: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -196,13 +196,8 @@ def desired_show_command(args: argparse.Namespace) -> int:
 def desired_status_command(args: argparse.Namespace) -> int:
     """Handler of ``simpul gateway desired status``: board, state, detail, when (UTC)."""
     try:
-        config = load_config(args.config, overrides={"state_dir": args.state_dir})
-        _existing(config.state_dir, config.db_path)
-        table = ReleaseTable(config.db_path)
-        try:
+        with _existing_table(args) as table:
             boards = table.board_ota()
-        finally:
-            table.close()
     except GatewayError as exc:
         print(f"simpul gateway desired: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
