@@ -9,17 +9,27 @@ sampler keeps going while the gateway is away. The serial console gets one line 
     A <first> <last>                the gateway acknowledged records first..last
     R <seq> <code>                  the gateway refused a record for good (counted)
     E <sensor> <kind> <message>     a sensor fault (counted)
+    U <state> <detail>              an update's step (downloading, installed, confirmed...)
+
+Updates: a 2.04 from the gateway may carry ``{"ota": seq}`` (CBOR), a release due for this
+board. Between uploads the uploader then downloads it into the other slot (``updater``,
+imported only then), arms a trial boot and resets (inside ``ota_window`` if the config names
+one). A trial boot confirms its slot only after its **self-test**: a sample read, readings
+and a health report accepted by the gateway, within ``ota_selftest_s``; otherwise it resets,
+and ``boot.py`` runs the old slot, which reports the rollback and why (``otastate``).
 """
 
 import asyncio
 
+import cbor
 import coap
 import coapclient
 import health
+import otastate
 import ringbuf
 import senml
 import slots
-from errors import CoapRefused, CoapTimeout, SensorError
+from errors import CborError, CoapRefused, CoapTimeout, ReleaseRefused, SensorError
 
 VERSION = "0.1.0"
 BUFFER_DIR = "/data/buf"
@@ -91,11 +101,25 @@ class Node:
         self.sensors = sensors if sensors is not None else make_sensors(cfg["kind"], board, cfg)
         self.base_name = "urn:dev:simpul:" + cfg["board_id"] + ":"
         state = slots.read(flash)
-        self.slot = state["trial"] if state["trial"] and state["trial_boots"] else state["active"]
+        self.trial = bool(state["trial"] and state["trial_boots"])
+        self.slot = state["trial"] if self.trial else state["active"]
+        self.ota = otastate.OtaState(flash)
+        try:
+            self.ota.settle(self.slot, self.trial, board.reset_cause())
+        except OSError as e:
+            board.log("E flash ota state %s" % e)
+        version = self.ota.slot_release(self.slot)[1] or VERSION
         self.health = health.Health(
-            cfg["board_id"], VERSION, count_boot(flash), board.reset_cause()
+            cfg["board_id"], cfg["kind"], version, count_boot(flash), board.reset_cause()
         )
         self.started = board.ticks_ms()
+        # The release the gateway says is due, and when a refused one may be fetched again.
+        self.ota_due = None
+        self._retry_seq = 0
+        self._retry_at = 0
+        self._installed = False
+        # The self-test of a trial boot: readings, then health, accepted since boot.
+        self._acked = False
         self.cycle = 0
         self._due = asyncio.Event()
         self._health_due = True
@@ -149,6 +173,7 @@ class Node:
                 board.log("E sample %r" % (e,))
             self.health.heap((board.mem() or (None,))[0])
             board.feed_watchdog()
+            self._check_trial()
             self.cycle += 1
             if self.cycle % self.cfg["upload_every"] == 0:
                 self._due.set()
@@ -178,6 +203,8 @@ class Node:
         response = await self.client.request(coap.POST, "/readings", body, coap.SENML_CBOR, query)
         code = response.code
         if code in (coap.CHANGED, coap.CREATED):
+            self._hint(response)
+            self._acked = True
             self.buffer.ack(last)
             self._batch_limit = self.cfg["batch_bytes"]
             self.health.uploaded += len(records)
@@ -197,11 +224,118 @@ class Node:
 
     async def send_health(self):
         uptime = self.board.ticks_diff(self.board.ticks_ms(), self.started)
-        body = self.health.encode(self.board, self.buffer, uptime, self.slot)
+        body = self.health.encode(
+            self.board, self.buffer, uptime, self.slot, self.ota.report(self.slot)
+        )
         response = await self.client.request(coap.POST, "/health", body, coap.CBOR)
         if response.code >= 160:
             raise CoapRefused(response.code, _max_age(response))
         self._health_due = False
+        if response.code in (coap.CHANGED, coap.CREATED):
+            self._hint(response)
+            if self.trial and self._acked and self.health.samples:
+                self._confirm()
+
+    async def upload_pending(self, most=4):
+        """Send what was sampled meanwhile, and health if due (the updater calls it between
+        blocks, so readings keep flowing and each step of an update is reported)."""
+        while self.buffer.pending and most:
+            await self.send_batch()
+            most -= 1
+        if self._health_due:
+            await self.send_health()
+
+    # -- updates ---------------------------------------------------------------------
+
+    def _hint(self, response):
+        """Note ``{"ota": seq}`` in a 2.04 (a gateway of before OTA sends none)."""
+        if not response.payload or response.option(coap.CONTENT_FORMAT) != b"\x3c":
+            return
+        try:
+            seq = cbor.loads(response.payload).get("ota")
+        except (CborError, AttributeError):
+            return
+        if isinstance(seq, int) and seq > 0:
+            self.ota_due = seq
+
+    def progress(self, state, detail=None, save=True):
+        """An update's step: kept (``otastate``), on the console, in the next health report."""
+        try:
+            self.ota.step(state, detail, save)
+        except OSError as e:
+            self.health.flash_errors += 1
+            self.board.log("E flash ota state %s" % e)
+        self.board.log("U %s %s" % (state, detail or ""))
+        self._health_due = True
+
+    def _confirm(self):
+        """The trial passed its self-test: its slot becomes the one that boots."""
+        seq = self.ota.slot_release(self.slot)[0]
+        slots.write(self.board.flash, slots.confirm(slots.read(self.board.flash)))
+        self.trial = False
+        self.ota.confirmed(seq)
+        self.progress("confirmed", "release %d in slot %s" % (seq, self.slot))
+
+    def _check_trial(self):
+        """Called every cycle: a trial that has not passed its self-test in time gives up."""
+        if not self.trial:
+            return
+        spent = self.board.ticks_diff(self.board.ticks_ms(), self.started)
+        if spent < self.cfg["ota_selftest_s"] * 1000:
+            return
+        if not self.health.samples:
+            why = "no sensor gave a reading"
+        elif not self._acked:
+            why = "the gateway accepted no readings"
+        else:
+            why = "the gateway accepted no health report"
+        self.progress("trial", otastate.FAILED + why)
+        self.board.reset()
+
+    def _update_wanted(self):
+        seq = self.ota_due
+        if seq is None or self.trial:
+            return None
+        ota = self.ota
+        if seq <= ota.seq or seq <= ota.refused or seq == ota.pending:
+            return None
+        now = self.board.ticks_ms()
+        if seq == self._retry_seq and self.board.ticks_diff(now, self._retry_at) < 0:
+            return None
+        return seq
+
+    async def update(self, seq):
+        """Fetch, check and install release ``seq``; a refusal is reported, never raised."""
+        import updater
+
+        self.progress("downloading", "release %d: manifest" % seq, save=False)
+        try:
+            await updater.Updater(self).run(seq)
+        except ReleaseRefused as e:
+            self._retry_seq = seq
+            self._retry_at = self.board.ticks_ms() + self.cfg["ota_retry_s"] * 1000
+            self.progress("rejected", "%s: %s" % (e.reason, e))
+            return
+        self._installed = True
+
+    def _in_window(self):
+        window = self.cfg["ota_window"]
+        if window is None:
+            return True
+        hour = self.board.time_ms() // 3600000 % 24
+        start, end = window
+        return start <= hour < end if start <= end else hour >= start or hour < end
+
+    async def _after_uploads(self):
+        """What the uploader does once readings and health are sent: updates."""
+        if self._installed:
+            if self._in_window():
+                self.board.log("U reboot into the trial")
+                self.board.reset()
+            return
+        seq = self._update_wanted()
+        if seq is not None:
+            await self.update(seq)
 
     async def _upload_loop(self):
         board = self.board
@@ -215,8 +349,10 @@ class Node:
                 try:
                     if self.buffer.pending:
                         await self.send_batch()
-                    else:
+                    elif self._health_due:
                         await self.send_health()
+                    if not (self.buffer.pending or self._health_due):
+                        await self._after_uploads()
                     wait_ms = backoff_ms
                 except CoapTimeout:
                     board.log("E gateway timeout, retry in %d ms" % wait_ms)
@@ -235,7 +371,7 @@ class Node:
         self.board.log(
             "simpul %s board %s kind %s slot %s boot %d cause %s"
             % (
-                VERSION,
+                self.health.fw,
                 self.cfg["board_id"],
                 self.cfg["kind"],
                 self.slot,

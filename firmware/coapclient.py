@@ -39,17 +39,20 @@ class Client:
         r = int.from_bytes(self._board.urandom(2), "big")
         return self._ack_timeout_ms + spread * r // 0xFFFF
 
-    async def request(self, code, path, payload=b"", content_format=None, query=None):
-        """Send a CON request; return the response Message (any response code).
+    async def request(self, code, path, payload=b"", content_format=None, query=None, options=None):
+        """Send a CON request; return the response Message (any response code). ``options``:
+        more (number, value) pairs, e.g. Block2 or Echo.
 
         Raises CoapTimeout when every retransmission went unanswered, CoapRefused on RST.
         """
         mid = self._next_mid()
         token = self._board.urandom(4)
-        options = coap.uri_options(path, query)
+        opts = coap.uri_options(path, query)
         if content_format is not None:
-            options.append((coap.CONTENT_FORMAT, coap.uint_option(content_format)))
-        datagram = coap.encode(coap.CON, code, mid, token, options, payload)
+            opts.append((coap.CONTENT_FORMAT, coap.uint_option(content_format)))
+        if options:
+            opts.extend(options)
+        datagram = coap.encode(coap.CON, code, mid, token, opts, payload)
         timeout = self._initial_timeout()
         for attempt in range(self._max_retransmit + 1):
             if attempt:

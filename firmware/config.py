@@ -16,6 +16,14 @@ Fields and their units (defaults in ``DEFAULTS``):
 - ``mount_mm`` (water): height of the sonar above the river bed.
 - ``bin_depth_mm`` (bin): distance from the sonar to the bin's floor.
 - ``pins``: pin overrides for boards wired differently from the carrier board.
+- ``root_key``: the fleet's root public key (64 hex digits), the only key that can vouch for
+  a release; without it the board installs no update.
+- ``hw``: the hardware class a release must name. ``slot_bytes``: an application slot's size.
+- ``ota_selftest_s``: how long a release's trial boot has to pass its self-test (a sample
+  read, readings and health accepted by the gateway) before the board returns to the old one.
+- ``ota_retry_s``: how long a refused release is left alone before it is fetched again.
+- ``ota_window``: ``[from_hour, to_hour]`` (UTC) when an installed release may reboot the
+  board into its trial; ``null``: right away.
 """
 
 import json
@@ -39,6 +47,12 @@ DEFAULTS = {
     "watchdog_ms": 120000,
     "mount_mm": 4000,
     "bin_depth_mm": 1100,
+    "root_key": None,
+    "hw": "esp32",
+    "slot_bytes": 393216,
+    "ota_selftest_s": 300,
+    "ota_retry_s": 3600,
+    "ota_window": None,
 }
 
 KINDS = ("air", "water", "bin")
@@ -55,6 +69,9 @@ _POSITIVE = (
     "watchdog_ms",
     "mount_mm",
     "bin_depth_mm",
+    "slot_bytes",
+    "ota_selftest_s",
+    "ota_retry_s",
 )
 
 
@@ -79,7 +96,24 @@ def parse(text):
             raise ConfigError(key + " must be a positive number")
     if not isinstance(cfg["coap_max_retransmit"], int) or cfg["coap_max_retransmit"] < 0:
         raise ConfigError("coap_max_retransmit must be a whole number >= 0")
+    if cfg["root_key"] is not None and not _hex_key(cfg["root_key"]):
+        raise ConfigError("root_key must be 64 hex digits")
+    window = cfg["ota_window"]
+    if window is not None and not (
+        isinstance(window, list)
+        and len(window) == 2
+        and all(isinstance(h, int) and 0 <= h <= 24 for h in window)
+    ):
+        raise ConfigError("ota_window must be [from_hour, to_hour], hours 0..24 UTC")
     return cfg
+
+
+def _hex_key(value):
+    return (
+        isinstance(value, str)
+        and len(value) == 64
+        and all(c in "0123456789abcdefABCDEF" for c in value)
+    )
 
 
 def load(flash, path=PATH):

@@ -9,8 +9,9 @@ import cbor
 class Health:
     """Counters the application keeps between reports."""
 
-    def __init__(self, board_id, fw, boot_count, reset_cause):
+    def __init__(self, board_id, kind, fw, boot_count, reset_cause):
         self.board_id = board_id
+        self.kind = kind
         self.fw = fw
         self.boot_count = boot_count
         self.reset_cause = reset_cause
@@ -33,14 +34,17 @@ class Health:
         if free is not None and (self.heap_min is None or free < self.heap_min):
             self.heap_min = free
 
-    def report(self, board, buffer, uptime_ms, slot):
+    def report(self, board, buffer, uptime_ms, slot, ota):
+        """``ota``: where the board stands with releases (``otastate.OtaState.report``)."""
         mem = board.mem()
         free = mem[0] if mem else None
         self.heap(free)
         return {
             "board": self.board_id,
+            "kind": self.kind,
             "fw": self.fw,
             "slot": slot,
+            "ota": ota,
             "uptime_s": uptime_ms // 1000,
             "boot_count": self.boot_count,
             "reset_cause": self.reset_cause,
@@ -58,5 +62,5 @@ class Health:
             "sensor_errors": self.sensor_errors,
         }
 
-    def encode(self, board, buffer, uptime_ms, slot):
-        return cbor.dumps(self.report(board, buffer, uptime_ms, slot))
+    def encode(self, board, buffer, uptime_ms, slot, ota):
+        return cbor.dumps(self.report(board, buffer, uptime_ms, slot, ota))

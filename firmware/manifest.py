@@ -228,6 +228,14 @@ def _decode(data):
     return body, protected.get(cose.KID)
 
 
+def listed(data):
+    """{path: (sha256, size)} of a manifest verified before (a slot's ``release.cose``): its
+    form is checked again, its signatures are not. What it lists is only a hint of what to
+    copy; every byte copied is checked against the new manifest."""
+    body, _ = _decode(data)
+    return {f[0]: (f[1], f[2]) for f in body["files"]}
+
+
 def _signed(data, key, what, signer, error, step_bits):
     """The payload of COSE_Sign1 ``data`` once ``key`` verified it, yielding meanwhile."""
     try:

@@ -27,7 +27,7 @@ BOOT_PART = ("boot", "slots", "flashfs")
 #: Modules imported only while an update is checked, never by the running application, so
 #: their code is on the heap only then (tests/hw_vm/test_heap_budget.py holds both apart,
 #: and tests/firmware/test_update_only.py that the app never imports them at load).
-UPDATE_ONLY = ("sha512", "ed25519", "cose", "manifest")
+UPDATE_ONLY = ("sha512", "ed25519", "cose", "manifest", "updater")
 
 
 def firmware_module(name: str) -> ModuleType:
