@@ -110,14 +110,18 @@ class OtaState:
             # Confirmed in slots.json, cut before this file said so: finish confirming.
             self.confirmed(running)
             return True
-        reason = None
         if self.state == "trial" and self.detail and self.detail.startswith(FAILED):
             reason = self.detail
-        if reason is None:
-            if self.state == "trial":
-                reason = "trial boot ended before its self-test passed (reset: %s)" % reset_cause
-            else:
-                reason = "trial boot never started the release (reset: %s)" % reset_cause
+        elif reset_cause == "power_on":
+            # The power went during the trial boot: nothing says the release is at fault.
+            # Not refused: the next hint arms the trial again from the slot, already whole.
+            self.pending = None
+            self.step("rolled_back", "power lost during the trial boot; it will be tried again")
+            return True
+        elif self.state == "trial":
+            reason = "trial boot ended before its self-test passed (reset: %s)" % reset_cause
+        else:
+            reason = "trial boot never started the release (reset: %s)" % reset_cause
         self.refused = max(self.refused, self.pending)
         self.pending = None
         self.step("rolled_back", reason)

@@ -5,6 +5,8 @@ directory, which persists across the board's resets. ``FlashFaults.cut_at_write 
 the Nth write (counted from the board's power-on) tear: only the first half of its bytes
 reach the file, and then the power goes, either as a :class:`PowerCut` raised into the
 firmware (the engine restarts the board) or by SIGKILL of the whole process.
+``cut_at_life_write = N`` does the same at the Nth write of the board's life, over every
+boot (``life_writes`` counts them), for faults in a step that spans a reboot.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ class PowerCut(BaseException):
 @dataclass
 class FlashFaults:
     cut_at_write: int | None = None
+    cut_at_life_write: int | None = None
     cut_by: Literal["reset", "kill"] = "reset"
+    life_writes: int = 0
 
 
 class _File:
@@ -36,8 +40,11 @@ class _File:
     def write(self, data: bytes | str) -> int:
         self._flash.writes += 1
         faults = self._flash.faults
-        if faults.cut_at_write is not None and self._flash.writes >= faults.cut_at_write:
-            faults.cut_at_write = None
+        faults.life_writes += 1
+        if (faults.cut_at_write is not None and self._flash.writes >= faults.cut_at_write) or (
+            faults.cut_at_life_write is not None and faults.life_writes >= faults.cut_at_life_write
+        ):
+            faults.cut_at_write = faults.cut_at_life_write = None
             self._raw.write(data[: len(data) // 2])
             self._raw.flush()
             os.fsync(self._raw.fileno())
