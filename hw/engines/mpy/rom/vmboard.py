@@ -16,7 +16,8 @@ application slot (``slots.boot``, which may write ``/slots.json``) and puts it f
 ``sys.path``. So ``import app`` loads a release's ``.mpy`` files from the flash's ``/a/`` or
 ``/b/`` and falls through to ``/rom``, the factory application (as modules frozen into a
 chip's image), for what the slot does not hold: everything, on a board fresh from the
-factory.
+factory. The importer reads the flash's files through the stream protocol, which is why
+``HostFile`` is an ``io.IOBase`` with ``readinto`` and ``ioctl``.
 
 Where the VM differs from an ESP32 build, the difference is here: asyncio's loop is driven
 by JS (so the app is started as a task, not with ``asyncio.run``), there are no sockets and
@@ -41,6 +42,13 @@ _hexlify = binascii.hexlify
 _unhexlify = binascii.unhexlify
 
 _state = {"probe": False, "peak": 0, "main": None, "cause": "power_on", "update_only": ()}
+
+# MicroPython's stream ioctl requests (py/stream.h) that its importer makes of a file.
+_STREAM_CLOSE = 4
+_STREAM_GET_BUFFER_SIZE = 11
+# Bytes per read when a module is imported from the flash, each read one call to the host:
+# the importer's default buffer makes ten times as many calls.
+_IMPORT_READ_BYTES = 256
 
 
 def probe_heap():
@@ -99,7 +107,10 @@ def _hex(data):
 # --- flash: a VFS over the host's directory ----------------------------------------------
 
 
-class HostFile:
+class HostFile(io.IOBase):
+    """A file on the host's flash: Python methods for the firmware, and through ``io.IOBase``
+    the stream protocol (``readinto``, ``ioctl``) that C code such as the importer uses."""
+
     def __init__(self, handle, binary):
         self._handle = handle
         self._binary = binary
@@ -128,6 +139,14 @@ class HostFile:
 
     def flush(self):
         pass
+
+    def ioctl(self, request, arg):
+        if request == _STREAM_CLOSE:
+            self.close()
+            return 0
+        if request == _STREAM_GET_BUFFER_SIZE:
+            return _IMPORT_READ_BYTES
+        return -1
 
     def close(self):
         if self._handle is not None:
