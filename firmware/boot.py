@@ -5,14 +5,4 @@ import sys
 import flashfs
 import slots
 
-
-def _boot():
-    files = flashfs.Flash()
-    state = slots.read(files)
-    slot, new = slots.choose(state)
-    if new != state:
-        slots.write(files, new)
-    sys.path.insert(0, "/" + slot)
-
-
-_boot()
+sys.path.insert(0, "/" + slots.boot(flashfs.Flash()))

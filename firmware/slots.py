@@ -1,8 +1,12 @@
 """A/B application slots: which one boots, and when a trial falls back.
 
 ``/slots.json`` holds ``{"active": "a", "trial": null, "trial_boots": 0}``. A new release is
-written into the inactive slot and set as ``trial``; the next boot runs it once. The app
-confirms it (``confirm``) after its self-test; a reset before that returns to ``active``.
+written into the inactive slot (``/a/`` or ``/b/``, its compiled ``.mpy`` files) and set as
+``trial``; the next boot runs it once. The app confirms it (``confirm``) after its
+self-test; a reset before that returns to ``active``. ``boot.py`` calls ``boot`` at every
+reset and puts the slot it names first on ``sys.path``. A board fresh from the factory has
+slot ``a`` active and empty, so its imports fall through to the factory application (the
+modules frozen into its firmware image; ``/rom`` on the emulator's VM engine).
 
 ``boot.py``, this module and ``flashfs.py`` sit at the filesystem's root, outside both
 slots, so that no update can replace the code that chooses what to boot.
@@ -58,6 +62,19 @@ def choose(state):
         return state["active"], new
     new["trial_boots"] = 1
     return trial, new
+
+
+def boot(flash, path=PATH):
+    """Choose the slot to boot now, persist the state that choice leaves, return the slot.
+
+    A power cut during the write leaves the old state (the write goes to a temporary file
+    renamed over it), so the next boot chooses again from it.
+    """
+    state = read(flash, path)
+    slot, new = choose(state)
+    if new != state:
+        write(flash, new, path)
+    return slot
 
 
 def confirm(state):

@@ -176,6 +176,24 @@ def iter_console(board_dir: Path) -> Iterator[str]:
         yield from path.read_text().splitlines()
 
 
+def firmware_starts(board_dir: Path) -> list[str]:
+    """The application's start lines on a board's console (``simpul VERSION board ID kind K
+    slot S boot N cause C``), one per boot that reached it."""
+    return [line for line in iter_console(board_dir) if line.startswith("simpul ")]
+
+
+async def reset_over_serial(runner: BoardRunner) -> None:
+    """A technician's reset over the board's serial REPL: Ctrl-C, then ``machine.reset()``."""
+    from hw.serial_repl import BoardGone
+
+    await runner.interrupt()
+    try:
+        await runner.execute("import machine\nmachine.reset()", False, lambda data: None)
+    except BoardGone:
+        return
+    raise AssertionError("machine.reset() returned: the board did not reset")
+
+
 # The pipeline oracle: what emulated boards sampled (their consoles) against what went upstream.
 
 #: Boards that sample twice a second and give up on a silent gateway quickly.

@@ -1,12 +1,16 @@
 """The board runner both engines share: one emulated board's life, from power-on to power-off
 and again, whichever interpreter runs its firmware.
 
-A boot runs the firmware (``app.main(board)``) until the chip restarts: a reset or deep sleep,
-a power cut, a watchdog bite or a crash; then the board boots again from what its flash holds,
-with the matching reset cause. Once the serial REPL interrupted the firmware (Ctrl-C), the
-board waits at the REPL until a soft reboot or a reset. The engines differ only in how they
-run code, which :class:`BoardRunner`'s abstract hooks (``_boot`` … ``_execute``) say:
-``hw/engines/cpython`` runs it in this process, ``hw/engines/mpy`` on the real MicroPython VM.
+A boot first runs the board's boot part, as a chip runs ``boot.py`` at every reset: it chooses
+the application slot (``firmware/slots.py``: the active one, or a trial release once) and may
+write ``/slots.json``. Then the firmware runs (``app.main(board)``) until the chip restarts: a
+reset or deep sleep, a power cut, a watchdog bite or a crash; and the board boots again from
+what its flash holds, with the matching reset cause. A power cut during the power-on itself
+(the boot part's own write torn) restarts the board as any power cut does. Once the serial
+REPL interrupted the firmware (Ctrl-C), the board waits at the REPL until a soft reboot or a
+reset. The engines differ only in how they run code, which :class:`BoardRunner`'s abstract
+hooks (``_boot`` … ``_execute``) say: ``hw/engines/cpython`` runs it in this process,
+``hw/engines/mpy`` on the real MicroPython VM.
 """
 
 from __future__ import annotations
@@ -85,6 +89,9 @@ class BoardRunner(abc.ABC):
     """
 
     engine: str  # the name --engine takes
+    #: What, raised by ``_boot``, means the chip died before its firmware started: it boots
+    #: again as after a power cut. An engine adds its own (the VM's process dying).
+    lost_at_power_on: tuple[type[BaseException], ...] = (PowerCut,)
 
     def __init__(
         self,
@@ -146,7 +153,9 @@ class BoardRunner(abc.ABC):
         cause, run_main = "power_on", True
         try:
             while True:
-                await self._power_on(cause)
+                if not await self._power_on(cause):
+                    cause, run_main = "power_on", True
+                    continue
                 self.record.boots += 1
                 try:
                     cause, run_main = await self._live(cause, run_main)
@@ -158,11 +167,19 @@ class BoardRunner(abc.ABC):
             if self.repl is not None:
                 await self.repl.stop()
 
-    async def _power_on(self, cause: str) -> None:
+    async def _power_on(self, cause: str) -> bool:
+        """Boot the chip (its boot part included); False if it lost power before the end."""
         flash = Flash(self.root / "flash", self.faults.flash)
         self.config = dict(firmware_module("config").load(flash))
         self.ticks = Ticks()
-        await self._boot(flash, cause)
+        try:
+            await self._boot(flash, cause)
+        except self.lost_at_power_on as lost:
+            self._console_line(f"-- {lost}")
+            await self._power_off()
+            await asyncio.sleep(REBOOT_DELAY_S)
+            return False
+        return True
 
     async def _live(self, cause: str, run_main: bool) -> tuple[str, bool]:
         """One boot, until the board restarts: return the next boot's (cause, run firmware)."""
@@ -278,7 +295,8 @@ class BoardRunner(abc.ABC):
 
     @abc.abstractmethod
     async def _boot(self, flash: Flash, cause: str) -> None:
-        """Power on the chip with this flash (``self.config`` is loaded from it)."""
+        """Power on the chip with this flash (``self.config`` is loaded from it) and run its
+        boot part (``slots.boot``), ready to start the firmware; raise what cut it short."""
 
     @abc.abstractmethod
     def _start_main(self) -> asyncio.Future[None]:

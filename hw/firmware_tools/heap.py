@@ -16,9 +16,10 @@ inside a step, objects that crossed into JS stay pinned until the step ends, whi
 bridge's doing, not the firmware's. The budget holds the firmware's *run-time* heap: the peak
 less the bridge's modules and the firmware's loaded code, both measured at boot and reported
 beside it (loaded from .py source here; as .mpy the code is about a third smaller). The code
-is the application's: every firmware module but the update-only ones (``UPDATE_ONLY``:
-SHA-512, Ed25519, COSE and the manifest checks), which are imported only while an update is
-checked.
+is the boot part's, as its ``boot.py`` leaves it (a factory board's empty slot ``a`` first on
+``sys.path``), and the application's: every firmware module but the update-only ones
+(``UPDATE_ONLY``: SHA-512, Ed25519, COSE and the manifest checks), which are imported only
+while an update is checked.
 
 ``measure_update_heap`` measures that moment apart: on a bare VM it loads the application's
 modules, then the update-only ones, then runs ``manifest.verify_steps`` over a real manifest
@@ -69,7 +70,7 @@ class HeapFigures:
     """Bytes of live heap (``gc.mem_alloc()`` after ``gc.collect()``) on the VM."""
 
     bridge: int  # the VM engine's own modules, before any firmware is loaded
-    code: int  # the firmware's modules, loaded from .py source (code, constants, classes)
+    code: int  # the firmware's: what boot.py leaves, then the app's modules from .py source
     backlog_records: int  # records waiting in flash at boot
     backlog_peak: int  # the whole heap at its most while they were sent
     normal_peak: int  # the whole heap at its most during normal cycles afterwards

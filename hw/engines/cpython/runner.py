@@ -4,6 +4,14 @@ The firmware directory goes on ``sys.path`` and its modules are imported once; e
 every board gets its own ``EmulatedBoard`` (flash directory, buses with sensor models, UDP
 link, clocks) and runs ``app.main(board)`` as a task in this event loop. REPL code runs in a
 worker thread against that boot's namespace (``repl.py``).
+
+At every power-on the board's boot part makes its real choice first, ``slots.boot`` over the
+board's flash as ``boot.py`` calls it on a chip: trial boots are counted, a trial that never
+confirms falls back, a power cut in the write of ``/slots.json`` is met as on a chip, and the
+application names the slot it booted. But whatever that slot holds, this engine then runs
+the host's firmware sources: it cannot load ``.mpy`` files, and its boards share one set of
+imported modules. So code that differs between releases (an update booting what it
+installed) is tested on the VM engine (``hw/engines/mpy``), which imports the slot's files.
 """
 
 from __future__ import annotations
@@ -46,6 +54,10 @@ class CPythonBoardRunner(BoardRunner):
         )
 
     async def _boot(self, flash: Flash, cause: str) -> None:
+        try:
+            firmware_module("slots").boot(flash)
+        except Exception as error:  # as a chip's boot.py: its traceback, then main.py anyway
+            self._crashed(error)
         self.board = self._new_board(self.config, flash, cause, self._console_line)
         self._namespace = Namespace(
             flash,

@@ -19,8 +19,10 @@
 //
 // Reading fd 0 with fs.readSync blocks, so bus transactions and flash writes are synchronous
 // in the VM as on the chip; events arrive only while the VM waits in asyncio, as on a board.
-// The .py files of every --rom directory go to the VM's /rom (first on sys.path). --vm names
-// the npm package's module, wherever it was installed (hw/engines/mpy/vm_package.py).
+// The .py files of every --rom directory go to the VM's /rom, the factory application; then
+// vmboard runs the firmware's boot.py, which puts the application slot it chooses on the
+// flash before /rom on sys.path. --vm names the npm package's module, wherever it was
+// installed (hw/engines/mpy/vm_package.py).
 
 import fs from "node:fs";
 import path from "node:path";
@@ -177,9 +179,11 @@ async function main() {
     }
     flushOutput();
   };
-  if (bridge.heap_probing()) {
-    // Each in an entry of its own: what crossed into JS in one is released before the next.
-    bridge.heap_mark("bridge");
+  // Each in an entry of its own: what crossed into JS in one is released before the next.
+  const probing = bridge.heap_probing();
+  if (probing) bridge.heap_mark("bridge");
+  bridge.run_boot_py(); // the boot part: the slot it chooses goes first on sys.path
+  if (probing) {
     bridge.import_firmware();
     bridge.heap_mark("firmware_code");
     // Live heap between asyncio steps, where the firmware waits with its working set.

@@ -5,6 +5,13 @@ Each boot is a Node process running the official WebAssembly build of MicroPytho
 directory, UDP links, radio and faults as the CPython engine's, and so does its lifecycle
 (``hw/engines/base.BoardRunner``): a reset, a power cut or a watchdog bite ends the process
 and the board boots again in a new one, from what its flash holds.
+
+Each boot runs the firmware's own ``boot.py`` inside the VM (``rom/vmboard.py``), so the
+board boots the application slot its boot part chooses, as a chip does: a release's
+``.mpy`` files in ``/a/`` or ``/b/`` on the flash (installed by an update, or written there by
+a test), else the factory application, the repository's ``firmware/`` sources at ``/rom``.
+A power cut in the boot part's write, or a VM process that dies before the firmware starts,
+restarts the board as a power cut does.
 """
 
 from __future__ import annotations
@@ -16,11 +23,12 @@ from typing import Any
 from hw.engines.base import BoardRunner
 from hw.engines.micropython import machine_facts
 from hw.engines.mpy.host import VmCrash, VmProcess, cpu_seconds
-from hw.flash import Flash
+from hw.flash import Flash, PowerCut
 
 
 class VmBoardRunner(BoardRunner):
     engine = "mpy"
+    lost_at_power_on = (PowerCut, VmCrash)
 
     def __init__(self, *args: Any, heap_probe: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

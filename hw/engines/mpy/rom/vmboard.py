@@ -11,6 +11,14 @@ the host, for the firmware and for code typed at the REPL alike; the firmware's 
 read-only at ``/rom``. At the REPL, ``import board`` gives this module, as ``board.py`` on a
 chip: ``board.Board(config.load(board.Flash()))`` is a board over this one's hardware.
 
+At power-on the firmware's own ``boot.py`` runs, as on a chip: the boot part chooses the
+application slot (``slots.boot``, which may write ``/slots.json``) and puts it first on
+``sys.path``. So ``import app`` loads a release's ``.mpy`` files from the flash's ``/a/`` or
+``/b/`` and falls through to ``/rom``, the factory application (as modules frozen into a
+chip's image), for what the slot does not hold: everything, on a board fresh from the
+factory. The importer reads the flash's files through the stream protocol, which is why
+``HostFile`` is an ``io.IOBase`` with ``readinto`` and ``ioctl``.
+
 Where the VM differs from an ESP32 build, the difference is here: asyncio's loop is driven
 by JS (so the app is started as a task, not with ``asyncio.run``), there are no sockets and
 no ``machine``, and the heap grows on demand (``mem()`` reports the heap in use against the
@@ -34,6 +42,13 @@ _hexlify = binascii.hexlify
 _unhexlify = binascii.unhexlify
 
 _state = {"probe": False, "peak": 0, "main": None, "cause": "power_on", "update_only": ()}
+
+# MicroPython's stream ioctl requests (py/stream.h) that its importer makes of a file.
+_STREAM_CLOSE = 4
+_STREAM_GET_BUFFER_SIZE = 11
+# Bytes per read when a module is imported from the flash, each read one call to the host:
+# the importer's default buffer makes ten times as many calls.
+_IMPORT_READ_BYTES = 256
 
 
 def probe_heap():
@@ -92,7 +107,10 @@ def _hex(data):
 # --- flash: a VFS over the host's directory ----------------------------------------------
 
 
-class HostFile:
+class HostFile(io.IOBase):
+    """A file on the host's flash: Python methods for the firmware, and through ``io.IOBase``
+    the stream protocol (``readinto``, ``ioctl``) that C code such as the importer uses."""
+
     def __init__(self, handle, binary):
         self._handle = handle
         self._binary = binary
@@ -121,6 +139,14 @@ class HostFile:
 
     def flush(self):
         pass
+
+    def ioctl(self, request, arg):
+        if request == _STREAM_CLOSE:
+            self.close()
+            return 0
+        if request == _STREAM_GET_BUFFER_SIZE:
+            return _IMPORT_READ_BYTES
+        return -1
 
     def close(self):
         if self._handle is not None:
@@ -346,6 +372,18 @@ def power_on():
     _state["update_only"] = boot["update_only"]
     # The REPL's `import board` finds this module, as it finds board.py on a chip.
     sys.modules["board"] = sys.modules["vmboard"]
+
+
+def run_boot_py():
+    """The firmware's boot.py, as a chip runs it after mounting its filesystem: an error is
+    printed and the firmware starts all the same. A power cut in its write of /slots.json
+    ends the VM's process inside that call to the host."""
+    try:
+        with open("/rom/boot.py") as f:
+            source = f.read()
+        exec(compile(source, "boot.py", "exec"), {"__name__": "__main__"})
+    except Exception as e:
+        sys.print_exception(e)
 
 
 def start_main(cause):
