@@ -35,6 +35,8 @@ VERSION = "0.1.0"
 BUFFER_DIR = "/data/buf"
 BOOTS_PATH = "/data/boots"
 MAX_BATCH_RECORDS = 64
+# Cycles an installed release waits for its health report to go out before rebooting.
+REBOOT_AFTER_CYCLES = 3
 
 
 def make_sensors(kind, board, cfg):
@@ -105,7 +107,8 @@ class Node:
         self.slot = state["trial"] if self.trial else state["active"]
         self.ota = otastate.OtaState(flash)
         try:
-            self.ota.settle(self.slot, self.trial, board.reset_cause())
+            if self.ota.settle(self.slot, self.trial, board.reset_cause()):
+                board.log("U %s %s" % (self.ota.state, self.ota.detail or ""))
         except OSError as e:
             board.log("E flash ota state %s" % e)
         version = self.ota.slot_release(self.slot)[1] or VERSION
@@ -117,7 +120,7 @@ class Node:
         self.ota_due = None
         self._retry_seq = 0
         self._retry_at = 0
-        self._installed = False
+        self._installed = None  # the cycle an installed release waits since
         # The self-test of a trial boot: readings, then health, accepted since boot.
         self._acked = False
         self.cycle = 0
@@ -174,6 +177,7 @@ class Node:
             self.health.heap((board.mem() or (None,))[0])
             board.feed_watchdog()
             self._check_trial()
+            self._check_reboot()
             self.cycle += 1
             if self.cycle % self.cfg["upload_every"] == 0:
                 self._due.set()
@@ -316,7 +320,7 @@ class Node:
             self._retry_at = self.board.ticks_ms() + self.cfg["ota_retry_s"] * 1000
             self.progress("rejected", "%s: %s" % (e.reason, e))
             return
-        self._installed = True
+        self._installed = self.cycle
 
     def _in_window(self):
         window = self.cfg["ota_window"]
@@ -326,12 +330,19 @@ class Node:
         start, end = window
         return start <= hour < end if start <= end else hour >= start or hour < end
 
+    def _check_reboot(self):
+        """Called every cycle: an installed release boots once health said so (or a few
+        cycles went by without the gateway), inside the maintenance window."""
+        if self._installed is None or not self._in_window():
+            return
+        if self._health_due and self.cycle < self._installed + REBOOT_AFTER_CYCLES:
+            return
+        self.board.log("U reboot into the trial")
+        self.board.reset()
+
     async def _after_uploads(self):
         """What the uploader does once readings and health are sent: updates."""
-        if self._installed:
-            if self._in_window():
-                self.board.log("U reboot into the trial")
-                self.board.reset()
+        if self._installed is not None:
             return
         seq = self._update_wanted()
         if seq is not None:

@@ -104,15 +104,21 @@ def ota_gateway(tmp_path: Path, keys: Keys) -> Iterator[GatewayProcess]:
 def offer(gateway: GatewayProcess, release: Path, **target: str) -> int:
     """``simpul gateway release add`` then ``desired set``; the release's seq."""
     state = str(gateway.state_dir)
-    added = simpul(
-        "gateway", "release", "add", str(release), "--state-dir", state, env=gateway.env
-    )
+    added = simpul("gateway", "release", "add", str(release), "--state-dir", state, env=gateway.env)
     assert added.returncode == 0, added.stderr
     seq = int(release.stem.rsplit("-", 1)[1])
     scope, value = next(iter(target.items()))
     chosen = simpul(
-        "gateway", "desired", "set", f"--{scope}", value, "--release", str(seq),
-        "--state-dir", state, env=gateway.env,
+        "gateway",
+        "desired",
+        "set",
+        f"--{scope}",
+        value,
+        "--release",
+        str(seq),
+        "--state-dir",
+        state,
+        env=gateway.env,
     )
     assert chosen.returncode == 0, chosen.stderr
     return seq

@@ -52,8 +52,9 @@ async def test_twenty_boards_install_and_confirm_with_every_reading_upstream_onc
     await wait_upstream(ota_gateway, fleet, through)
     for runner in fleet.runners:
         state = ota_state(runner)
-        assert state["seq"] == seq and state["state"] == "confirmed", state
+        assert (state["seq"], state["state"]) == (seq, "confirmed"), state
         assert state["slots"]["b"] == [seq, "0.2.0"]
-        assert banners(runner)[-1].startswith("simpul 0.2.0 ") and " slot b " in banners(runner)[-1]
+        assert banners(runner)[-1].startswith("simpul 0.2.0 ")
+        assert " slot b " in banners(runner)[-1]
         assert set(slot_files(runner, "b")) >= {"app.mpy", "release.cose"}
     assert_exactly_once(ota_gateway, fleet, through)
