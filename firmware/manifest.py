@@ -320,7 +320,8 @@ def verify_steps(
     # The manifest, by the key the root certified.
     if kid != cert["kid"]:
         raise BadManifestSignature(
-            "manifest names key %r; the certificate is for key %s" % (kid, _hex(cert["kid"]))
+            "manifest names key %s; the certificate is for key %s"
+            % (_hex(kid) if isinstance(kid, bytes) else "none", _hex(cert["kid"]))
         )
     yield from _signed(data, key, "manifest", "certified release", BadManifestSignature, step_bits)
     result.revocations_seq = listed["seq"]

@@ -113,10 +113,10 @@ class OtaState:
         if self.state == "trial" and self.detail and self.detail.startswith(FAILED):
             reason = self.detail
         elif reset_cause == "power_on":
-            # The power went during the trial boot: nothing says the release is at fault.
-            # Not refused: the next hint arms the trial again from the slot, already whole.
+            # The power went between arming the trial and confirming it: nothing says the
+            # release is at fault. Not refused: the next hint arms it again from the slot.
             self.pending = None
-            self.step("rolled_back", "power lost during the trial boot; it will be tried again")
+            self.step("rolled_back", "power lost before the trial confirmed; to be tried again")
             return True
         elif self.state == "trial":
             reason = "trial boot ended before its self-test passed (reset: %s)" % reset_cause

@@ -122,9 +122,11 @@ class Updater:
         state = self.state
         data = await self.fetch_manifest(seq)
         m = await self.verify(data)
+        if m.seq != seq:
+            raise BadManifest("the manifest at /ota/%d is release %d's" % (seq, m.seq))
         state.revocations = max(state.revocations, m.revocations_seq)
         node.progress("downloading", "release %d: 0/%d bytes" % (m.seq, m.total))
-        self.prepare(data)
+        self.prepare(data, m)
         old = self._running_files()
         done = 0
         for path, digest, size in m.files:
@@ -164,12 +166,17 @@ class Updater:
             await self.board.sleep_ms(0)
         raise BadManifest("manifest check gave no result")  # unreachable
 
-    def prepare(self, data):
-        """Make the inactive slot this release's: kept if it holds this manifest already."""
+    def prepare(self, data, m):
+        """Make the inactive slot this release's: kept if it holds this manifest already
+        (less anything it does not list, e.g. what a cut left of a copy), else emptied."""
         flash = self.flash
         target = self.target
         manifest_path = "/%s/%s" % (target, MANIFEST_NAME)
         if self._read(manifest_path) == data:
+            listed = [f[0] for f in m.files]
+            for name in flash.listdir("/" + target):
+                if name != MANIFEST_NAME and name not in listed:
+                    flash.remove("/%s/%s" % (target, name))
             return
         self.state.slots.pop(target, None)
         self.state.save()  # the slot is no release's from here until step 4

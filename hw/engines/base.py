@@ -179,6 +179,11 @@ class BoardRunner(abc.ABC):
             await self._power_off()
             await asyncio.sleep(REBOOT_DELAY_S)
             return False
+        except BaseException:
+            # Stopped (cancelled) while booting: a VM process already started must not
+            # outlive the board.
+            await self._power_off()
+            raise
         return True
 
     async def _live(self, cause: str, run_main: bool) -> tuple[str, bool]:
@@ -226,6 +231,10 @@ class BoardRunner(abc.ABC):
                     elif command.kind == "reset":
                         return command.cause, True
                     elif command.kind == "power_cut":
+                        main = None
+                        self.main_running = False
+                        await self._power_off()  # nothing runs once the power is gone
+                        _resolve(command.done, True)
                         await asyncio.sleep(REBOOT_DELAY_S)
                         return "power_on", True
                 if main is not None and self._watchdog_expired():
@@ -237,11 +246,15 @@ class BoardRunner(abc.ABC):
                 await self._stop_main(main)
 
     async def _after_crash(self, error: BaseException) -> tuple[str, bool]:
+        # A reset or a power cut stops the whole chip at once: none of the firmware's other
+        # tasks may run (and write to flash) while the board is down.
         if isinstance(error, BoardReset):
+            await self._power_off()
             await asyncio.sleep(error.after_ms / 1000)
             return error.cause, True
         if isinstance(error, PowerCut):
             self._console_line(f"-- {error}")
+            await self._power_off()
             await asyncio.sleep(REBOOT_DELAY_S)
             return "power_on", True
         # As on a board: the traceback on the console, then the watchdog resets it.
@@ -280,6 +293,12 @@ class BoardRunner(abc.ABC):
         self._commands.put_nowait(_Command("reboot", run_main=run_main, done=done))
         await done
 
+    async def power_cut(self) -> None:
+        """Unplug the board and plug it in again; returns once it is off, before it boots."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._commands.put_nowait(_Command("power_cut", done=done))
+        await done
+
     async def execute(self, source: str, single: bool, out: Callable[[bytes], None]) -> str:
         try:
             return await self._execute(source, single, out)
@@ -316,7 +335,8 @@ class BoardRunner(abc.ABC):
 
     @abc.abstractmethod
     async def _power_off(self) -> None:
-        """End everything this boot holds (tasks, processes, sockets, files)."""
+        """End everything this boot holds (tasks, processes, sockets, files); a second call
+        finds nothing left to end."""
 
     @abc.abstractmethod
     async def _execute(self, source: str, single: bool, out: Callable[[bytes], None]) -> str:

@@ -29,15 +29,9 @@ class Keys:
     root_key: Path
     root_public: bytes
 
-    def build(self, version: str, src: Path | None = None, **kwargs: object) -> Path:
+    def build(self, version: str, src: Path = FIRMWARE_DIR) -> Path:
         """A release built and signed as ``simpul release build`` does; its file's path."""
-        data, verified = build_release(
-            self.dir,
-            version=version,
-            now=int(time.time()),
-            **({"src": src} if src is not None else {}),
-            **kwargs,  # type: ignore[arg-type]
-        )
+        data, verified = build_release(self.dir, version=version, now=int(time.time()), src=src)
         path = self.dir / f"release-{verified.release.manifest.seq}.simpul"
         path.write_bytes(data)
         return path

@@ -125,5 +125,10 @@ async def _stop_firmware_tasks(board: EmulatedBoard) -> None:
             task.cancel()
             tasks.append(task)
     for task in tasks:
-        with contextlib.suppress(BaseException):
-            await task
+        # Python 3.11's wait_for can swallow a cancellation that races with its result, and
+        # a task that lives on writes to a flash without power: cancel until it has ended.
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.05)
+        if not task.cancelled():
+            task.exception()  # retrieved: the board's end, not an error of the test
