@@ -73,6 +73,7 @@ class Updater:
         self.running = node.slot
         self.target = other(node.slot)
         self._echo = None
+        self.fetched = 0  # bytes of files downloaded (not copied, not kept): for health
 
     # -- CoAP ------------------------------------------------------------------------------
 
@@ -134,7 +135,11 @@ class Updater:
             done += size
             node.board.feed_watchdog()
         state.slots[self.target] = [m.seq, m.version]
-        node.progress("verified", "release %d: %d files, %d bytes" % (m.seq, len(m.files), m.total))
+        node.progress(
+            "verified",
+            "release %d: %d files, %d bytes, %d downloaded"
+            % (m.seq, len(m.files), m.total, self.fetched),
+        )
         await node.upload_pending()
         # Pending first: a cut between the two writes is taken for a failed trial (refused,
         # nothing booted), never for a trial that nobody remembers.
@@ -285,6 +290,7 @@ class Updater:
                         "file %r: more than the %d bytes declared" % (path, check.size)
                     )
                 out.write(payload)
+                self.fetched += len(payload)
                 number += 1
                 if not more:
                     break
