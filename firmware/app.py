@@ -20,6 +20,7 @@ and ``boot.py`` runs the old slot, which reports the rollback and why (``otastat
 """
 
 import asyncio
+import sys
 
 import cbor
 import coap
@@ -37,6 +38,8 @@ BOOTS_PATH = "/data/boots"
 MAX_BATCH_RECORDS = 64
 # Cycles an installed release waits for its health report to go out before rebooting.
 REBOOT_AFTER_CYCLES = 3
+# Imported only while an update runs, dropped after it (``unload``).
+UPDATE_ONLY = ("sha512", "ed25519", "cose", "manifest", "updater")
 
 
 def make_sensors(kind, board, cfg):
@@ -320,6 +323,9 @@ class Node:
             self._retry_at = self.board.ticks_ms() + self.cfg["ota_retry_s"] * 1000
             self.progress("rejected", "%s: %s" % (e.reason, e))
             return
+        finally:
+            del updater
+            unload()
         self._installed = self.cycle
 
     def _in_window(self):
@@ -391,6 +397,18 @@ class Node:
             )
         )
         await asyncio.gather(self._sample_loop(), self._upload_loop())
+
+
+def unload():
+    """Give the update-only modules' heap back (hw/firmware_tools UPDATE_ONLY names them):
+    each module's globals are cleared too, so that a stray reference to one keeps nothing
+    else alive. Not on CPython, where the emulator's boards share one set of modules."""
+    if sys.implementation.name != "micropython":
+        return
+    for name in UPDATE_ONLY:
+        module = sys.modules.pop(name, None)
+        if module is not None:
+            module.__dict__.clear()
 
 
 def _client_error(code):

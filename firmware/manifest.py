@@ -106,7 +106,7 @@ _UINTS = (
     "not_after",
     "issued",
 )
-_BOOT_PART = ("boot", "slots", "flashfs")
+_BOOT_PART = ("boot", "slots", "flashfs", "main")
 
 
 class Manifest:

@@ -8,13 +8,13 @@ reset and puts the slot it names first on ``sys.path``. A board fresh from the f
 slot ``a`` active and empty, so its imports fall through to the factory application (the
 modules frozen into its firmware image; ``/rom`` on the emulator's VM engine).
 
-``boot.py``, this module and ``flashfs.py`` sit at the filesystem's root, outside both
+``boot.py``, this module, ``flashfs.py`` and ``main.py`` sit at the filesystem's root, outside both
 slots, so that no update can replace the code that chooses what to boot.
 """
 
 import json
 
-# The boot part's version (this file, boot.py, flashfs.py): OTA never replaces it, so a
+# The boot part's version (this file, boot.py, flashfs.py, main.py): OTA never replaces it, so a
 # release names the lowest it runs on (its manifest's boot_min) and a board checks it here.
 BOOT_VERSION = 1
 

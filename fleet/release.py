@@ -12,8 +12,9 @@
     }
 
 What is the application: every ``firmware/*.py`` except the **boot part**, ``boot.py``,
-``slots.py`` and ``flashfs.py``, which sit at the board's root outside both slots and which
-OTA never replaces (so an update can never break what chooses the slot to boot). ``board.py``,
+``slots.py``, ``flashfs.py`` and ``main.py``, which sit at the board's root outside both slots
+and which OTA never replaces (so an update can never break what chooses the slot to boot;
+and MicroPython runs ``main.py`` from the root, never from ``sys.path``). ``board.py``,
 ``pins.py`` and ``config.py`` are application: ``main.py`` imports them from the slot, the
 boot part does not, and a fix to a driver's bus or the config's fields must be able to ship;
 a broken one is caught by the trial boot like any other app bug. The boot part's version is

@@ -22,7 +22,7 @@ FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"
 
 #: The boot part: at the board's root, outside both application slots; OTA never replaces
 #: it, and a release may not name these modules (firmware/manifest.py refuses them too).
-BOOT_PART = ("boot", "slots", "flashfs")
+BOOT_PART = ("boot", "slots", "flashfs", "main")
 
 #: Modules imported only while an update is checked, never by the running application, so
 #: their code is on the heap only then (tests/hw_vm/test_heap_budget.py holds both apart,

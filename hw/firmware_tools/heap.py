@@ -239,8 +239,8 @@ def _run():
         yield
     seq = result.seq
     steps = result = data = key = None
-    for name in UPDATE:  # what the updater does when it is done
-        del sys.modules[name]
+    for name in UPDATE:  # what the app does when an update is over (app.unload)
+        sys.modules.pop(name).__dict__.clear()
     gc.collect()
     yield
     marks["unloaded"] = gc.mem_alloc()

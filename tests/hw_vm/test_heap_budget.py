@@ -78,5 +78,6 @@ def test_update_check_heap_within_budget_on_micropython_vm(tmp_path: Path) -> No
     assert 0 < figures.live_peak <= figures.live_peak_bound, figures
     assert figures.update_peak <= HEAP_BUDGET, figures
     assert figures.app_code + figures.update_peak <= ESP32_HEAP, figures
-    # Dropping the update-only modules gives their heap back, but for interned names.
-    assert figures.left_after_unload <= 8 * 1024, figures
+    # Dropping the update-only modules gives their heap back, but for the names the five
+    # modules interned (qstrs stay for the VM's life).
+    assert figures.left_after_unload <= 10 * 1024, figures

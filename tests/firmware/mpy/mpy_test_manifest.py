@@ -452,11 +452,11 @@ def test_every_refusal_is_a_release_refused_with_a_reason() -> None:
 
 
 def test_only_plain_names_of_app_files_are_accepted() -> None:
-    for name in ("app.mpy", "main.mpy", "bme280.mpy", "a_b-c.mpy", "x" * 48):
+    for name in ("app.mpy", "senml.mpy", "bme280.mpy", "a_b-c.mpy", "x" * 48):
         assert manifest._plain_name(name), name
     bad: tuple[object, ...] = (
         "", "x" * 49, "../app.mpy", "lib/app.mpy", "/app.mpy", ".hidden", "-x", "a..b",
-        "boot.mpy", "slots.py", "flashfs.mpy", "Slots.mpy", "BOOT.MPY", "caf\u00e9.mpy",
+        "boot.mpy", "slots.py", "flashfs.mpy", "main.mpy", "Slots.mpy", "BOOT.MPY", "caf\u00e9.mpy",
         "a b.mpy", "a\\b.mpy", 7, None,
     )  # fmt: skip
     for other in bad:
