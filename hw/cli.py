@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fleet.errors import FleetError
+from fleet.keyfiles import load_public_key
 from hw.engines import ENGINES
 from hw.engines.fleet import Fleet, cycle_config, plan_fleet
 from hw.engines.mpy import vm_package
@@ -122,6 +124,14 @@ def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="seed of the fleet's layout and of every board's signals (same seed, same run)",
     )
     emulate.add_argument(
+        "--root-pub",
+        type=Path,
+        metavar="KEY",
+        help="the fleet's root public key (PEM or raw, e.g. FLEET_DIR/root.pub), written into "
+        "the config of boards provisioned now, as a technician does: the boards then install "
+        "releases their gateway offers (simpul gateway desired set); without it, no update",
+    )
+    emulate.add_argument(
         "--power-cut-at-write",
         type=count,
         metavar="N",
@@ -209,7 +219,14 @@ def run_emulate(args: argparse.Namespace) -> int:
 
 
 async def _emulate(args: argparse.Namespace) -> int:
-    specs = plan_fleet(args.boards, args.seed, cycle_config(args.cycle))
+    config: dict[str, Any] = cycle_config(args.cycle)
+    if args.root_pub is not None:
+        try:
+            config["root_key"] = load_public_key(args.root_pub).hex()
+        except (OSError, FleetError) as e:
+            print(f"simpul emulate: --root-pub {args.root_pub}: {e}", file=sys.stderr, flush=True)
+            return 2
+    specs = plan_fleet(args.boards, args.seed, config)
     try:
         fleet = Fleet(specs, args.state_dir, args.gateway, engine=args.engine, serial=args.serial)
         if args.engine == "mpy":
