@@ -8,6 +8,7 @@ Each result file names the machine and the method, so runs can be compared over 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -25,6 +26,7 @@ from tests.bench import load
 from tests.bench.board_verify import board_verify
 from tests.bench.drain import drain_backlog
 from tests.bench.fuzz import gateway_flood, gateway_fuzz
+from tests.bench.ota import ota_delta, ota_fanout
 from tests.bench.signing import signing_throughput
 from tests.support import free_udp_port
 
@@ -219,6 +221,9 @@ SCENARIOS: dict[str, Callable[[float], dict[str, Any]]] = {
     "board_verify": board_verify,
     "gateway_fuzz": gateway_fuzz,
     "gateway_flood": gateway_flood,
+    # Run with the default limits and with UNLIMITED: all its boards share one host.
+    "ota_fanout": functools.partial(ota_fanout, unlimited=UNLIMITED),
+    "ota_delta": ota_delta,
 }
 
 
