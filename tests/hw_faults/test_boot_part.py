@@ -9,9 +9,7 @@ tests/hw_vm/test_boot_slot.py boots a release's own files.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -29,16 +27,6 @@ from tests.support import (
 )
 
 TRIAL = {"active": "a", "trial": "b", "trial_boots": 0}
-
-
-@pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[GatewayProcess]:
-    gw = GatewayProcess(tmp_path / "gateway")
-    await asyncio.to_thread(gw.start)
-    try:
-        yield gw
-    finally:
-        gw.stop()
 
 
 def board_on_trial(engine: str, tmp_path: Path, gateway: GatewayProcess) -> BoardRunner:

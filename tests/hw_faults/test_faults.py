@@ -8,7 +8,6 @@ import asyncio
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +28,6 @@ from tests.support import (
     sampled_through,
     wait_upstream,
 )
-
-
-@pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[GatewayProcess]:
-    gw = GatewayProcess(tmp_path / "gateway")
-    await asyncio.to_thread(gw.start)
-    try:
-        yield gw
-    finally:
-        gw.stop()
 
 
 def last_health(gateway: GatewayProcess, board_id: str) -> dict[str, Any] | None:

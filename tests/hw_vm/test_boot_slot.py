@@ -9,14 +9,10 @@ factory application (``/rom``), unless the release confirmed itself.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from fleet.release import compile_app
 from hw.engines.fleet import plan_fleet
@@ -33,16 +29,6 @@ from tests.support import (
 
 RELEASE_VERSION = "9.9.9"
 TRIAL = {"active": "a", "trial": "b", "trial_boots": 0}
-
-
-@pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[GatewayProcess]:
-    gw = GatewayProcess(tmp_path / "gateway")
-    await asyncio.to_thread(gw.start)
-    try:
-        yield gw
-    finally:
-        gw.stop()
 
 
 def compile_release(tmp_path: Path, app_source: str | None = None) -> dict[str, bytes]:
