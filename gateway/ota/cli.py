@@ -75,7 +75,9 @@ def add_commands(commands: Any) -> None:
     _common(show_desired)
     show_desired.set_defaults(handler=desired_show_command)
     status = desired_actions.add_parser(
-        "status", help="each board's OTA state, as its last health report said it"
+        "status",
+        help="each board's OTA state, as its last health report said it: board, the release "
+        "it runs (0: none yet), state, detail, when (UTC), tab-separated",
     )
     _common(status)
     status.set_defaults(handler=desired_status_command)
@@ -194,16 +196,17 @@ def desired_show_command(args: argparse.Namespace) -> int:
 
 
 def desired_status_command(args: argparse.Namespace) -> int:
-    """Handler of ``simpul gateway desired status``: board, state, detail, when (UTC)."""
+    """Handler of ``simpul gateway desired status``: board, running seq, state, detail, when
+    (UTC)."""
     try:
         with _existing_table(args) as table:
             boards = table.board_ota()
     except GatewayError as exc:
         print(f"simpul gateway desired: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    for board_id, state, detail, updated_ms in boards:
+    for board_id, running, state, detail, updated_ms in boards:
         when = datetime.fromtimestamp(updated_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        print(f"{board_id}\t{state}\t{detail or '-'}\t{when}")
+        print(f"{board_id}\t{running}\t{state}\t{detail or '-'}\t{when}")
     return EXIT_OK
 
 

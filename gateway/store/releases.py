@@ -123,21 +123,31 @@ class ReleaseTable:
         """Changes when another connection has committed (SQLite ``PRAGMA data_version``)."""
         return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
-    def board_ota(self) -> list[tuple[str, str, str | None, int]]:
-        """Every board's OTA state as (board id, state, detail, updated ms)."""
+    def board_ota(self) -> list[tuple[str, int, str, str | None, int]]:
+        """Every board's OTA state as (board id, seq it runs, state, detail, updated ms)."""
         rows = self._db.execute(
-            "SELECT board_id, state, detail, updated_ms FROM board_ota ORDER BY board_id"
+            "SELECT board_id, running, state, detail, updated_ms FROM board_ota ORDER BY board_id"
         ).fetchall()
-        return [(str(b), str(s), None if d is None else str(d), int(u)) for b, s, d, u in rows]
+        return [
+            (str(b), int(r), str(s), None if d is None else str(d), int(u))
+            for b, r, s, d, u in rows
+        ]
 
 
 def record_board_ota(
-    db: sqlite3.Connection, board_id: str, state: str, detail: str | None, at_ms: int
+    db: sqlite3.Connection,
+    board_id: str,
+    running: int,
+    state: str,
+    detail: str | None,
+    at_ms: int,
 ) -> None:
-    """A board's OTA state from its health report; call in the writer's transaction."""
+    """A board's OTA state and the release it runs, from its health report; call in the
+    writer's transaction."""
     db.execute(
-        "INSERT INTO board_ota (board_id, state, detail, updated_ms) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT (board_id) DO UPDATE SET state = excluded.state,"
-        " detail = excluded.detail, updated_ms = excluded.updated_ms",
-        (board_id, state, detail, at_ms),
+        "INSERT INTO board_ota (board_id, running, state, detail, updated_ms)"
+        " VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (board_id) DO UPDATE SET running = excluded.running,"
+        " state = excluded.state, detail = excluded.detail, updated_ms = excluded.updated_ms",
+        (board_id, running, state, detail, at_ms),
     )

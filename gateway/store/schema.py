@@ -12,7 +12,7 @@ One file (``<state_dir>/gateway.db``, WAL mode) holds everything the gateway kee
     releases         the OTA cache: each verified release, its manifest and its files' directory
     ota_revocations  one row: the newest root-signed revocation list any release carried
     desired_releases the release each board (or each kind of board) should run
-    board_ota        each board's OTA state as its health reports say
+    board_ota        each board's OTA state, and the release it runs, as its health says
 
 **Versions.** ``PRAGMA user_version`` is the schema version. :func:`prepare` creates a new
 file at :data:`SCHEMA_VERSION`, or migrates an older one forward, one step per version, each
@@ -35,7 +35,7 @@ from typing import Final
 from gateway.errors import StateDirError, StoreCorrupt
 
 #: The version :func:`prepare` leaves every file at.
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 #: Busy waits on the write lock (another process's cursor update, a checkpoint).
 _BUSY_TIMEOUT_MS: Final = 5000
 
@@ -137,8 +137,18 @@ def _to_v3(db: sqlite3.Connection) -> None:
             db.execute(statement)
 
 
+def _to_v4(db: sqlite3.Connection) -> None:
+    """Version 4: the release each board runs, beside its OTA state."""
+    # running: the seq of the release in the board's running slot (0: its factory app).
+    db.execute("ALTER TABLE board_ota ADD COLUMN running INTEGER NOT NULL DEFAULT 0")
+
+
 #: ``_MIGRATIONS[v]`` takes a file from version ``v`` to ``v + 1``.
-_MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {1: _to_v2, 2: _to_v3}
+_MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {
+    1: _to_v2,
+    2: _to_v3,
+    3: _to_v4,
+}
 
 
 def now_ms() -> int:

@@ -193,7 +193,7 @@ def _record_ota(db: sqlite3.Connection, job: HealthJob, at_ms: int) -> None:
     except (ValueError, BadPayload):  # never lose the health report over its ota field
         return
     if report is not None:
-        record_board_ota(db, job.board_id, report.state, report.detail, at_ms)
+        record_board_ota(db, job.board_id, report.seq, report.state, report.detail, at_ms)
 
 
 def _store_readings(db: sqlite3.Connection, job: ReadingsJob, max_jump: int) -> SubmitResult:

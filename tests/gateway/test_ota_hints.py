@@ -179,10 +179,10 @@ def health(board: str, **fields: Any) -> bytes:
     return bytes(cbor2.dumps({"board": board, "fw": "1.0.0", **fields}))
 
 
-def board_ota(gateway: Gateway) -> list[tuple[str, str, str | None]]:
+def board_ota(gateway: Gateway) -> list[tuple[str, int, str, str | None]]:
     db = sqlite3.connect(gateway.config.db_path)
     try:
-        return db.execute("SELECT board_id, state, detail FROM board_ota").fetchall()
+        return db.execute("SELECT board_id, running, state, detail FROM board_ota").fetchall()
     finally:
         db.close()
 
@@ -207,7 +207,7 @@ async def test_the_2_04_carries_the_hint_only_while_an_update_is_due(
     ota = {"seq": 7, "state": "confirmed", "detail": "self-test passed"}
     done = await client.post("health", health("b1", ota=ota), 60)
     assert (done.code, done.payload) == (Code.CHANGED, b"")
-    assert board_ota(gateway) == [("b1", "confirmed", "self-test passed")]
+    assert board_ota(gateway) == [("b1", 7, "confirmed", "self-test passed")]
     # A readings request from the socket of b2, whose health came last, gets no hint.
     again = await client.post_pack(pack)
     assert (again.code, again.payload) == (Code.CHANGED, b"")
@@ -242,7 +242,7 @@ async def test_a_malformed_ota_field_is_refused_with_a_diagnostic(
     assert board_ota(gateway) == []
     good = await client.post("health", health("b1", ota={"seq": 3, "state": "downloading"}), 60)
     assert good.code == Code.CHANGED
-    assert board_ota(gateway) == [("b1", "downloading", None)]
+    assert board_ota(gateway) == [("b1", 3, "downloading", None)]
 
 
 def test_desired_status_lists_each_boards_ota_state(
@@ -253,15 +253,15 @@ def test_desired_status_lists_each_boards_ota_state(
     db = sqlite3.connect(state / "gateway.db")
     try:
         with db:
-            record_board_ota(db, "b1", "downloading", "12/40 blocks", 1_750_000_000_000)
-            record_board_ota(db, "b1", "trial", None, 1_750_000_060_000)
-            record_board_ota(db, "b2", "rejected", "stale", 1_750_000_000_000)
+            record_board_ota(db, "b1", 0, "downloading", "12/40 blocks", 1_750_000_000_000)
+            record_board_ota(db, "b1", 7, "trial", None, 1_750_000_060_000)
+            record_board_ota(db, "b2", 3, "rejected", "stale", 1_750_000_000_000)
     finally:
         db.close()
     assert desired(state, "status") == 0
     assert capsys.readouterr().out.splitlines() == [
-        "b1\ttrial\t-\t2025-06-15T15:07:40Z",
-        "b2\trejected\tstale\t2025-06-15T15:06:40Z",
+        "b1\t7\ttrial\t-\t2025-06-15T15:07:40Z",
+        "b2\t3\trejected\tstale\t2025-06-15T15:06:40Z",
     ]
 
 

@@ -74,13 +74,15 @@ def test_a_version_1_store_migrates_with_every_reading_cursor_and_batch_intact(
     assert len(before["readings"]) == 42
 
     assert prepare(db_path) == 1
-    assert user_version(db_path) == SCHEMA_VERSION == 3
+    assert user_version(db_path) == SCHEMA_VERSION == 4
     after = dump(db_path)
-    # Version 3's OTA tables exist, empty.
+    # Version 3's OTA tables exist, empty, with version 4's column of the release each runs.
     db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
         for table in ("releases", "ota_revocations", "desired_releases", "board_ota"):
             assert db.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,), table
+        columns = [row[1] for row in db.execute("PRAGMA table_info(board_ota)")]
+        assert columns == ["board_id", "state", "detail", "updated_ms", "running"]
     finally:
         db.close()
     for table in ("readings", "uplink_progress", "batches", "batch_chain", "batch_progress"):

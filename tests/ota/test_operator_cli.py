@@ -56,5 +56,5 @@ def test_keys_build_add_offer_and_emulated_boards_confirm_by_the_commands_alone(
     assert status.returncode == 0, status.stderr
     rows = [line.split("\t") for line in status.stdout.splitlines()]
     assert len(rows) == 6, status.stdout
-    assert {row[1] for row in rows} == {"confirmed"}, status.stdout
-    assert all(row[2].startswith("release 1 in slot b") for row in rows), status.stdout
+    assert {(row[1], row[2]) for row in rows} == {("1", "confirmed")}, status.stdout
+    assert all(row[3].startswith("release 1 in slot b") for row in rows), status.stdout
