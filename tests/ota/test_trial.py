@@ -5,11 +5,14 @@ old slot within one reboot, and the old release says why and never takes it agai
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from hw.engines.base import BoardRunner
 from hw.engines.fleet import Fleet, plan_fleet
 from tests.ota.boards import banners, lines, ota_state, said
 from tests.ota.conftest import Keys, firmware_copy, offer
@@ -18,6 +21,21 @@ from tests.support import FAST, GatewayProcess, eventually
 
 def board_config(keys: Keys, **more: object) -> dict[str, object]:
     return {**FAST, "root_key": keys.root_public.hex(), **more}
+
+
+@contextlib.asynccontextmanager
+async def one_board(
+    tmp_path: Path, gateway: GatewayProcess, config: dict[str, object], seed: int
+) -> AsyncIterator[BoardRunner]:
+    """The gateway started and one CPython-engine board online with it, stopped after."""
+    await asyncio.to_thread(gateway.start)
+    fleet = Fleet(plan_fleet(1, seed=seed, config=config), tmp_path, gateway.address)
+    fleet.start()
+    try:
+        assert await eventually(lambda: fleet.online(5) == 1, 30)
+        yield fleet.runners[0]
+    finally:
+        await fleet.stop()
 
 
 #: Code of a release that shows it runs from its slot: a line at start.
@@ -108,21 +126,14 @@ async def test_a_release_failing_its_self_test_rolls_back_within_one_reboot(
 async def test_a_trial_that_cannot_reach_the_gateway_rolls_back(
     tmp_path: Path, ota_gateway: GatewayProcess, keys: Keys, release_2: Path
 ) -> None:
-    await asyncio.to_thread(ota_gateway.start)
-    specs = plan_fleet(1, seed=13, config=board_config(keys, ota_selftest_s=4))
-    fleet = Fleet(specs, tmp_path, ota_gateway.address, engine="cpython")
-    runner = fleet.runners[0]
-    fleet.start()
-    try:
-        assert await eventually(lambda: fleet.online(5) == 1, 30)
-        seq = offer(ota_gateway, release_2, board=specs[0].board_id)
+    config = board_config(keys, ota_selftest_s=4)
+    async with one_board(tmp_path, ota_gateway, config, seed=13) as runner:
+        seq = offer(ota_gateway, release_2, board=runner.spec.board_id)
         assert await eventually(lambda: said(runner, "U installed"), 60)
         runner.faults.link.down = True  # from before the trial boot until after its end
         assert await eventually(lambda: said(runner, "U rolled_back"), 30), lines(runner)
         runner.faults.link.down = False
-        assert await eventually(lambda: fleet.online(2) == 1, 20)
-    finally:
-        await fleet.stop()
+        assert await eventually(lambda: runner.record.acked_through > 0, 20)
     state = ota_state(runner)
     assert state["detail"] == "self-test failed: the gateway accepted no readings", state
     assert state["refused"] == seq
@@ -134,18 +145,12 @@ async def test_a_trial_that_cannot_reach_the_gateway_rolls_back(
 async def test_a_power_cut_during_the_trial_boot_rolls_back_and_the_release_is_tried_again(
     tmp_path: Path, ota_gateway: GatewayProcess, keys: Keys, release_2: Path
 ) -> None:
-    await asyncio.to_thread(ota_gateway.start)
     # A maintenance window that is not now: the board installs, then waits to reboot.
     hour = time.gmtime().tm_hour
     window = [(hour + 2) % 24, (hour + 3) % 24]
     config = board_config(keys, ota_selftest_s=30, ota_window=window)
-    specs = plan_fleet(1, seed=17, config=config)
-    fleet = Fleet(specs, tmp_path, ota_gateway.address, engine="cpython")
-    runner = fleet.runners[0]
-    fleet.start()
-    try:
-        assert await eventually(lambda: fleet.online(5) == 1, 30)
-        seq = offer(ota_gateway, release_2, board=specs[0].board_id)
+    async with one_board(tmp_path, ota_gateway, config, seed=17) as runner:
+        seq = offer(ota_gateway, release_2, board=runner.spec.board_id)
         assert await eventually(lambda: said(runner, "U installed"), 60), lines(runner)
         assert not said(runner, "U reboot")
         # Power off and on: the trial boots, and its third write (after the boot part's and
@@ -160,8 +165,6 @@ async def test_a_power_cut_during_the_trial_boot_rolls_back_and_the_release_is_t
         fetched = lines(runner, "U downloading release")
         await runner.power_cut()
         assert await eventually(lambda: said(runner, f"U confirmed release {seq}"), 30)
-    finally:
-        await fleet.stop()
     assert ota_state(runner)["seq"] == seq
     assert " slot b " in banners(runner)[-1]
     assert len(fetched) == 4, fetched  # manifest and 0/N bytes, twice: no file again
