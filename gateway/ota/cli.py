@@ -76,8 +76,11 @@ def add_commands(commands: Any) -> None:
     show_desired.set_defaults(handler=desired_show_command)
     status = desired_actions.add_parser(
         "status",
-        help="each board's OTA state, as its last health report said it: board, the release "
-        "it runs (0: none yet), state, detail, when (UTC), tab-separated",
+        help="each board's release and OTA step, as its last health report said them",
+        description="One line per board, tab-separated: its id, the release it runs (0: its "
+        "factory application), its step (downloading, verified, installed, trial, confirmed, "
+        "rolled_back, rejected, idle), the board's detail (progress or reason) and when it "
+        "said so (UTC).",
     )
     _common(status)
     status.set_defaults(handler=desired_status_command)
