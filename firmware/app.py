@@ -256,7 +256,8 @@ class Node:
 
     def _hint(self, response):
         """Note ``{"ota": seq}`` in a 2.04 (a gateway of before OTA sends none)."""
-        if not response.payload or response.option(coap.CONTENT_FORMAT) != b"\x3c":
+        cf = response.option(coap.CONTENT_FORMAT)
+        if not response.payload or cf is None or coap.decode_uint(cf) != coap.CBOR:
             return
         try:
             seq = cbor.loads(response.payload).get("ota")

@@ -65,6 +65,7 @@ BLOCK1 = 27
 SIZE2 = 28
 PROXY_URI = 35
 SIZE1 = 60
+ECHO = 252  # RFC 9175
 
 # Content formats
 TEXT = 0

@@ -42,9 +42,6 @@ MANIFEST_NAME = "release.cose"
 # Block2 size exponent: 2 ** (6 + 4) = 1024 bytes, what the gateway serves at most.
 SZX = 6
 BLOCK = 1 << (SZX + 4)
-ECHO = 252
-BLOCK2 = 23
-SIZE2 = 28
 # Blocks fetched between two chances for the uploader to send what was sampled meanwhile.
 BLOCKS_PER_TURN = 8
 # The wall clock is trusted for certificate validity only once it is past this (2024-01-01):
@@ -79,20 +76,20 @@ class Updater:
 
     async def get_block(self, path, number):
         """One Block2 block of ``path``: (payload, more, response). Answers one Echo."""
-        options = [(BLOCK2, coap.uint_option(number << 4 | SZX))]
+        options = [(coap.BLOCK2, coap.uint_option(number << 4 | SZX))]
         for _ in range(2):
             opts = list(options)
             if self._echo is not None:
-                opts.append((ECHO, self._echo))
+                opts.append((coap.ECHO, self._echo))
             response = await self.node.client.request(coap.GET, path, options=opts)
-            echo = response.option(ECHO)
+            echo = response.option(coap.ECHO)
             if response.code == coap.UNAUTHORIZED and echo is not None and echo != self._echo:
                 self._echo = echo
                 continue
             break
         if response.code != coap.CONTENT:
             raise CoapRefused(response.code, None)
-        value = response.option(BLOCK2)
+        value = response.option(coap.BLOCK2)
         if value is None:
             got, more = 0, False
         else:

@@ -18,7 +18,7 @@ import argparse
 import contextlib
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -123,15 +123,25 @@ def add_command(args: argparse.Namespace) -> int:
 
 def list_command(args: argparse.Namespace) -> int:
     """Handler of ``simpul gateway release list``."""
+    return _print_rows(
+        args,
+        "release",
+        lambda table: [f"{r.seq}\t{r.version}\t{r.hw}\t{r.total}" for r in table.releases()],
+    )
 
+
+def _print_rows(
+    args: argparse.Namespace, command: str, rows: Callable[[ReleaseTable], list[str]]
+) -> int:
+    """What a read command prints, one line per row, from an existing gateway's tables."""
     try:
         with _existing_table(args) as table:
-            releases = table.releases()
+            lines = rows(table)
     except GatewayError as exc:
-        print(f"simpul gateway release: error: {exc}", file=sys.stderr)
+        print(f"simpul gateway {command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    for release in releases:
-        print(f"{release.seq}\t{release.version}\t{release.hw}\t{release.total}")
+    for line in lines:
+        print(line)
     return EXIT_OK
 
 
@@ -187,30 +197,23 @@ def desired_set_command(args: argparse.Namespace) -> int:
 
 def desired_show_command(args: argparse.Namespace) -> int:
     """Handler of ``simpul gateway desired show``: one line per board or kind."""
-    try:
-        with _existing_table(args) as table:
-            desired = table.desired()
-    except GatewayError as exc:
-        print(f"simpul gateway desired: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    for scope, target, seq in desired:
-        print(f"{scope}\t{target}\t{seq}")
-    return EXIT_OK
+    return _print_rows(
+        args, "desired", lambda table: ["\t".join(map(str, row)) for row in table.desired()]
+    )
 
 
 def desired_status_command(args: argparse.Namespace) -> int:
     """Handler of ``simpul gateway desired status``: board, running seq, state, detail, when
     (UTC)."""
-    try:
-        with _existing_table(args) as table:
-            boards = table.board_ota()
-    except GatewayError as exc:
-        print(f"simpul gateway desired: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    for board_id, running, state, detail, updated_ms in boards:
-        when = datetime.fromtimestamp(updated_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        print(f"{board_id}\t{running}\t{state}\t{detail or '-'}\t{when}")
-    return EXIT_OK
+
+    def lines(table: ReleaseTable) -> list[str]:
+        out = []
+        for board_id, running, state, detail, updated_ms in table.board_ota():
+            when = datetime.fromtimestamp(updated_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            out.append(f"{board_id}\t{running}\t{state}\t{detail or '-'}\t{when}")
+        return out
+
+    return _print_rows(args, "desired", lines)
 
 
 def check_target(scope: str, target: str) -> None:
