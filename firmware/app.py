@@ -110,9 +110,10 @@ class Node:
         self.slot = state["trial"] if self.trial else state["active"]
         self.ota = otastate.OtaState(flash)
         try:
-            if self.ota.settle(self.slot, self.trial, board.reset_cause()):
-                board.log("U %s %s" % (self.ota.state, self.ota.detail or ""))
+            # What the last boot left (a trial, its rollback): said after the start line.
+            self._settled = self.ota.settle(self.slot, self.trial, board.reset_cause())
         except OSError as e:
+            self._settled = False
             board.log("E flash ota state %s" % e)
         version = self.ota.slot_release(self.slot)[1] or VERSION
         self.health = health.Health(
@@ -397,6 +398,8 @@ class Node:
                 self.health.reset_cause,
             )
         )
+        if self._settled:
+            self.board.log("U %s %s" % (self.ota.state, self.ota.detail or ""))
         await asyncio.gather(self._sample_loop(), self._upload_loop())
 
 
