@@ -197,14 +197,52 @@ def build_release(
         raise BuildError(f"version {version!r} is not X.Y.Z")
     if not HW_RE.match(hw):
         raise BuildError(f"hardware class {hw!r} is not a name of a-z, 0-9 and -")
+    signer, root = _usable_signer(fleet_dir, now)
+    with tempfile.TemporaryDirectory(prefix="simpul-release-") as tmp:
+        files = compile_app(src, Path(tmp), arch)
+    return _sign_release(fleet_dir, signer, root, files, version, hw, boot_min, now)
+
+
+def resign_release(fleet_dir: Path, data: bytes, *, now: int) -> tuple[bytes, VerifiedRelease]:
+    """The release file ``data``'s files and version signed again under the next seq: how a
+    fleet takes boards back to a release they left (a board never installs a lower seq than
+    it has run, so going back is going forward to the same files)."""
+    old = decode_release(data)
+    signer, root = _usable_signer(fleet_dir, now)
+    check_files(old.manifest, old.files)
+    manifest = old.manifest
+    return _sign_release(
+        fleet_dir,
+        signer,
+        root,
+        dict(old.files),
+        manifest.version,
+        manifest.hw,
+        manifest.boot_min,
+        now,
+    )
+
+
+def _usable_signer(fleet_dir: Path, now: int) -> tuple[fleet_keys.Signer, bytes]:
     signer = fleet_keys.load_signer(fleet_dir)
     root = fleet_keys.root_public_key(fleet_dir)
     # The key must be usable now, before a sequence number is spent on it.
     verify_certificate(signer.certificate, root, now=now)
     if signer.kid in decode_revocations(signer.revocations).revoked:
         raise KeyRevoked(f"release key {signer.kid.hex()} is revoked: rotate the keys")
-    with tempfile.TemporaryDirectory(prefix="simpul-release-") as tmp:
-        files = compile_app(src, Path(tmp), arch)
+    return signer, root
+
+
+def _sign_release(
+    fleet_dir: Path,
+    signer: fleet_keys.Signer,
+    root: bytes,
+    files: dict[str, bytes],
+    version: str,
+    hw: str,
+    boot_min: int,
+    now: int,
+) -> tuple[bytes, VerifiedRelease]:
     seq = fleet_keys.reserve_release_seq(fleet_dir)
     manifest = sign_manifest(
         signer.key,

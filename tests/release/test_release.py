@@ -23,6 +23,7 @@ from fleet.release import (
     compile_app,
     decode_release,
     encode_release,
+    resign_release,
     verify_release,
 )
 from hw.firmware_tools import BOOT_PART, FIRMWARE_DIR
@@ -205,3 +206,16 @@ def subprocess_in(cwd: Path, *args: str, env: dict[str, str]) -> str:
         check=False,
     )
     return done.stdout + done.stderr
+
+
+def test_a_release_signed_again_keeps_its_files_under_a_later_seq(fleet: Path) -> None:
+    now = int(time.time())
+    release_bytes, _ = build_release(fleet, version="1.4.0", now=now)
+    old = decode_release(release_bytes)
+    again, verified = resign_release(fleet, release_bytes, now=now)
+    assert decode_release(again).manifest.seq == verified.release.manifest.seq
+    new = verified.release
+    assert new.manifest.seq > old.manifest.seq
+    assert new.files == old.files
+    assert (new.manifest.version, new.manifest.hw) == (old.manifest.version, old.manifest.hw)
+    assert [e.sha256 for e in new.manifest.files] == [e.sha256 for e in old.manifest.files]
