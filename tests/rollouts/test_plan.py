@@ -67,7 +67,7 @@ def test_every_board_is_in_exactly_one_wave_and_canaries_spread_over_gateways() 
 
 def test_wave_spec_is_checked() -> None:
     for bad in ({"percents": (50,)}, {"percents": (50, 25, 100)}, {"canary": -1}):
-        with pytest.raises(ValueError, match="percentages|canary"):
+        with pytest.raises(ValueError, match=r"percentages|canary"):
             WaveSpec(**bad)
 
 
