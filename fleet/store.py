@@ -316,6 +316,9 @@ def prepare(path: Path) -> int:
         with _transaction(db):
             (version,) = db.execute("PRAGMA user_version").fetchone()
             if version == 0:
+                tables = db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'")
+                if tables.fetchone()[0]:
+                    raise FleetDbError(f"{path} is an SQLite file but not a fleet database")
                 for statement in _SCHEMA_V1.split(";"):
                     if statement.strip():
                         db.execute(statement)

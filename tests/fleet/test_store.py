@@ -47,6 +47,16 @@ def test_a_file_from_a_newer_release_is_refused_untouched(tmp_path: Path) -> Non
     assert path.read_bytes() == before
 
 
+def test_another_sqlite_file_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE readings (id INTEGER PRIMARY KEY)")
+    with pytest.raises(FleetDbError, match="not a fleet database"):
+        FleetStore(path)
+    tables = sqlite3.connect(path).execute("SELECT name FROM sqlite_master").fetchall()
+    assert tables == [("readings",)]
+
+
 def test_missing_file_is_an_error_when_not_creating(tmp_path: Path) -> None:
     with pytest.raises(FleetDbError, match="simpul fleet init"):
         FleetStore(tmp_path / "fleet.db", create=False)
