@@ -2,7 +2,8 @@
 
 Each group lives beside the code it drives and adds its own subcommands here:
 ``simpul gateway …`` (the Pi daemon), ``simpul verify`` (consumers of its batches),
-``simpul fleet keys …`` and ``simpul release …`` (operators), ``simpul emulate …`` and
+``simpul fleet keys …``, ``simpul fleet init|status|sites|gateways|boards|alerts|audit``
+(the inventory) and ``simpul release …`` (operators), ``simpul emulate …`` and
 ``simpul demo`` (one machine).
 """
 
@@ -13,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
+from fleet import inventory as fleet_inventory
 from fleet import keys as fleet_keys
 from fleet import release as fleet_release
 from gateway import cli as gateway_cli
@@ -34,11 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     hw_cli.add_commands(groups)
     fleet = groups.add_parser(
         "fleet",
-        help="the operator's fleet: signing keys (the console and rollouts are to come)",
+        help="the operator's fleet: signing keys, the inventory (sites, gateways, boards),"
+        " alerts and the audit log",
         description="The operator's fleet manager.",
     )
     fleet_commands = fleet.add_subparsers(dest="fleet_command", metavar="COMMAND", required=True)
     fleet_keys.add_commands(fleet_commands)
+    fleet_inventory.add_commands(fleet_commands)
     fleet_release.add_commands(groups)
     return parser
 

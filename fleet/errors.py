@@ -118,3 +118,28 @@ class FileMismatch(ReleaseRefused):
     """A file whose SHA-256 or size is not what the manifest declares."""
 
     reason = "file_digest"
+
+
+class FleetDbError(FleetError, OSError):
+    """fleet.db is missing, unusable, or from a newer release of simpul."""
+
+    reason = "fleet_db"
+
+
+class NotFound(FleetError, LookupError):
+    """No such site, gateway, board, alert or rollout in fleet.db."""
+
+    reason = "not_found"
+
+
+class AlreadyExists(FleetError, ValueError):
+    """A site, gateway, board, release or rollout with that id is already recorded."""
+
+    reason = "exists"
+
+
+class Conflict(FleetError, ValueError):
+    """The change does not fit what fleet.db holds: a retired board, a stale sequence number,
+    a board on a gateway of another site."""
+
+    reason = "conflict"
