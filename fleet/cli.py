@@ -17,6 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from fleet import inventory as fleet_inventory
 from fleet import keys as fleet_keys
 from fleet import release as fleet_release
+from fleet import rollout_cli, serve
 from gateway import cli as gateway_cli
 from gateway.batches import cli as verify_cli
 from hw import cli as hw_cli
@@ -37,13 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
     fleet = groups.add_parser(
         "fleet",
         help="the operator's fleet: signing keys, the inventory (sites, gateways, boards),"
-        " alerts and the audit log",
+        " alerts, the audit log, and the fleet manager service (serve)",
         description="The operator's fleet manager.",
     )
     fleet_commands = fleet.add_subparsers(dest="fleet_command", metavar="COMMAND", required=True)
     fleet_keys.add_commands(fleet_commands)
     fleet_inventory.add_commands(fleet_commands)
+    serve.add_commands(fleet_commands)
     fleet_release.add_commands(groups)
+    rollout_cli.add_commands(groups)
     return parser
 
 

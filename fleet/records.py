@@ -74,10 +74,13 @@ class Board:
     last_health: Mapping[str, Json] | None
     health_ms: int | None
     tags: tuple[str, ...]
+    #: The release the fleet wants it to run outside a rollout (0: none set).
+    desired: int = 0
 
     def as_json(self) -> dict[str, Json]:
         return {
             "board_id": self.board_id,
+            "desired": self.desired,
             "kind": self.kind,
             "site_id": self.site_id,
             "gateway_id": self.gateway_id,

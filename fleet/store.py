@@ -91,6 +91,7 @@ CREATE TABLE boards (
     enrolled_ms  INTEGER NOT NULL,
     retired_ms   INTEGER,
     running      INTEGER NOT NULL DEFAULT 0,   -- release seq it runs
+    desired      INTEGER NOT NULL DEFAULT 0,   -- release it should run outside a rollout (0: none)
     ota_state    TEXT,
     ota_detail   TEXT,
     last_seen_ms INTEGER,
@@ -227,7 +228,7 @@ _GATEWAY: Final = (
 )
 _BOARD: Final = (
     "board_id, kind, site_id, gateway_id, enrolled_ms, retired_ms, running, ota_state,"
-    " ota_detail, last_seen_ms, last_health, health_ms"
+    " ota_detail, last_seen_ms, last_health, health_ms, desired"
 )
 _ROLLOUT: Final = (
     'id, release, revert, previous, state, reason, target, plan, limits, "window",'
@@ -655,6 +656,14 @@ class FleetStore:
         if board is None:
             raise NotFound(f"unknown board {board_id!r}")
         return board
+
+    def set_desired_releases(self, board_ids: Iterable[str], seq: int) -> None:
+        """The release these boards should run outside a rollout (0: none set)."""
+        with self.transaction():
+            self._db.executemany(
+                "UPDATE boards SET desired = ? WHERE board_id = ?",
+                [(seq, board) for board in board_ids],
+            )
 
     def tag_board(self, board_id: str, tags: Iterable[str]) -> Board:
         with self.transaction():
@@ -1092,9 +1101,9 @@ def _flood(levels: Mapping[str, float] | None) -> str | None:
 
 def _board(row: Any) -> Board:
     bid, kind, site, gw, enrolled, retired, running, ota, ota_detail, seen, health = row[:11]
-    health_ms, tags = row[11:]
+    health_ms, desired, tags = row[11:]
     return Board(
         str(bid), str(kind), str(site), str(gw), int(enrolled), _int(retired), int(running),
         _str(ota), _str(ota_detail), _int(seen), _loads(health), _int(health_ms),
-        tuple(str(tags).split("\n")) if tags else (),
+        tuple(str(tags).split("\n")) if tags else (), int(desired),
     )  # fmt: skip
