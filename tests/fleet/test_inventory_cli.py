@@ -135,7 +135,7 @@ def test_the_inventory_lists_as_tables_and_json(inventory: Any) -> None:
     assert [b["board_id"] for b in boards] == ["a1", "w1"]
     assert set(boards[0]) == {
         "board_id", "kind", "site_id", "gateway_id", "enrolled_ms", "retired_ms", "running",
-        "ota_state", "ota_detail", "last_seen_ms", "last_health", "health_ms", "tags",
+        "ota_state", "ota_detail", "last_seen_ms", "last_health", "health_ms", "tags", "desired",
     }  # fmt: skip
     (site,) = json.loads(run("sites", "--json")[1])["sites"]
     assert (site["site_id"], site["name"], site["flood_levels"]) == (
