@@ -118,3 +118,16 @@ class FileMismatch(ReleaseRefused):
     """A file whose SHA-256 or size is not what the manifest declares."""
 
     reason = "file_digest"
+
+
+class BadThresholds(FleetError, ValueError):
+    """Health-rule thresholds that are unknown, of the wrong type or out of range.
+
+    ``field`` names the threshold (``"stale_cycles"``), or is ``""`` for the document itself.
+    """
+
+    reason = "thresholds"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
