@@ -24,7 +24,7 @@ from typing import Any
 
 from fleet.health.model import Baseline, HealthSample
 from fleet.health.quantities import QUANTITIES
-from fleet.health.series import HOUR_MS, battery_points, growth, slope_per_h
+from fleet.health.series import HOUR_MS, battery_series, growth, slope_per_h
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,10 +156,10 @@ def _implausible(before: Observations, after: Observations, limits: WorseLimits)
 
 
 def _drain_v_per_h(obs: Observations, limits: WorseLimits) -> float | None:
-    points = battery_points(obs.health)
-    if len(points) < limits.drain_min_samples:
+    times, volts = battery_series(obs.health)
+    if len(times) < limits.drain_min_samples:
         return None
-    slope = slope_per_h(points)
+    slope = slope_per_h(times, volts)
     return None if slope is None else max(0.0, -slope)
 
 

@@ -46,7 +46,7 @@ from typing import Final
 
 from fleet.health.model import BoardHealth, Finding, GatewayHealth, Severity
 from fleet.health.quantities import QUANTITIES
-from fleet.health.series import battery_points, growth, rises, since, slope_per_h
+from fleet.health.series import battery_series, growth, rises, since, slope_per_h
 from fleet.health.thresholds import Thresholds
 
 BoardRule = Callable[[BoardHealth, Thresholds, int], Finding | None]
@@ -132,18 +132,18 @@ def battery_low(board: BoardHealth, t: Thresholds, now_ms: int) -> Finding | Non
 
 def battery_drain(board: BoardHealth, t: Thresholds, now_ms: int) -> Finding | None:
     start_ms = now_ms - t.drain_window_s * 1000
-    recent = battery_points(since(board.health, start_ms))
-    if len(recent) < t.drain_min_samples:
+    times, volts = battery_series(since(board.health, start_ms))
+    if len(times) < t.drain_min_samples:
         return None
-    slope = slope_per_h(recent)
+    slope = slope_per_h(times, volts)
     if slope is None or -slope <= t.drain_min_v_per_h:
         return None
     drain = -slope
     baseline = 0.0
-    history: list[tuple[int, float]] = []
+    history: list[int] = []
     if board.health[0].at_ms < start_ms:
-        history = battery_points(board.health)
-        long_slope = slope_per_h(history)
+        history, history_volts = battery_series(board.health)
+        long_slope = slope_per_h(history, history_volts)
         baseline = max(0.0, -long_slope) if long_slope is not None else 0.0
     if drain <= t.drain_factor * baseline:
         return None
@@ -154,7 +154,7 @@ def battery_drain(board: BoardHealth, t: Thresholds, now_ms: int) -> Finding | N
             "drain_v_per_h": round(drain, 4),
             "baseline_v_per_h": round(baseline, 4),
             "window_s": t.drain_window_s,
-            "samples": len(recent),
+            "samples": len(times),
             "baseline_samples": len(history),
             "drain_factor": t.drain_factor,
             "drain_min_v_per_h": t.drain_min_v_per_h,
@@ -237,8 +237,10 @@ def implausible(board: BoardHealth, t: Thresholds, now_ms: int) -> Finding | Non
         if not q.low <= x <= q.high:
             found[name] = {"value": x, "unit": q.unit, "low": q.low, "high": q.high}
             continue
+        if name not in t.baseline_quantities:
+            continue
         b = board.baselines.get(name)
-        if b is None or b.count < t.implausible_min_count or name not in t.baseline_quantities:
+        if b is None or b.count < t.implausible_min_count:
             continue
         std = max(b.std, q.resolution)
         if abs(x - b.mean) > t.implausible_k * std:
@@ -358,14 +360,15 @@ def evaluate(
                     stale_gateways[gateway.subject] = 0
     board_rules = BOARD_RULES
     for board in boards:
-        gateway_subject = f"{board.site}/{board.gateway}"
         for rule in board_rules:
             found = rule(board, thresholds, now_ms)
             if found is None:
                 continue
-            if found.rule == "stale" and gateway_subject in stale_gateways:
-                stale_gateways[gateway_subject] += 1
-                continue
+            if found.rule == "stale" and stale_gateways:
+                gateway_subject = f"{board.site}/{board.gateway}"
+                if gateway_subject in stale_gateways:
+                    stale_gateways[gateway_subject] += 1
+                    continue
             findings.append(found)
     for found in gateway_findings:
         if found.rule == "gateway_stale":

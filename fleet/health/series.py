@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Iterable, Sequence
+from operator import mul
 
 from fleet.health.model import HealthSample
 
@@ -12,12 +12,11 @@ HOUR_MS = 3_600_000
 
 def since(samples: Sequence[HealthSample], start_ms: int) -> Sequence[HealthSample]:
     """The samples received at or after ``start_ms`` (samples are oldest first)."""
-    i = bisect_left(samples, start_ms, key=_at)
+    # Windows are short beside the history: walking back from the end beats bisecting.
+    i = len(samples)
+    while i and samples[i - 1].at_ms >= start_ms:
+        i -= 1
     return samples[i:] if i else samples
-
-
-def _at(sample: HealthSample) -> int:
-    return sample.at_ms
 
 
 def growth(counts: Iterable[int | None]) -> int:
@@ -48,24 +47,23 @@ def rises(values: Sequence[int | None]) -> int:
     return count
 
 
-def slope_per_h(points: Sequence[tuple[int, float]]) -> float | None:
-    """Least-squares slope of ``(at_ms, value)`` points, per hour; ``None`` below two times."""
-    n = len(points)
+def slope_per_h(times_ms: Sequence[int], values: Sequence[float]) -> float | None:
+    """Least-squares slope of ``values`` over ``times_ms``, per hour; ``None`` below two times."""
+    n = len(times_ms)
     if n < 2:
         return None
-    t0 = points[0][0]
-    st = sv = stt = stv = 0.0
-    for at, v in points:
-        t = (at - t0) / HOUR_MS
-        st += t
-        sv += v
-        stt += t * t
-        stv += t * v
-    denom = n * stt - st * st
+    t0 = times_ms[0]
+    ts = [float(at - t0) for at in times_ms]
+    st = sum(ts)
+    denom = n * sum(map(mul, ts, ts)) - st * st
     if denom <= 0:
         return None
-    return (n * stv - st * sv) / denom
+    return float((n * sum(map(mul, ts, values)) - st * sum(values)) / denom * HOUR_MS)
 
 
-def battery_points(samples: Iterable[HealthSample]) -> list[tuple[int, float]]:
-    return [(s.at_ms, s.battery) for s in samples if s.battery is not None]
+def battery_series(samples: Sequence[HealthSample]) -> tuple[list[int], list[float]]:
+    """(times, volts) of the samples that report a battery voltage."""
+    return (
+        [s.at_ms for s in samples if s.battery is not None],
+        [s.battery for s in samples if s.battery is not None],
+    )
