@@ -143,3 +143,16 @@ class Conflict(FleetError, ValueError):
     a board on a gateway of another site."""
 
     reason = "conflict"
+
+
+class BadThresholds(FleetError, ValueError):
+    """Health-rule thresholds that are unknown, of the wrong type or out of range.
+
+    ``field`` names the threshold (``"stale_cycles"``), or is ``""`` for the document itself.
+    """
+
+    reason = "thresholds"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field

@@ -27,6 +27,7 @@ from tests.bench.board_verify import board_verify
 from tests.bench.drain import drain_backlog
 from tests.bench.fuzz import gateway_flood, gateway_fuzz
 from tests.bench.ota import ota_delta, ota_fanout
+from tests.bench.rules_eval import rules_eval
 from tests.bench.signing import signing_throughput
 from tests.support import free_udp_port
 
@@ -224,6 +225,7 @@ SCENARIOS: dict[str, Callable[[float], dict[str, Any]]] = {
     # Run with the default limits and with UNLIMITED: all its boards share one host.
     "ota_fanout": functools.partial(ota_fanout, unlimited=UNLIMITED),
     "ota_delta": ota_delta,
+    "rules_eval": rules_eval,
 }
 
 
