@@ -24,8 +24,9 @@ from typing import Any, Final
 
 import cbor2
 
+from fleet import health, rollouts
 from fleet import keys as fleet_keys
-from fleet import rollouts
+from fleet.alerting import Alerting, baseline
 from fleet.link import FleetLink, Incoming
 from fleet.records import Board, BoardReport, Rollout
 from fleet.store import FleetStore
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 ENGINE_OPERATOR: Final = "fleet-engine"
 #: Events kept in memory for ``status`` and the console (the newest).
 MAX_EVENTS: Final = 1000
+#: How far back the "before" of a board's worse-after check reaches.
+_BEFORE_MS: Final = 6 * 3_600_000
 #: Batches whose digests a chain keeps to place a late or repeated batch.
 _CHAIN_MEMORY: Final = 256
 
@@ -81,6 +84,12 @@ class FleetEngine:
         self.readings_verified = 0
         self._chains: dict[str, ChainVerifier] = {}
         self._published_releases: set[int] = set()
+        self.alerting = Alerting(store)
+        self._rules_ms = 0
+        #: (rollout, board) -> when the fleet saw it confirm, and its baselines then: the
+        #: "before" of the fleet's own worse-after check (memory only: after a restart the
+        #: check starts again from that moment).
+        self._confirmed: dict[tuple[str, str], tuple[int, dict[str, health.Baseline]]] = {}
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -147,6 +156,7 @@ class FleetEngine:
         view = self.gateways.setdefault(gateway_id, GatewayView())
         if view.state is None or int(view.state.get("seq", -1)) < seq:
             view.state, view.heard_ms = payload, self.now_ms()
+            self.alerting.note_gateway_state(gateway_id, at, payload)
 
     def _batch(self, message: Incoming, public_key: bytes) -> None:
         chain = self._chains.get(message.gateway)
@@ -182,9 +192,15 @@ class FleetEngine:
     # --- each cycle -------------------------------------------------------------------------
 
     def tick(self) -> list[str]:
-        """Judge the rollouts, then publish what changed; the gateways published to."""
+        """Judge the rollouts, run the health rules when due, then publish what changed;
+        the gateways published to."""
         for rollout in self.store.rollouts(states=rollouts.ACTIVE):
             self._judge_rollout(rollout)
+        now = self.now_ms()
+        every_ms = int(float(self.store.setting("rules_every_s", 30) or 30) * 1000)
+        if now - self._rules_ms >= every_ms:
+            self._rules_ms = now
+            self.alerting.evaluate(now, {g: v.state for g, v in self.gateways.items()})
         return self.publish()
 
     def _reports(self, rollout_id: str) -> dict[str, dict[str, Any] | None]:
@@ -209,9 +225,9 @@ class FleetEngine:
                     for board, status in statuses.items()
                 ],
             )
-        if rollout.state == "halted":
+        if rollout.state != "running":
             return
-        halted = rollouts.halted_by(reports)
+        halted = rollouts.halted_by(reports) or self._worse(rollout, statuses)
         if halted is not None:
             gateway_id, reason = halted
             why = f"{gateway_id}: {reason}"
@@ -229,6 +245,54 @@ class FleetEngine:
                 )
                 self.store.update_rollout(rollout.id, state="done", reason=None)
                 self._audit("rollout.done", rollout.id, {"release": rollout.release})
+
+    def _worse(
+        self, rollout: Rollout, statuses: Mapping[str, Mapping[str, Any]]
+    ) -> tuple[str, str] | None:
+        """(gateway, reason) if a board's data got worse after it confirmed the release, on
+        the fleet's longer view (``fleet.health.worse_after``); checked once the board has
+        been on it ``silent_s``."""
+        now = self.now_ms()
+        limits = health.WorseLimits.from_rollout(rollout.limits)
+        for board_id, status in sorted(statuses.items()):
+            if status.get("status") != "confirmed":
+                continue
+            key = (rollout.id, board_id)
+            summaries = {s.quantity: baseline(s) for s in self.store.summaries(board_id)}
+            if key not in self._confirmed:
+                self._confirmed[key] = (now, summaries)
+                continue
+            since, before = self._confirmed[key]
+            if now - since < limits.silent_s * 1000:
+                continue
+            board = self.store.board(board_id)
+            if board is None:
+                continue
+            history = [
+                health.HealthSample.from_report(h.at_ms, h.health)
+                for h in self.store.health_history(board_id, since_ms=since - _BEFORE_MS)
+            ]
+            reasons = health.worse_after(
+                health.Observations(
+                    since - _BEFORE_MS,
+                    since,
+                    since,
+                    tuple(h for h in history if h.at_ms < since),
+                    before,
+                ),
+                health.Observations(
+                    since,
+                    now,
+                    board.last_seen_ms,
+                    tuple(h for h in history if h.at_ms >= since),
+                    {q: _after(summaries[q], before.get(q)) for q in summaries},
+                ),
+                limits,
+            )
+            if reasons:
+                text = "; ".join(r.message for r in reasons)
+                return board.gateway_id, f"board {board_id} is worse after the update: {text}"
+        return None
 
     # --- out --------------------------------------------------------------------------------
 
@@ -351,6 +415,22 @@ class FleetEngine:
 
     def _audit(self, action: str, target: str, detail: Mapping[str, Any]) -> None:
         self.store.append_audit(ENGINE_OPERATOR, action, target, dict(detail), "ok")
+
+
+def _after(total: health.Baseline, before: health.Baseline | None) -> health.Baseline:
+    """The statistics of the values added to ``before`` to make ``total`` (Chan's update
+    run backwards); min and max only where the later values moved them."""
+    if before is None or before.count == 0:
+        return total
+    count = total.count - before.count
+    if count <= 0:
+        return health.Baseline()
+    mean = (total.count * total.mean - before.count * before.mean) / count
+    delta = mean - before.mean
+    m2 = max(0.0, total.m2 - before.m2 - delta * delta * before.count * count / total.count)
+    low = total.min if total.min < before.min else mean
+    high = total.max if total.max > before.max else mean
+    return health.Baseline(count, mean, m2, min(low, mean), max(high, mean))
 
 
 def _board_report(board_id: str, report: dict[str, Any]) -> BoardReport:

@@ -863,6 +863,21 @@ class FleetStore:
         )
         return [HealthSample(board_id, int(at), json.loads(h)) for at, h in rows]
 
+    def health_since(self, since_ms: int) -> dict[str, list[HealthSample]]:
+        """Every board's health reports at or after ``since_ms``, oldest first, in one read
+        (what the health rules look at each evaluation)."""
+        rows = self._all(
+            "SELECT board_id, at_ms, health FROM health_history WHERE at_ms >= ?"
+            " ORDER BY board_id, at_ms, rowid",
+            (since_ms,),
+        )
+        found: dict[str, list[HealthSample]] = {}
+        for board, at, health in rows:
+            found.setdefault(str(board), []).append(
+                HealthSample(str(board), int(at), json.loads(health))
+            )
+        return found
+
     def prune_history(self, older_than_ms: int) -> int:
         """Delete health reports taken before ``older_than_ms``; returns how many."""
         with self.transaction():
