@@ -169,7 +169,9 @@ def _run_batch_uplink(
 def run_mqtt_uplink(config: GatewayConfig, stop: EventType) -> None:
     """Main function of the MQTT uplink's process."""
     settings = config.uplinks.mqtt
-    host, port = parse_bind(settings.broker)
+    # The old per-uplink broker setting still wins, without the broker's credentials.
+    broker = None if settings.broker is not None else config.broker
+    host, port = parse_bind(settings.broker or config.broker.address)
     _run_batch_uplink(
         config,
         stop,
@@ -181,6 +183,8 @@ def run_mqtt_uplink(config: GatewayConfig, stop: EventType) -> None:
             site=config.site,
             window=settings.window,
             keepalive_s=settings.keepalive_s,
+            broker=broker,
+            client_id_prefix=config.broker.client_id_prefix,
         ),
         window=settings.window,
         backoff_base_ms=settings.backoff_base_ms,
