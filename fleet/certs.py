@@ -8,7 +8,9 @@ Pure functions between bytes and plain objects: no files, no clock (the caller p
         "type": "cert",            ; what the root signed this as; a list is never a cert
         "v": 1,                    ; format version
         "serial": uint,            ; one per certificate the root issues, growing
-        "role": "release",         ; what the key may sign; the board accepts only "release"
+        "role": "release" / "operator",  ; what the key may sign: releases (the only role a
+                                   ; board accepts) or the control channel's documents
+                                   ; and commands (gateways, gateway.control.messages)
         "kid": bstr .size 8,       ; SHA-256(key)[:8], the kid its signatures name
         "key": bstr .size 32,      ; the certified key, raw Ed25519 (RFC 8032)
         "not_before": uint,        ; validity, Unix seconds, inclusive
@@ -46,7 +48,8 @@ from gateway.errors import GatewayError
 
 FORMAT_VERSION: Final = 1
 ROLE_RELEASE: Final = "release"
-ROLES: Final = (ROLE_RELEASE,)
+ROLE_OPERATOR: Final = "operator"
+ROLES: Final = (ROLE_RELEASE, ROLE_OPERATOR)
 _CERT_FIELDS: Final = frozenset(
     {"type", "v", "serial", "role", "kid", "key", "not_before", "not_after"}
 )
@@ -262,6 +265,7 @@ def bytes_field(
 
 
 __all__ = [
+    "ROLE_OPERATOR",
     "ROLE_RELEASE",
     "Certificate",
     "RevocationList",

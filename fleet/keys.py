@@ -4,8 +4,10 @@
 PKCS#8, see ``fleet.keyfiles``; written to ``PATH``, meant to live offline, e.g. on a USB
 stick) and a release key in the fleet directory, certified by the root. ``simpul fleet keys
 rotate --root-key PATH`` certifies a new release key and revokes every other one in a new
-root-signed revocation list, which every release built afterwards carries. ``simpul fleet
-keys show`` lists them. Boards and gateways hold only the root public key
+root-signed revocation list, which every release built afterwards carries. ``simpul fleet keys
+operator --root-key PATH`` certifies an operator key, which signs the control channel's
+desired-state documents and commands (``gateway.control.messages``), and revokes older ones.
+``simpul fleet keys show`` lists them. Boards and gateways hold only the root public key
 (``--root-pub-out FILE``, or ``<fleet dir>/root.pub``).
 
 The root key's passphrase comes from the environment variable ``SIMPUL_ROOT_PASSPHRASE`` or
@@ -23,6 +25,7 @@ The fleet directory (``--fleet-dir``; else ``$SIMPUL_FLEET_DIR``; else
     certs/<kid>.cert           every certificate the root issued here (COSE_Sign1)
     keys/release-<kid>.key     the current release key (PKCS#8 PEM, mode 0600); a rotated-out
                                key is revoked and its file deleted
+    keys/operator-<kid>.key    the current operator key (state.json "operator_kid"), likewise
     .lock                      held (flock) while any of the above changes
 
 It never holds the root private key: ``init`` refuses a ``--root-key`` inside it.
@@ -47,6 +50,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fleet import keyfiles
 from fleet.certs import (
+    ROLE_OPERATOR,
+    ROLE_RELEASE,
     Certificate,
     RevocationList,
     decode_certificate,
@@ -108,6 +113,9 @@ class FleetDir:
     def release_key_file(self, kid: bytes) -> Path:
         return self.keys / f"release-{kid.hex()}.key"
 
+    def operator_key_file(self, kid: bytes) -> Path:
+        return self.keys / f"operator-{kid.hex()}.key"
+
     def initialised(self) -> bool:
         return self.state_file.exists()
 
@@ -144,8 +152,9 @@ class FleetDir:
 
 
 @dataclass(frozen=True, repr=False)
-class ReleaseSigner:
-    """What signs a release: the current release key, its certificate, the revocation list."""
+class Signer:
+    """A key the root certified, with its certificate and the current revocation list: what
+    signs a release (the release key) or a control document (the operator key)."""
 
     key: Ed25519PrivateKey
     kid: bytes
@@ -153,7 +162,7 @@ class ReleaseSigner:
     revocations: bytes
 
     def __repr__(self) -> str:
-        return f"ReleaseSigner(kid={self.kid.hex()})"
+        return f"Signer(kid={self.kid.hex()})"
 
 
 @dataclass(frozen=True)
@@ -163,6 +172,8 @@ class KeysReport:
     fleet_dir: Path
     root_kid: bytes
     current_kid: bytes
+    #: The current operator key's kid (None: no operator key certified yet).
+    operator_kid: bytes | None
     certificates: tuple[Certificate, ...]
     revocations: RevocationList
     release_seq: int
@@ -172,7 +183,7 @@ class KeysReport:
             return "revoked"
         if not cert.valid_at(now):
             return "expired" if now > cert.not_after else "not yet valid"
-        return "current" if cert.kid == self.current_kid else "valid"
+        return "current" if cert.kid in (self.current_kid, self.operator_kid) else "valid"
 
     def as_json(self, now: int) -> dict[str, Any]:
         return {
@@ -221,7 +232,7 @@ def init_fleet(
     *,
     now: int,
     valid_days: int = DEFAULT_VALID_DAYS,
-) -> ReleaseSigner:
+) -> Signer:
     """A new root key at ``root_key_path`` and a release key it certifies in ``fleet_dir``."""
     fleet = FleetDir(fleet_dir)
     if _inside(root_key_path, fleet_dir):
@@ -244,7 +255,7 @@ def init_fleet(
         revocations = issue_revocations(root, seq=1, revoked=(), issued=now)
         keyfiles.write_atomic(fleet.revocations_file, revocations)
         fleet.write_state({"release_kid": signer.kid.hex(), "release_seq": 0, "cert_serial": 1})
-    return ReleaseSigner(signer.key, signer.kid, signer.certificate, revocations)
+    return Signer(signer.key, signer.kid, signer.certificate, revocations)
 
 
 def rotate(
@@ -254,7 +265,7 @@ def rotate(
     *,
     now: int,
     valid_days: int = DEFAULT_VALID_DAYS,
-) -> tuple[ReleaseSigner, RevocationList]:
+) -> tuple[Signer, RevocationList]:
     """Certify a new release key and revoke every other release key certified here."""
     fleet = FleetDir(fleet_dir)
     with fleet.locked():
@@ -265,21 +276,91 @@ def rotate(
         old = decode_revocations(fleet.revocations_file.read_bytes())
         serial = state["cert_serial"] + 1
         signer = _new_release_key(fleet, root, serial=serial, now=now, valid_days=valid_days)
-        # Every other certified key, so a rotation interrupted before now is completed too.
-        others = [c.kid for c in _certificates(fleet) if c.kid != signer.kid]
-        revocations = issue_revocations(root, seq=old.seq + 1, revoked=others, issued=now)
+        # Every other certified release key, so a rotation interrupted before now is
+        # completed too; operator keys are left as they are.
+        others = [
+            c.kid for c in _certificates(fleet) if c.role == ROLE_RELEASE and c.kid != signer.kid
+        ]
+        revoked = [*old.revoked, *others]
+        revocations = issue_revocations(root, seq=old.seq + 1, revoked=revoked, issued=now)
         keyfiles.write_atomic(fleet.revocations_file, revocations)
         fleet.write_state({**state, "release_kid": signer.kid.hex(), "cert_serial": serial})
         for kid in others:
             with contextlib.suppress(FileNotFoundError):
                 fleet.release_key_file(kid).unlink()
     listed = decode_revocations(revocations)
-    return ReleaseSigner(signer.key, signer.kid, signer.certificate, revocations), listed
+    return Signer(signer.key, signer.kid, signer.certificate, revocations), listed
+
+
+def certify_operator(
+    fleet_dir: Path,
+    root_key_path: Path,
+    passphrase: str,
+    *,
+    now: int,
+    valid_days: int = DEFAULT_VALID_DAYS,
+) -> tuple[Signer, RevocationList]:
+    """Certify a new operator key (what signs the control channel's desired-state documents
+    and commands) and revoke every older operator key in a new revocation list."""
+    fleet = FleetDir(fleet_dir)
+    with fleet.locked():
+        state = fleet.read_state()
+        root = keyfiles.load_root_key(root_key_path, passphrase)
+        if keyfiles.public_pem(root) != fleet.root_pub.read_bytes():
+            raise KeyStoreError(f"{root_key_path} is not the root key of {fleet_dir}")
+        old = decode_revocations(fleet.revocations_file.read_bytes())
+        serial = state["cert_serial"] + 1
+        signer = _new_key(
+            fleet, root, serial=serial, now=now, valid_days=valid_days, role=ROLE_OPERATOR
+        )
+        others = [
+            c.kid
+            for c in _certificates(fleet)
+            if c.role == ROLE_OPERATOR and c.kid != signer.kid and c.kid not in old.revoked
+        ]
+        revocations = fleet.revocations_file.read_bytes()
+        if others:
+            revocations = issue_revocations(
+                root, seq=old.seq + 1, revoked=[*old.revoked, *others], issued=now
+            )
+            keyfiles.write_atomic(fleet.revocations_file, revocations)
+        fleet.write_state({**state, "operator_kid": signer.kid.hex(), "cert_serial": serial})
+        for kid in others:
+            with contextlib.suppress(FileNotFoundError):
+                fleet.operator_key_file(kid).unlink()
+    return (
+        Signer(signer.key, signer.kid, signer.certificate, revocations),
+        decode_revocations(revocations),
+    )
+
+
+def load_operator(fleet_dir: Path) -> Signer:
+    """The current operator key with its certificate and the current revocation list."""
+    fleet = FleetDir(fleet_dir)
+    state = fleet.read_state()
+    if not isinstance(state.get("operator_kid"), str):
+        raise KeyStoreError(
+            f"{fleet_dir} has no operator key: run 'simpul fleet keys operator' first"
+        )
+    kid = bytes.fromhex(state["operator_kid"])
+    return _load(fleet, fleet.operator_key_file(kid), kid)
 
 
 def _new_release_key(
     fleet: FleetDir, root: Ed25519PrivateKey, *, serial: int, now: int, valid_days: int
-) -> ReleaseSigner:
+) -> Signer:
+    return _new_key(fleet, root, serial=serial, now=now, valid_days=valid_days, role=ROLE_RELEASE)
+
+
+def _new_key(
+    fleet: FleetDir,
+    root: Ed25519PrivateKey,
+    *,
+    serial: int,
+    now: int,
+    valid_days: int,
+    role: str,
+) -> Signer:
     if valid_days < 1:
         raise ValueError("a certificate is valid for one day or more")
     fleet.keys.mkdir(mode=keyfiles.DIR_MODE, exist_ok=True)
@@ -288,27 +369,32 @@ def _new_release_key(
     public = cose.public_bytes(key)
     kid = cose.key_id(public)
     certificate = issue_certificate(
-        root, public, serial=serial, not_before=now, not_after=now + valid_days * _DAY
+        root, public, serial=serial, not_before=now, not_after=now + valid_days * _DAY, role=role
     )
     keyfiles.write_atomic(fleet.cert_file(kid), certificate)
-    keyfiles.write_release_key(fleet.release_key_file(kid), key)
-    return ReleaseSigner(key, kid, certificate, b"")
+    path = fleet.release_key_file(kid) if role == ROLE_RELEASE else fleet.operator_key_file(kid)
+    keyfiles.write_release_key(path, key)
+    return Signer(key, kid, certificate, b"")
 
 
-def load_signer(fleet_dir: Path) -> ReleaseSigner:
+def load_signer(fleet_dir: Path) -> Signer:
     """The current release key with its certificate and the current revocation list."""
     fleet = FleetDir(fleet_dir)
     state = fleet.read_state()
     kid = bytes.fromhex(state["release_kid"])
-    key = keyfiles.load_release_key(fleet.release_key_file(kid))
+    return _load(fleet, fleet.release_key_file(kid), kid)
+
+
+def _load(fleet: FleetDir, path: Path, kid: bytes) -> Signer:
+    key = keyfiles.load_release_key(path)
     if cose.key_id(cose.public_bytes(key)) != kid:
-        raise KeyStoreError(f"{fleet.release_key_file(kid)} is not release key {kid.hex()}")
+        raise KeyStoreError(f"{path} is not key {kid.hex()}")
     try:
         certificate = fleet.cert_file(kid).read_bytes()
         revocations = fleet.revocations_file.read_bytes()
     except OSError as exc:
         raise KeyStoreError(f"cannot read the fleet's certificates: {exc}") from None
-    return ReleaseSigner(key, kid, certificate, revocations)
+    return Signer(key, kid, certificate, revocations)
 
 
 def root_public_key(fleet_dir: Path) -> bytes:
@@ -335,6 +421,7 @@ def report(fleet_dir: Path) -> KeysReport:
         fleet_dir=fleet_dir,
         root_kid=cose.key_id(root_public_key(fleet_dir)),
         current_kid=bytes.fromhex(state["release_kid"]),
+        operator_kid=bytes.fromhex(state["operator_kid"]) if "operator_kid" in state else None,
         certificates=tuple(certificates),
         revocations=decode_revocations(fleet.revocations_file.read_bytes()),
         release_seq=state["release_seq"],
@@ -369,8 +456,15 @@ def add_commands(fleet_commands: argparse._SubParsersAction[argparse.ArgumentPar
     actions = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     init = actions.add_parser("init", help="make the root key and a certified release key")
     rotate_ = actions.add_parser("rotate", help="certify a new release key, revoke the old one")
+    operator = actions.add_parser(
+        "operator",
+        help="certify a new operator key (signs the control channel), revoke older ones",
+        description="Certify a new operator key with the root key: the fleet manager signs"
+        " every desired-state document and command it sends to gateways with it, and"
+        " gateways apply only what it signed. Older operator keys are revoked.",
+    )
     show = actions.add_parser("show", help="kids, roles, validity and revocations")
-    for parser in (init, rotate_):
+    for parser in (init, rotate_, operator):
         parser.add_argument(
             "--root-key",
             type=Path,
@@ -383,9 +477,9 @@ def add_commands(fleet_commands: argparse._SubParsersAction[argparse.ArgumentPar
             "--valid-days",
             type=int,
             default=DEFAULT_VALID_DAYS,
-            help="how long the release key's certificate is valid (default: %(default)s)",
+            help="how long the key's certificate is valid, in days (default: %(default)s)",
         )
-    for parser in (init, rotate_, show):
+    for parser in (init, rotate_, operator, show):
         parser.add_argument(
             "--fleet-dir",
             type=Path,
@@ -402,6 +496,7 @@ def add_commands(fleet_commands: argparse._SubParsersAction[argparse.ArgumentPar
     show.add_argument("--json", action="store_true", help="print JSON")
     init.set_defaults(handler=_init_command)
     rotate_.set_defaults(handler=_rotate_command)
+    operator.set_defaults(handler=_operator_command)
     show.set_defaults(handler=_show_command)
 
 
@@ -446,6 +541,20 @@ def _rotate_command(args: argparse.Namespace) -> int:
     return _run(args, action)
 
 
+def _operator_command(args: argparse.Namespace) -> int:
+    def action(fleet_dir: Path) -> int:
+        passphrase = passphrase_from_env_or_prompt(getpass.getpass, new=False)
+        signer, listed = certify_operator(
+            fleet_dir, args.root_key, passphrase, now=int(time.time()), valid_days=args.valid_days
+        )
+        print(f"operator key {signer.kid.hex()} certified; the control channel is signed with it")
+        revoked = ", ".join(k.hex() for k in listed.revoked) or "none"
+        print(f"revocation list {listed.seq} revokes {revoked}")
+        return 0
+
+    return _run(args, action)
+
+
 def _show_command(args: argparse.Namespace) -> int:
     def action(fleet_dir: Path) -> int:
         now = int(time.time())
@@ -455,7 +564,7 @@ def _show_command(args: argparse.Namespace) -> int:
             return 0
         print(f"fleet directory  {found.fleet_dir}")
         print(f"root key         {found.root_kid.hex()}  (public key in root.pub)")
-        print("release keys")
+        print("certified keys")
         for c in found.certificates:
             validity = f"{iso(c.not_before)} .. {iso(c.not_after)}"
             print(

@@ -279,3 +279,16 @@ class DamagedRelease(GatewayError, OSError):
     """A cached release's file is missing or is not the one its manifest names (5.00)."""
 
     reason = "release_damaged"
+
+
+class ControlRefused(GatewayError, ValueError):
+    """A control-channel message (desired-state document or command) the gateway refuses.
+
+    :attr:`why` is the refusal's reason, one of ``gateway.control.messages.REFUSAL_REASONS``;
+    refusals are counted by it."""
+
+    reason = "control_refused"
+
+    def __init__(self, why: str, message: str) -> None:
+        super().__init__(message)
+        self.why = why

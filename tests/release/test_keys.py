@@ -232,6 +232,37 @@ def test_rotate_certifies_a_new_key_and_revokes_the_old(fleet_dir: Path, root_ke
     assert set(listed.revoked) == {first.kid, second.kid}
 
 
+def test_an_operator_key_is_certified_for_the_control_channel_only(
+    fleet_dir: Path, root_key: Path
+) -> None:
+    keys.init_fleet(fleet_dir, root_key, PASSPHRASE, now=NOW)
+    with pytest.raises(KeyStoreError, match="no operator key"):
+        keys.load_operator(fleet_dir)
+    operator, listed = keys.certify_operator(fleet_dir, root_key, PASSPHRASE, now=NOW)
+    root = keys.root_public_key(fleet_dir)
+    cert = verify_certificate(operator.certificate, root, role="operator", now=NOW)
+    assert cert.kid == operator.kid
+    assert listed.seq == 1  # nothing to revoke yet
+    with pytest.raises(ValueError, match="role 'operator', not 'release'"):
+        verify_certificate(operator.certificate, root, now=NOW)
+    assert keys.load_operator(fleet_dir).kid == operator.kid
+    assert mode(fleet_dir / "keys" / f"operator-{operator.kid.hex()}.key") == 0o600
+
+
+def test_a_new_operator_key_revokes_the_old_and_release_rotation_keeps_it(
+    fleet_dir: Path, root_key: Path
+) -> None:
+    release = keys.init_fleet(fleet_dir, root_key, PASSPHRASE, now=NOW)
+    first, _ = keys.certify_operator(fleet_dir, root_key, PASSPHRASE, now=NOW)
+    second, listed = keys.certify_operator(fleet_dir, root_key, PASSPHRASE, now=NOW)
+    assert (listed.seq, listed.revoked) == (2, (first.kid,))
+    assert not (fleet_dir / "keys" / f"operator-{first.kid.hex()}.key").exists()
+    _, rotated = keys.rotate(fleet_dir, root_key, PASSPHRASE, now=NOW)
+    assert set(rotated.revoked) == {first.kid, release.kid}
+    assert second.kid not in rotated.revoked
+    assert keys.load_operator(fleet_dir).kid == second.kid
+
+
 def test_rotate_after_an_interrupted_rotation_revokes_the_orphan(
     fleet_dir: Path, root_key: Path
 ) -> None:
