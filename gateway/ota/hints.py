@@ -151,7 +151,6 @@ class UpdateHints:
         """:meth:`hint` for whichever board last reported health from ``address``."""
         return self.hint(None if address is None else self._by_address.get(address))
 
-
     def _refresh(self) -> None:
         now = self._clock()
         if now - self._checked < self._refresh_s:

@@ -219,8 +219,7 @@ class ControlStore:
 
     def _queue(self, events: Iterable[Event]) -> None:
         rows = [
-            (e.at_ms, e.kind, e.board, bytes(cbor2.dumps(e.detail, canonical=True)))
-            for e in events
+            (e.at_ms, e.kind, e.board, bytes(cbor2.dumps(e.detail, canonical=True))) for e in events
         ]
         if rows:
             self._db.executemany(

@@ -135,8 +135,15 @@ class StoreReader:
         )
         return [
             BoardRecord(
-                r[0], r[1], r[2], r[3], r[4], r[5], None if r[6] is None else json.loads(r[6]),
-                r[7], r[8],
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                None if r[6] is None else json.loads(r[6]),
+                r[7],
+                r[8],
             )
             for r in rows
         ]

@@ -164,7 +164,7 @@ CREATE TABLE control_revocations (
 );
 CREATE TABLE control_nonces (
     nonce   BLOB    PRIMARY KEY,      -- a command's id
-    expires INTEGER NOT NULL          -- unix s; pruned after, when the command is refused anyway
+    expires INTEGER NOT NULL          -- unix s: pruned after, when the command is refused anyway
 );
 CREATE TABLE control_counters (
     name  TEXT PRIMARY KEY,           -- refused.<reason>, state_seq, events_seq, events_dropped

@@ -20,7 +20,7 @@ import threading
 from typing import Any, Final
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from gateway.config import BrokerConfig
 from gateway.errors import ConfigError, UplinkError
@@ -42,7 +42,10 @@ def status_topic(site: str, gateway: str) -> str:
 
 
 def new_client(
-    broker: BrokerConfig | None, client_id: str, *, protocol: int = mqtt.MQTTv311
+    broker: BrokerConfig | None,
+    client_id: str,
+    *,
+    protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv311,
 ) -> mqtt.Client:
     """A paho client with the broker's user name, password and TLS applied: MQTT 3.1.1
     with a clean session, or MQTT 5 (whose session is chosen at connect).
@@ -50,10 +53,8 @@ def new_client(
     Shared by the batch uplink and the control process, so both reach the broker the same
     way. The password never leaves this function but to paho. Raises :class:`ConfigError`
     for an unreadable password file or TLS file."""
-    if protocol == mqtt.MQTTv5:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol
-        )
+    if protocol == MQTTProtocolVersion.MQTTv5:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
     else:
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,

@@ -82,7 +82,14 @@ def test_a_version_1_store_migrates_with_every_reading_cursor_and_batch_intact(
     try:
         control = ("control_desired", "control_revocations", "control_nonces", "board_commands")
         more = ("control_counters", "control_events", "control_marks")
-        for table in ("releases", "ota_revocations", "desired_releases", "board_ota", *control, *more):
+        for table in (
+            "releases",
+            "ota_revocations",
+            "desired_releases",
+            "board_ota",
+            *control,
+            *more,
+        ):
             assert db.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,), table
         columns = [row[1] for row in db.execute("PRAGMA table_info(board_ota)")]
         assert columns == ["board_id", "state", "detail", "updated_ms", "running"]
