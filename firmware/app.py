@@ -125,6 +125,7 @@ class Node:
         self._retry_seq = 0
         self._retry_at = 0
         self._installed = None  # the cycle an installed release waits since
+        self._reboot = False  # the gateway asked for a reboot (its control channel)
         # The self-test of a trial boot: readings, then health, accepted since boot.
         self._acked = False
         self.cycle = 0
@@ -256,16 +257,21 @@ class Node:
     # -- updates ---------------------------------------------------------------------
 
     def _hint(self, response):
-        """Note ``{"ota": seq}`` in a 2.04 (a gateway of before OTA sends none)."""
+        """Note ``{"ota": seq}`` and ``{"reboot": 1}`` in a 2.04 (a gateway of before OTA
+        sends none)."""
         cf = response.option(coap.CONTENT_FORMAT)
         if not response.payload or cf is None or coap.decode_uint(cf) != coap.CBOR:
             return
         try:
-            seq = cbor.loads(response.payload).get("ota")
+            hint = cbor.loads(response.payload)
+            seq = hint.get("ota")
+            reboot = hint.get("reboot")
         except (CborError, AttributeError):
             return
         if isinstance(seq, int) and seq > 0:
             self.ota_due = seq
+        if reboot == 1:
+            self._reboot = True
 
     def progress(self, state, detail=None, save=True):
         """An update's step: kept (``otastate``), on the console, in the next health report."""
@@ -349,7 +355,11 @@ class Node:
         self.board.reset()
 
     async def _after_uploads(self):
-        """What the uploader does once readings and health are sent: updates."""
+        """What the uploader does once readings and health are sent: a reboot the gateway
+        asked for (not in a trial, which a reset would roll back), else updates."""
+        if self._reboot and not self.trial:
+            self.board.log("B reboot asked by the gateway")
+            self.board.reset()
         if self._installed is not None:
             return
         seq = self._update_wanted()

@@ -23,9 +23,17 @@ Example::
     max_readings = 1000
     max_age_ms = 1000
 
+    [gateway.broker]             # the MQTT broker: batches up, the control channel
+    address = "mqtt.example.go.id:8883"
+    username = "gw-kec-sukajadi"
+    password_file = "/etc/simpul/broker.password"
+    tls_ca_file = "/etc/simpul/broker-ca.pem"
+
     [gateway.uplinks.mqtt]
     enabled = true
-    broker = "mqtt.example.go.id:1883"
+
+    [gateway.control]            # signed desired state and commands from the fleet
+    enabled = true
 
     [gateway.uplinks.http]
     enabled = true
@@ -220,13 +228,90 @@ class OutboxConfig:
 
 
 @dataclass(frozen=True)
+class BrokerConfig:
+    """The MQTT broker both the batch uplink and the control process use (``gateway.broker``).
+
+    The password is read from a file (never from the TOML file or the environment, never
+    logged). With ``tls_ca_file`` set the connection is TLS (paho's ``tls_set``), the broker's
+    certificate checked against that CA; ``tls_cert_file`` and ``tls_key_file`` add a client
+    certificate.
+    """
+
+    #: The broker, ``HOST:PORT``.
+    address: str = "127.0.0.1:1883"
+    #: MQTT user name; unset: connect without one.
+    username: str | None = None
+    #: File holding the MQTT password (its first line); needs ``username``.
+    password_file: Path | None = None
+    #: CA certificate(s), PEM, that the broker's certificate must chain to; set: use TLS.
+    tls_ca_file: Path | None = None
+    #: Client certificate, PEM, for brokers that authenticate clients by certificate.
+    tls_cert_file: Path | None = None
+    #: The client certificate's private key, PEM.
+    tls_key_file: Path | None = None
+    #: Start of every MQTT client id this gateway uses (``<prefix><gateway_id>-<role>``);
+    #: client ids must be unique on the broker.
+    client_id_prefix: str = "simpul-"
+
+    def __post_init__(self) -> None:
+        try:
+            parse_bind(self.address)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        if self.password_file is not None and self.username is None:
+            raise ValueError("broker password_file needs a username")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("broker tls_cert_file and tls_key_file go together")
+        if self.tls_cert_file is not None and self.tls_ca_file is None:
+            raise ValueError("a broker client certificate needs tls_ca_file (TLS)")
+
+    def password(self) -> str | None:
+        """The password from ``password_file`` (first line), or None; :class:`ConfigError`
+        naming the file (never its content) when it cannot be read."""
+        if self.password_file is None:
+            return None
+        try:
+            text = self.password_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"gateway.broker.password_file: cannot read {self.password_file}: {exc}"
+            ) from None
+        return text.splitlines()[0] if text else ""
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    """The control channel (``gateway.control``): the fleet's signed desired state and
+    commands over the broker, the gateway's signed state and events back.
+
+    It runs only when enabled and ``gateway.ota.root_public_key`` is set: the root key
+    certifies the operator keys whose signatures it accepts.
+    """
+
+    #: Whether the control process runs.
+    enabled: bool = False
+    #: Seconds between two state messages (also sent right after a desired document is
+    #: applied). A desired document's config may override it.
+    state_interval_s: int = 30
+    #: Seconds ahead a command's expiry may be at most; one expiring later is refused
+    #: (``too_far``), so a captured command cannot be replayed for long.
+    max_command_ttl_s: int = 86_400
+
+    def __post_init__(self) -> None:
+        if self.state_interval_s < 1 or self.max_command_ttl_s < 1:
+            raise ValueError("state_interval_s and max_command_ttl_s must be at least 1")
+
+
+@dataclass(frozen=True)
 class MqttUplinkConfig:
-    """The MQTT batch uplink (``gateway.uplinks.mqtt``): QoS 1 to one broker."""
+    """The MQTT batch uplink (``gateway.uplinks.mqtt``): QoS 1 to the broker of
+    ``gateway.broker``."""
 
     #: Whether it runs.
     enabled: bool = False
-    #: The broker, ``HOST:PORT`` (plain TCP).
-    broker: str = "127.0.0.1:1883"
+    #: Deprecated: the broker, ``HOST:PORT``; set ``gateway.broker.address`` instead. When
+    #: set it still wins for this uplink (without the broker's credentials and TLS).
+    broker: str | None = None
     #: Most batches published and not yet acknowledged (PUBACK) at once.
     window: int = 16
     #: MQTT keepalive, in seconds; the broker publishes the last will after 1.5 times this.
@@ -343,8 +428,13 @@ class GatewayConfig:
     batches: BatchesConfig = field(default_factory=BatchesConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     ota: OtaConfig = field(default_factory=OtaConfig)
+    broker: BrokerConfig = field(default_factory=BrokerConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
     #: A board counts as online when it was heard within this many seconds.
     online_window_s: int = 900
+    #: The TOML file this configuration was read from (set by :func:`load_config`; the
+    #: control channel's ``reload`` command reads it again).
+    config_file: Path | None = None
 
     @property
     def db_path(self) -> Path:
@@ -401,6 +491,8 @@ def load_config(
     for key, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(tree, key.split("."), value, source=f"override {key}")
+    if path is not None:
+        tree["config_file"] = path
     return _build(GatewayConfig, tree, "gateway")
 
 

@@ -38,6 +38,7 @@ from gateway.intake.writer_link import WriterLink
 from gateway.ota.cache import load_root_key
 from gateway.ota.hints import UpdateHints
 from gateway.ota.serve import ReleaseFiles
+from gateway.store.control import ControlStore
 from gateway.store.registry import StoreReader
 from gateway.store.releases import ReleaseTable
 from gateway.store.schema import now_ms, prepare
@@ -95,6 +96,7 @@ class Gateway:
         self._store: StoreReader | None = None
         self._releases: ReleaseFiles | None = None
         self._ota_table: ReleaseTable | None = None
+        self._control_table: ControlStore | None = None
         #: Which boards are told an update is due (set when started).
         self.hints: UpdateHints | None = None
         self._context: aiocoap.Context | None = None
@@ -115,7 +117,8 @@ class Gateway:
         self._store = StoreReader(self.config.db_path)
         self._releases = ReleaseFiles(self.config.db_path, self.config.state_dir)
         self._ota_table = ReleaseTable(self.config.db_path)
-        self.hints = UpdateHints(self._ota_table)
+        self._control_table = ControlStore(self.config.db_path, read_only=True)
+        self.hints = UpdateHints(self._ota_table, control=self._control_table)
         self.hints.remember(self._store.boards_health())
         try:
             await self.writer.start()
@@ -279,6 +282,9 @@ class Gateway:
         if self._ota_table is not None:
             self._ota_table.close()
             self._ota_table = None
+        if self._control_table is not None:
+            self._control_table.close()
+            self._control_table = None
 
 
 class ServerContext(aiocoap.Context):  # type: ignore[misc]

@@ -65,8 +65,9 @@ from gateway.errors import ControlRefused, GatewayError
 
 FORMAT_VERSION: Final = 1
 #: The largest envelope or up message accepted (a document for a few thousand boards is
-#: a few hundred kB); anything longer is refused before it is parsed.
-MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024
+#: a few hundred kB, a gateway's state with 5,000 boards' health a few MB); anything longer
+#: is refused before it is parsed.
+MAX_MESSAGE_BYTES: Final = 16 * 1024 * 1024
 NONCE_BYTES: Final = 16
 ACTIONS: Final = ("reboot", "log", "reload", "ping")
 ROLLOUT_STATES: Final = ("running", "paused", "halted", "aborted", "done")

@@ -212,7 +212,7 @@ class ReadingsResource(_IntakeResource):
         )
         if self._hints is None:
             return Message(code=CHANGED)
-        return _changed(self._hints, self._hints.for_address(_address(request)))
+        return _changed(self._hints.hint_for_address(_address(request)))
 
 
 class HealthResource(_IntakeResource):
@@ -230,14 +230,15 @@ class HealthResource(_IntakeResource):
         if self._hints is None:
             return Message(code=CHANGED)
         self._hints.saw_health(board_id, address, report)
-        return _changed(self._hints, self._hints.for_board(board_id))
+        return _changed(self._hints.hint(board_id))
 
 
-def _changed(hints: UpdateHints, seq: int | None) -> Message:
-    """2.04, with the update hint ``{"ota": seq}`` when one is due (gateway.ota.hints)."""
-    if seq is None:
+def _changed(hint: bytes | None) -> Message:
+    """2.04, with the hint (``{"ota": seq}``, ``{"reboot": 1}``) when one is due
+    (gateway.ota.hints)."""
+    if hint is None:
         return Message(code=CHANGED)
-    return Message(code=CHANGED, payload=hints.payload(seq), content_format=HINT_FORMAT)
+    return Message(code=CHANGED, payload=hint, content_format=HINT_FORMAT)
 
 
 class GatewayHealthResource(Resource):  # type: ignore[misc]

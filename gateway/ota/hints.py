@@ -11,8 +11,12 @@ until the writer process has decoded it, so a ``/readings`` answer carries the h
 its source address is the one the board's last health report came from (a board sends both
 from one socket). The board's kind is its health report's ``kind`` field, when it says one.
 
-Desired releases change in another process (the command line writes the database); they are
-read again when the database has changed, at most every ``refresh_s``.
+The control channel's ``reboot`` command (``gateway.control``) adds ``"reboot": 1`` to the
+same payload for a board with a reboot waiting in ``board_commands``, until the board's
+health shows a boot count above the one it had when the command came.
+
+Desired releases and waiting reboots change in other processes (the command line, the control
+process); they are read again when the database has changed, at most every ``refresh_s``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any, Final
 import cbor2
 
 from gateway.ota.report import running_seq
+from gateway.store.control import ControlStore
 from gateway.store.releases import ReleaseTable
 
 #: Content-Format of the hint: application/cbor.
@@ -37,6 +42,12 @@ class _Board:
     running: int
     kind: str | None
     address: str | None
+    boot_count: int | None = None
+
+
+def _boot_count(health: dict[str, Any] | None) -> int | None:
+    value = health.get("boot_count") if health is not None else None
+    return value if type(value) is int else None
 
 
 class UpdateHints:
@@ -52,8 +63,11 @@ class UpdateHints:
         clock: Callable[[], float] = time.monotonic,
         refresh_s: float = 1.0,
         max_boards: int = 100_000,
+        control: ControlStore | None = None,
     ) -> None:
         self._table = table
+        self._control = control
+        self._reboots: dict[str, int] = {}
         self._clock = clock
         self._refresh_s = refresh_s
         self._max_boards = max_boards
@@ -73,7 +87,12 @@ class UpdateHints:
     def saw_health(self, board_id: str, address: str | None, health: dict[str, Any] | None) -> None:
         """A board's health report (already checked) came from ``address``."""
         kind = health.get("kind") if health is not None else None
-        board = _Board(running_seq(health), kind if isinstance(kind, str) else None, address)
+        board = _Board(
+            running_seq(health),
+            kind if isinstance(kind, str) else None,
+            address,
+            _boot_count(health),
+        )
         old = self._boards.pop(board_id, None)
         if old is not None and old.address is not None:
             self._by_address.pop(old.address, None)
@@ -103,9 +122,34 @@ class UpdateHints:
         board_id = self._by_address.get(address)
         return None if board_id is None else self.for_board(board_id)
 
-    def payload(self, seq: int) -> bytes:
+    def reboot_due(self, board_id: str) -> bool:
+        """Whether ``board_id`` has a reboot waiting that its health does not show done."""
+        self._refresh()
+        asked_at = self._reboots.get(board_id)
+        if asked_at is None:
+            return False
+        board = self._boards.get(board_id)
+        return board is None or board.boot_count is None or board.boot_count <= asked_at
+
+    def hint(self, board_id: str | None) -> bytes | None:
+        """The 2.04 payload for ``board_id`` (``{"ota": seq}``, ``{"reboot": 1}`` or both),
+        or None when nothing is due."""
+        if board_id is None:
+            return None
+        hint: dict[str, int] = {}
+        seq = self.for_board(board_id)
+        if seq is not None:
+            hint["ota"] = seq
+        if self.reboot_due(board_id):
+            hint["reboot"] = 1
+        if not hint:
+            return None
         self.sent += 1
-        return bytes(cbor2.dumps({"ota": seq}))
+        return bytes(cbor2.dumps(hint))
+
+    def hint_for_address(self, address: str | None) -> bytes | None:
+        """:meth:`hint` for whichever board last reported health from ``address``."""
+        return self.hint(None if address is None else self._by_address.get(address))
 
     def _refresh(self) -> None:
         now = self._clock()
@@ -119,3 +163,5 @@ class UpdateHints:
         self._by_board, self._by_kind = {}, {}
         for scope, target, seq in self._table.desired():
             (self._by_board if scope == "board" else self._by_kind)[target] = seq
+        if self._control is not None:
+            self._reboots = self._control.pending_reboots()

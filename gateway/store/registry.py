@@ -127,6 +127,27 @@ class StoreReader:
         health = json.loads(row[6]) if row[6] is not None else None
         return BoardRecord(row[0], row[1], row[2], row[3], row[4], row[5], health, row[7], row[8])
 
+    def boards(self) -> list[BoardRecord]:
+        """Every board of the registry, by id."""
+        rows = self._read(
+            "SELECT board_id, first_seen_ms, last_seen_ms, address, last_seq, missed,"
+            " last_health, health_ms, anomalies FROM boards ORDER BY board_id"
+        )
+        return [
+            BoardRecord(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                None if r[6] is None else json.loads(r[6]),
+                r[7],
+                r[8],
+            )
+            for r in rows
+        ]
+
     def boards_health(self) -> list[tuple[str, str | None, dict[str, Any] | None]]:
         """(board id, last address, last health report) of every board in the registry."""
         rows = self._read("SELECT board_id, address, last_health FROM boards")

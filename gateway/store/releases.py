@@ -112,6 +112,17 @@ class ReleaseTable:
                 (scope, target, seq, now_ms()),
             )
 
+    def replace_board_desired(self, releases: dict[str, int]) -> None:
+        """Make ``releases`` (board id -> seq) the whole of the per-board desired releases,
+        in one transaction (the control channel's desired document owns them)."""
+        with transaction(self._db):
+            self._db.execute("DELETE FROM desired_releases WHERE scope = 'board'")
+            self._db.executemany(
+                "INSERT INTO desired_releases (scope, target, seq, set_ms)"
+                " VALUES ('board', ?, ?, ?)",
+                [(board, seq, now_ms()) for board, seq in sorted(releases.items())],
+            )
+
     def desired(self) -> list[tuple[str, str, int]]:
         """Every desired release as (scope, target, seq)."""
         rows = self._db.execute(

@@ -13,6 +13,13 @@ One file (``<state_dir>/gateway.db``, WAL mode) holds everything the gateway kee
     ota_revocations  one row: the newest root-signed revocation list any release carried
     desired_releases the release each board (or each kind of board) should run
     board_ota        each board's OTA state, and the release it runs, as its health says
+    control_desired  one row: the desired document the control channel applied last
+    control_revocations  one row: the newest revocation list the control channel saw
+    control_nonces   commands' nonces, kept until the command expires
+    control_counters refusals by reason, message seqs, events dropped
+    board_commands   commands waiting for a board's next contact (reboot)
+    control_events   events not yet published (bounded: the oldest are dropped, counted)
+    control_marks    what each board's last health said, to derive events from changes
 
 **Versions.** ``PRAGMA user_version`` is the schema version. :func:`prepare` creates a new
 file at :data:`SCHEMA_VERSION`, or migrates an older one forward, one step per version, each
@@ -35,7 +42,7 @@ from typing import Final
 from gateway.errors import StateDirError, StoreCorrupt
 
 #: The version :func:`prepare` leaves every file at.
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 #: Busy waits on the write lock (another process's cursor update, a checkpoint).
 _BUSY_TIMEOUT_MS: Final = 5000
 
@@ -143,11 +150,66 @@ def _to_v4(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE board_ota ADD COLUMN running INTEGER NOT NULL DEFAULT 0")
 
 
+_SCHEMA_V5: Final = """
+CREATE TABLE control_desired (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    seq        INTEGER NOT NULL,      -- the document's seq: only a higher one is applied
+    encoded    BLOB    NOT NULL,      -- the envelope exactly as it came (verified again at start)
+    applied_ms INTEGER NOT NULL
+);
+CREATE TABLE control_revocations (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    seq     INTEGER NOT NULL,         -- the newest list's seq: envelopes with older are refused
+    encoded BLOB    NOT NULL
+);
+CREATE TABLE control_nonces (
+    nonce   BLOB    PRIMARY KEY,      -- a command's id
+    expires INTEGER NOT NULL          -- unix s: pruned after, when the command is refused anyway
+);
+CREATE TABLE control_counters (
+    name  TEXT PRIMARY KEY,           -- refused.<reason>, state_seq, events_seq, events_dropped
+    value INTEGER NOT NULL
+);
+CREATE TABLE board_commands (
+    id         BLOB    PRIMARY KEY,   -- the command's id (nonce): its reply names it
+    board_id   TEXT    NOT NULL,
+    action     TEXT    NOT NULL,      -- reboot
+    boot_count INTEGER NOT NULL,      -- the board's boot count when the command came
+    expires    INTEGER NOT NULL       -- unix s: then it fails
+);
+CREATE TABLE control_events (
+    id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms  INTEGER NOT NULL,
+    kind   TEXT    NOT NULL,
+    board  TEXT,
+    detail BLOB    NOT NULL           -- CBOR map
+);
+CREATE TABLE control_rollout (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    progress TEXT    NOT NULL         -- JSON: how far this gateway took the rollout
+);                                    -- (gateway.control.reconciler.Progress)
+CREATE TABLE control_marks (
+    board_id   TEXT PRIMARY KEY,
+    boot_count INTEGER,               -- from its last health seen
+    ota_state  TEXT,                  -- board_ota.state and detail last seen
+    ota_detail TEXT
+);
+"""
+
+
+def _to_v5(db: sqlite3.Connection) -> None:
+    """Version 5: the control channel's tables (``gateway.store.control``)."""
+    for statement in _SCHEMA_V5.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
 #: ``_MIGRATIONS[v]`` takes a file from version ``v`` to ``v + 1``.
 _MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {
     1: _to_v2,
     2: _to_v3,
     3: _to_v4,
+    4: _to_v5,
 }
 
 

@@ -20,9 +20,10 @@ import threading
 from typing import Any, Final
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from gateway.errors import UplinkError
+from gateway.config import BrokerConfig
+from gateway.errors import ConfigError, UplinkError
 from gateway.store.batch_log import StoredBatch
 from gateway.uplinks.delivery import Sender
 
@@ -40,6 +41,43 @@ def status_topic(site: str, gateway: str) -> str:
     return f"simpul/{site}/{gateway}/status"
 
 
+def new_client(
+    broker: BrokerConfig | None,
+    client_id: str,
+    *,
+    protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv311,
+) -> mqtt.Client:
+    """A paho client with the broker's user name, password and TLS applied: MQTT 3.1.1
+    with a clean session, or MQTT 5 (whose session is chosen at connect).
+
+    Shared by the batch uplink and the control process, so both reach the broker the same
+    way. The password never leaves this function but to paho. Raises :class:`ConfigError`
+    for an unreadable password file or TLS file."""
+    if protocol == MQTTProtocolVersion.MQTTv5:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
+    else:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=protocol,
+            clean_session=True,
+        )
+    if broker is None:
+        return client
+    if broker.username is not None:
+        client.username_pw_set(broker.username, broker.password())
+    if broker.tls_ca_file is not None:
+        try:
+            client.tls_set(
+                ca_certs=str(broker.tls_ca_file),
+                certfile=None if broker.tls_cert_file is None else str(broker.tls_cert_file),
+                keyfile=None if broker.tls_key_file is None else str(broker.tls_key_file),
+            )
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"gateway.broker: cannot set up TLS: {exc}") from None
+    return client
+
+
 class MqttSender(Sender[StoredBatch]):
     """Publishes batches to one broker (TCP, MQTT 3.1.1, QoS 1)."""
 
@@ -53,13 +91,16 @@ class MqttSender(Sender[StoredBatch]):
         window: int = 16,
         keepalive_s: int = 30,
         connect_timeout_s: float = 10.0,
+        broker: BrokerConfig | None = None,
+        client_id_prefix: str = "simpul-",
     ) -> None:
+        self.broker = broker
         self.host = host
         self.port = port
         self.window = window
         self.keepalive_s = keepalive_s
         self.connect_timeout_s = connect_timeout_s
-        self.client_id = f"simpul-{gateway_id}-batches"
+        self.client_id = f"{client_id_prefix}{gateway_id}-batches"
         self.topic = batches_topic(site, gateway_id)
         self.status = status_topic(site, gateway_id)
         self._client: mqtt.Client | None = None
@@ -70,12 +111,10 @@ class MqttSender(Sender[StoredBatch]):
         self._lost = False
 
     def open(self) -> None:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=mqtt.MQTTv311,
-            clean_session=True,
-        )
+        try:
+            client = new_client(self.broker, self.client_id)
+        except ConfigError as exc:
+            raise UplinkError(str(exc)) from None
         client.max_inflight_messages_set(self.window)
         client.max_queued_messages_set(0)
         client.will_set(self.status, OFFLINE, qos=1, retain=True)
@@ -153,4 +192,12 @@ class MqttSender(Sender[StoredBatch]):
         self._changed.set()
 
 
-__all__ = ["OFFLINE", "ONLINE", "UPLINK_NAME", "MqttSender", "batches_topic", "status_topic"]
+__all__ = [
+    "OFFLINE",
+    "ONLINE",
+    "UPLINK_NAME",
+    "MqttSender",
+    "batches_topic",
+    "new_client",
+    "status_topic",
+]

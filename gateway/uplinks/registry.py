@@ -38,6 +38,7 @@ from gateway.uplinks.mqtt import MqttSender
 log = logging.getLogger(__name__)
 
 BATCHER: Final = "batcher"
+CONTROL: Final = "control"
 OUTBOX_KEEPER: Final = "outbox"
 BATCH_UPLINKS: Final = (MQTT_UPLINK, HTTP_UPLINK, BATCH_FILE_UPLINK)
 
@@ -169,7 +170,9 @@ def _run_batch_uplink(
 def run_mqtt_uplink(config: GatewayConfig, stop: EventType) -> None:
     """Main function of the MQTT uplink's process."""
     settings = config.uplinks.mqtt
-    host, port = parse_bind(settings.broker)
+    # The old per-uplink broker setting still wins, without the broker's credentials.
+    broker = None if settings.broker is not None else config.broker
+    host, port = parse_bind(settings.broker or config.broker.address)
     _run_batch_uplink(
         config,
         stop,
@@ -181,6 +184,8 @@ def run_mqtt_uplink(config: GatewayConfig, stop: EventType) -> None:
             site=config.site,
             window=settings.window,
             keepalive_s=settings.keepalive_s,
+            broker=broker,
+            client_id_prefix=config.broker.client_id_prefix,
         ),
         window=settings.window,
         backoff_base_ms=settings.backoff_base_ms,
@@ -220,6 +225,50 @@ def run_batch_file_uplink(config: GatewayConfig, stop: EventType) -> None:
     )
 
 
+def control_enabled(config: GatewayConfig) -> bool:
+    """Whether the control process runs: enabled, and a root key to check operators by."""
+    return config.control.enabled and config.ota.root_public_key is not None
+
+
+def run_control(config: GatewayConfig, stop: EventType) -> None:
+    """Main function of the control process (``gateway.control.agent``)."""
+    from gateway.control.agent import ControlAgent
+    from gateway.control.apply import Controller
+    from gateway.ota.cache import ReleaseCache, load_root_key
+    from gateway.store.control import ControlStore
+    from gateway.store.registry import StoreReader
+    from gateway.store.releases import ReleaseTable
+
+    stopping = _stopping(config, stop)
+    root = load_root_key(config)
+    if root is None:
+        return
+    lock = hold_lock(config.state_dir / "control.lock", stopping)
+    if lock is None:
+        return
+    store = ControlStore(config.db_path)
+    releases = ReleaseTable(config.db_path)
+    cache = ReleaseCache(config, root)
+    reader = StoreReader(config.db_path)
+    try:
+        controller = Controller(
+            config, root, store=store, releases=releases, cache=cache, reader=reader
+        )
+        ControlAgent(
+            config,
+            controller,
+            load_or_create(config.state_dir),
+            readings_uplinks=[FILE_UPLINK] if config.uplinks.file.enabled else [],
+            batch_uplinks=enabled_batch_uplinks(config),
+        ).run(stopping)
+    finally:
+        reader.close()
+        cache.close()
+        releases.close()
+        store.close()
+        os.close(lock)
+
+
 #: Each process by name: the function it runs.
 PROCESS_MAINS: Final[dict[str, Callable[[GatewayConfig, EventType], None]]] = {
     FILE_UPLINK: run_file_uplink,
@@ -228,6 +277,7 @@ PROCESS_MAINS: Final[dict[str, Callable[[GatewayConfig, EventType], None]]] = {
     MQTT_UPLINK: run_mqtt_uplink,
     HTTP_UPLINK: run_http_uplink,
     BATCH_FILE_UPLINK: run_batch_file_uplink,
+    CONTROL: run_control,
 }
 
 
@@ -238,16 +288,21 @@ def enabled_processes(config: GatewayConfig) -> list[str]:
         names.append(BATCHER)
     if batching(config) or config.outbox.max_bytes > 0:
         names.append(OUTBOX_KEEPER)
-    return names + enabled_batch_uplinks(config)
+    names += enabled_batch_uplinks(config)
+    if control_enabled(config):
+        names.append(CONTROL)
+    return names
 
 
 __all__ = [
     "BATCHER",
     "BATCH_UPLINKS",
+    "CONTROL",
     "FILE_UPLINK",
     "OUTBOX_KEEPER",
     "PROCESS_MAINS",
     "consumers",
+    "control_enabled",
     "enabled_batch_uplinks",
     "enabled_processes",
 ]

@@ -74,12 +74,22 @@ def test_a_version_1_store_migrates_with_every_reading_cursor_and_batch_intact(
     assert len(before["readings"]) == 42
 
     assert prepare(db_path) == 1
-    assert user_version(db_path) == SCHEMA_VERSION == 4
+    assert user_version(db_path) == SCHEMA_VERSION == 5
     after = dump(db_path)
-    # Version 3's OTA tables exist, empty, with version 4's column of the release each runs.
+    # Version 3's OTA tables exist, empty, with version 4's column of the release each runs,
+    # and version 5's control tables.
     db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
-        for table in ("releases", "ota_revocations", "desired_releases", "board_ota"):
+        control = ("control_desired", "control_revocations", "control_nonces", "board_commands")
+        more = ("control_counters", "control_events", "control_marks", "control_rollout")
+        for table in (
+            "releases",
+            "ota_revocations",
+            "desired_releases",
+            "board_ota",
+            *control,
+            *more,
+        ):
             assert db.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,), table
         columns = [row[1] for row in db.execute("PRAGMA table_info(board_ota)")]
         assert columns == ["board_id", "state", "detail", "updated_ms", "running"]

@@ -1,0 +1,126 @@
+"""What the gateway says of itself and its boards in its ``state`` message.
+
+Read from the host (CPU temperature, the state directory's disk, load average) and from
+``gateway.db`` (the outbox's positions, every uplink's cursor, the registry, each board's
+OTA state). Nothing here writes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+from gateway.store.registry import StoreReader
+from gateway.store.releases import ReleaseTable
+
+THERMAL: Final = Path("/sys/class/thermal")
+#: Boards listed in one state message at most (the most recently seen first): a state
+#: message must stay well under the broker's message size limit.
+MAX_STATE_BOARDS: Final = 5000
+
+
+def cpu_temp_c(thermal: Path = THERMAL) -> float | None:
+    """The first thermal zone's temperature (the SoC on a Raspberry Pi), or None."""
+    try:
+        zones = sorted(thermal.glob("thermal_zone*/temp"))
+        if not zones:
+            return None
+        return int(zones[0].read_text().strip()) / 1000
+    except (OSError, ValueError):
+        return None
+
+
+def load1() -> float:
+    try:
+        return float(os.getloadavg()[0])
+    except OSError:
+        return 0.0
+
+
+class UplinkProgress:
+    """Each uplink's progress, remembering the previous reading: an uplink is ``up`` when it
+    has nothing waiting or moved since the last state (its process and connection are in
+    another process; progress is what this one can see)."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, int] = {}
+
+    def read(
+        self, reader: StoreReader, readings_uplinks: list[str], batch_uplinks: list[str]
+    ) -> tuple[dict[str, dict[str, Any]], int, dict[str, int]]:
+        """(uplinks by name, backlog, outbox counters)."""
+        positions = reader.positions()
+        uplinks: dict[str, dict[str, Any]] = {}
+        for name in readings_uplinks:
+            delivered = positions.delivered_ids.get(name, 0)
+            uplinks[name] = self._entry(name, delivered, positions.head_id - delivered)
+        for name in batch_uplinks:
+            delivered = positions.delivered_seqs.get(name, 0)
+            uplinks[name] = self._entry(name, delivered, positions.newest_seq - delivered)
+        # Readings not yet out: behind the slowest readings uplink or the batcher.
+        cursors = [positions.delivered_ids.get(n, 0) for n in readings_uplinks]
+        if batch_uplinks:
+            cursors.append(positions.batched_id)
+        backlog = positions.head_id - min(cursors) if cursors else 0
+        return uplinks, max(0, backlog), dict(positions.counters)
+
+    def _entry(self, name: str, delivered: int, lag: int) -> dict[str, Any]:
+        moved = delivered != self._last.get(name, delivered)
+        self._last[name] = delivered
+        return {"up": lag <= 0 or moved, "delivered": delivered, "lag": max(0, lag)}
+
+
+def gateway_health(
+    state_dir: Path,
+    reader: StoreReader,
+    progress: UplinkProgress,
+    *,
+    readings_uplinks: list[str],
+    batch_uplinks: list[str],
+    counters: Mapping[str, int],
+    control: Mapping[str, Any],
+    thermal: Path = THERMAL,
+) -> dict[str, Any]:
+    """The ``health`` map of a state message."""
+    try:
+        disk = shutil.disk_usage(state_dir)
+        free, total = int(disk.free), int(disk.total)
+    except OSError:
+        free = total = 0
+    uplinks, backlog, outbox = progress.read(reader, readings_uplinks, batch_uplinks)
+    return {
+        "cpu_temp_c": cpu_temp_c(thermal),
+        "disk_free": free,
+        "disk_total": total,
+        "load1": load1(),
+        "backlog": backlog,
+        "uplinks": uplinks,
+        "counters": {**outbox, **counters},
+        "control": dict(control),
+    }
+
+
+def boards_state(reader: StoreReader, releases: ReleaseTable) -> dict[str, dict[str, Any]]:
+    """Every board's last health and OTA state, as the state message lists them."""
+    ota = {
+        board: (running, state, detail, at)
+        for board, running, state, detail, at in releases.board_ota()
+    }
+    records = sorted(reader.boards(), key=lambda r: r.last_seen_ms, reverse=True)
+    boards: dict[str, dict[str, Any]] = {}
+    for record in records[:MAX_STATE_BOARDS]:
+        running, state, detail, at = ota.get(record.board_id, (0, None, None, None))
+        boards[record.board_id] = {
+            "last_seen_ms": record.last_seen_ms,
+            "health": record.last_health,
+            "health_ms": record.health_ms,
+            "running": running,
+            "ota": None if state is None else {"state": state, "detail": detail, "at": at},
+        }
+    return boards
+
+
+__all__ = ["MAX_STATE_BOARDS", "UplinkProgress", "boards_state", "cpu_temp_c", "gateway_health"]
