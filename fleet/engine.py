@@ -258,7 +258,8 @@ class FleetEngine:
             if status.get("status") != "confirmed":
                 continue
             key = (rollout.id, board_id)
-            summaries = {s.quantity: baseline(s) for s in self.store.summaries(board_id)}
+            records = self.store.summaries(board_id)
+            summaries = {s.quantity: baseline(s) for s in records}
             if key not in self._confirmed:
                 self._confirmed[key] = (now, summaries)
                 continue
@@ -285,7 +286,14 @@ class FleetEngine:
                     now,
                     board.last_seen_ms,
                     tuple(h for h in history if h.at_ms >= since),
-                    {q: _after(summaries[q], before.get(q)) for q in summaries},
+                    {
+                        # A quantity none of whose readings was measured since the board
+                        # confirmed is silent, however late the earlier ones arrive.
+                        s.quantity: _after(summaries[s.quantity], before.get(s.quantity))
+                        if s.last_ms >= since
+                        else health.Baseline()
+                        for s in records
+                    },
                 ),
                 limits,
             )

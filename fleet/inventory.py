@@ -283,6 +283,33 @@ def _gateways_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _releases(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        releases = store.releases()
+    rows = [[str(r.seq), r.version, r.hw, str(r.size), when(r.added_ms)] for r in releases]
+    _emit(
+        args,
+        {"releases": [{"seq": r.seq, "version": r.version, "hw": r.hw, "bytes": r.size,
+                       "added_ms": r.added_ms} for r in releases]},
+        table(["SEQ", "VERSION", "HW", "BYTES", "ADDED"], rows),
+    )  # fmt: skip
+    return 0
+
+
+def _releases_add(args: argparse.Namespace) -> int:
+    from fleet import operations  # the rollout actions import this module's helpers
+
+    fleet_dir: Path = args.fleet_dir or default_fleet_dir()
+    try:
+        data = args.file.read_bytes()
+    except OSError as exc:
+        raise CommandFailed(f"cannot read {args.file}: {exc.strerror}") from None
+    with _open(args) as store:
+        seq = operations.add_release(store, fleet_dir, data, operator=operator_name(args.operator))
+    _emit(args, {"release": seq}, f"release {seq} verified and held for rollouts")
+    return 0
+
+
 def _boards(args: argparse.Namespace) -> int:
     with _open(args) as store:
         boards = store.boards(
@@ -505,6 +532,23 @@ def add_commands(fleet_commands: Actions) -> None:
         metavar="PUBFILE",
         help="its public key: the PEM file 'simpul gateway key --public' prints",
     )
+
+    releases = _command(
+        fleet_commands,
+        "releases",
+        _releases,
+        "list the releases the fleet holds for rollouts: seq, version, hardware, size",
+    )
+    release_actions = releases.add_subparsers(dest="releases_command", metavar="ACTION")
+    add = _command(
+        release_actions,
+        "add",
+        _releases_add,
+        "verify a release file against the fleet's root key and hold it for rollouts",
+        child=True,
+        changes=True,
+    )
+    add.add_argument("file", type=Path, metavar="FILE", help="a file 'simpul release build' wrote")
 
     boards = _command(
         fleet_commands,
