@@ -129,3 +129,65 @@ async def test_a_release_that_silences_a_sensor_halts_at_the_canary_and_it_goes_
                 assert not said_release(runner, revert), board_id
     finally:
         await city.stop_boards()
+
+
+def progress(city: City, gateway_id: str) -> dict[str, Any]:
+    rows = city.gateway_db(gateway_id, "SELECT progress FROM control_rollout")
+    return json.loads(rows[0][0]) if rows else {}
+
+
+async def test_a_rollout_goes_on_without_the_fleet_and_through_a_cut_link(city: City) -> None:
+    seq = seq_of(city.releases.good)
+    try:
+        await start_city(city, 3)
+        started = city.rollout(
+            "start", "--release-file", str(city.releases.good), "--kind", "air",
+            "--canary", "1", "--waves", "34,100", "--soak", "3",
+            "--confirm-within", "120", "--silent-after", "120", "--id", "outage",
+        )  # fmt: skip
+        assert started.returncode == 0, started.stderr
+
+        def second_wave_everywhere() -> bool:
+            return all(progress(city, g).get("wave", -1) >= 1 for g in city.gateways)
+
+        assert await eventually(second_wave_everywhere, 120, step=0.5), city.serve_log()
+        # The fleet manager goes away, and one gateway loses its backhaul.
+        city.stop_serve()
+        cut = "gw-tegal-1"
+        city.links[cut].cut()
+        runners = [r for fleet in city.boards for r in fleet.runners]
+
+        def all_confirmed() -> bool:
+            return all(
+                ota_state(r).get("seq") == seq and ota_state(r).get("state") == "confirmed"
+                for r in runners
+            )
+
+        assert await eventually(all_confirmed, 180, step=1), [ota_state(r) for r in runners]
+        # Every gateway saw its last wave through its soak on its own evidence.
+        done = await eventually(
+            lambda: all(progress(city, g)["state"] == "done" for g in city.gateways), 30
+        )
+        assert done, [progress(city, g) for g in city.gateways]
+        with city.store() as store:
+            assert store.rollout("outage").state == "running"  # type: ignore[union-attr]
+        # They come back: the fleet's view catches up with what the boards run.
+        city.links[cut].restore()
+        await asyncio.to_thread(city.serve)
+
+        def fleet_agrees() -> bool:
+            with city.store() as store:
+                running = {b.board_id: b.running for b in store.boards()}
+                rollout = store.rollout("outage")
+            return (
+                rollout is not None
+                and rollout.state == "done"
+                and all(running[r.spec.board_id] == ota_state(r)["seq"] for r in runners)
+            )
+
+        assert await eventually(fleet_agrees, 90, step=1), (
+            rollout_state(city, "outage"),
+            city.serve_log(),
+        )
+    finally:
+        await city.stop_boards()
