@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
+from fleet import commands as fleet_commands_cli
 from fleet import inventory as fleet_inventory
 from fleet import keys as fleet_keys
 from fleet import release as fleet_release
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     fleet_keys.add_commands(fleet_commands)
     fleet_inventory.add_commands(fleet_commands)
     serve.add_commands(fleet_commands)
+    fleet_commands_cli.add_commands(fleet_commands)
     fleet_release.add_commands(groups)
     rollout_cli.add_commands(groups)
     return parser
