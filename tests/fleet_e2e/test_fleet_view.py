@@ -15,6 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.control import messages, topics
 from gateway.control.messages import Command
+from hw.sensors.battery import BatteryModel
 from tests.control.keys import Operator
 from tests.fleet_e2e.conftest import SITES, City
 from tests.support import FAST, eventually
@@ -150,3 +151,92 @@ def city_operator(city: City) -> Any:
         return messages.envelope(signer.key, signer.certificate, signer.revocations, message)
 
     return seal
+
+
+async def test_a_reboot_sent_from_the_fleet_reaches_the_board_and_is_answered(city: City) -> None:
+    try:
+        await start(city, 1, {**FAST, "health_every": 2})
+        runner = city.boards[0].runners[0]
+        board_id = runner.spec.board_id
+        assert await eventually(
+            lambda: runner.record.boots == 1 and city.boards[0].online(3) == 1, 30
+        )
+        await asyncio.sleep(2)  # the gateway has its health, so knows its boot count
+        sent = await asyncio.to_thread(
+            city.simpul, "fleet", "command", "gw-takengon-1", "reboot", "--board", board_id,
+            "--broker", city.broker.address, "--wait", "60", "--json",
+        )  # fmt: skip
+        assert sent.returncode == 0, (sent.stdout, sent.stderr)
+        reply = json.loads(sent.stdout)
+        assert reply["ok"] is True
+        assert reply["result"]["boot_count"] == 2
+        assert runner.record.boots == 2
+        with city.store() as store:
+            (entry,) = [e for e in store.audit_entries() if e.action == "command.reboot"]
+        assert (entry.operator, entry.target, entry.result) == ("siti", "gw-takengon-1", "ok")
+    finally:
+        await city.stop_boards()
+
+
+async def test_alerts_for_a_stale_board_a_reboot_loop_and_a_draining_battery_raise_and_clear(
+    city: City,
+) -> None:
+    """Each condition is made for real on an emulated board; the rules run every second."""
+    city.settings(rules_every_s=1, **{"health__thresholds": {
+        "reboot_window_s": 60, "alert_raise_after": 2, "alert_clear_after": 2,
+    }})  # fmt: skip
+    try:
+        await start(city, 3, {**FAST, "health_every": 1})
+        runners = {r.spec.board_id: r for f in city.boards for r in f.runners}
+        stale, looping, draining = "takengon-air-000", "tegal-air-000", "cimahi-air-000"
+        assert await eventually(lambda: all(f.online(3) == 3 for f in city.boards), 30)
+        await asyncio.sleep(6)  # a few health reports each: the cycle is learnt
+
+        def alert(rule: str, subject: str) -> str | None:
+            with city.store() as store:
+                found = [a for a in store.recent_alerts() if (a.rule, a.subject) == (rule, subject)]
+            return found[0].state if found else None
+
+        # A draining battery: 3.9 V falling at 2 V/h.
+        battery = runners[draining].hardware.devices["battery"]
+        assert isinstance(battery, BatteryModel)
+        t0 = time.monotonic()
+        battery.source = lambda: 3.9 - (time.monotonic() - t0) * 2 / 3600
+        # A reboot loop: three power cuts in a row.
+        for _ in range(3):
+            await runners[looping].power_cut()
+            await asyncio.sleep(2)
+        # A stale board: it stops.
+        await runners[stale].stop()
+        raised = await eventually(
+            lambda: (
+                alert("stale", stale) == "open"
+                and alert("reboot_loop", looping) == "open"
+                and alert("battery_drain", draining) == "open"
+            ),
+            60,
+        )
+        assert raised, [alert(*k) for k in (("stale", stale), ("reboot_loop", looping),
+                                            ("battery_drain", draining))]  # fmt: skip
+        # Back to normal: the board runs again, the loop stops, the sun charges the battery.
+        runners[stale].start()
+        t1 = time.monotonic()
+        battery.source = lambda: 3.9 + (time.monotonic() - t1) * 20 / 3600
+        cleared = await eventually(
+            lambda: (
+                alert("stale", stale) == "cleared"
+                and alert("reboot_loop", looping) == "cleared"
+                and alert("battery_drain", draining) == "cleared"
+            ),
+            120,
+        )
+        assert cleared, [alert(*k) for k in (("stale", stale), ("reboot_loop", looping),
+                                             ("battery_drain", draining))]  # fmt: skip
+        with city.store() as store:
+            actions = [(e.action, e.target) for e in store.audit_entries()]
+        for rule, subject in (("stale", stale), ("reboot_loop", looping),
+                              ("battery_drain", draining)):  # fmt: skip
+            assert ("alert.raised", f"{rule}:{subject}") in actions
+            assert ("alert.cleared", f"{rule}:{subject}") in actions
+    finally:
+        await city.stop_boards()
