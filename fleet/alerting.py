@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import statistics
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from fleet import health
@@ -46,6 +46,9 @@ class Alerting:
                 finding = Finding(alert.rule, alert.subject, "board", "warning", alert.detail)
             self.counters[finding.key] = AlertCounter(finding, raised=True)
         self.backlogs: dict[str, deque[health.BacklogSample]] = {}
+        #: Each board's recent health, parsed once: read from fleet.db as it is added.
+        self._history: dict[str, deque[health.HealthSample]] = {}
+        self._history_rowid = 0
         self.evaluations = 0
         self.last_ms: float = 0.0
 
@@ -67,14 +70,14 @@ class Alerting:
         ``states``: each gateway's last verified state message (None: not heard)."""
         thresholds = self.thresholds()
         window_ms = int(max(thresholds.drain_window_s, thresholds.reboot_window_s) * 1000)
-        history = self.store.health_since(now_ms - 4 * window_ms)
+        history = self._recent_health(now_ms - 2 * window_ms)
         summaries: dict[str, list[ReadingSummary]] = {}
         for summary in self.store.summaries():
             summaries.setdefault(summary.board_id, []).append(summary)
         default_cycle = float(self.store.setting("board_cycle_s", DEFAULT_CYCLE_S) or 60.0)
         boards = [
             _board_health(
-                b, history.get(b.board_id, []), summaries.get(b.board_id, []), default_cycle
+                b, history.get(b.board_id, ()), summaries.get(b.board_id, []), default_cycle
             )
             for b in self.store.boards()
         ]
@@ -90,13 +93,36 @@ class Alerting:
             raise_after=thresholds.alert_raise_after,
             clear_after=thresholds.alert_clear_after,
         )
-        for transition in transitions:
-            self._record(transition)
+        with self.store.transaction():  # one commit for a storm of transitions
+            for transition in transitions:
+                self._record(transition)
         self.store.prune_history(
             now_ms - int(self.store.setting("health_retention_s", DEFAULT_RETENTION_S) or 0) * 1000
         )
         self.evaluations += 1
         return transitions
+
+    def _recent_health(self, since_ms: int) -> dict[str, deque[health.HealthSample]]:
+        """Every board's health reports since ``since_ms``, oldest first: the new rows of
+        fleet.db parsed and added to what was read before, the old ones let go."""
+        self._history_rowid, added = self.store.health_added(self._history_rowid, since_ms=since_ms)
+        for row in added:
+            samples = self._history.setdefault(row.board_id, deque())
+            sample = health.HealthSample.from_report(row.at_ms, row.health)
+            if samples and sample.at_ms < samples[-1].at_ms:  # late: keep them in time order
+                samples.append(sample)
+                ordered = sorted(samples, key=lambda s: s.at_ms)
+                samples.clear()
+                samples.extend(ordered)
+            else:
+                samples.append(sample)
+        for board in list(self._history):
+            samples = self._history[board]
+            while samples and samples[0].at_ms < since_ms:
+                samples.popleft()
+            if not samples:
+                del self._history[board]
+        return self._history
 
     def _record(self, transition: Transition) -> None:
         f = transition.finding
@@ -143,11 +169,11 @@ class Alerting:
 
 def _board_health(
     board: Board,
-    history: list[Any],
+    history: Iterable[health.HealthSample],
     summaries: list[ReadingSummary],
     default_cycle: float,
 ) -> health.BoardHealth:
-    samples = tuple(health.HealthSample.from_report(h.at_ms, h.health) for h in history)
+    samples = tuple(history)
     gaps = [b.at_ms - a.at_ms for a, b in itertools.pairwise(samples)]
     cycle = statistics.median(gaps) / 1000 if gaps else default_cycle
     return health.BoardHealth(

@@ -184,8 +184,9 @@ class FleetEngine:
                 per_board.setdefault(reading.board_id, []).append(
                     (reading.name, float(value), reading.time_ms)
                 )
-        for board_id, values in per_board.items():
-            self.store.add_readings(board_id, values)
+        with self.store.transaction():  # one commit per batch, not per board
+            for board_id, values in per_board.items():
+                self.store.add_readings(board_id, values)
         self.readings_verified += len(outcome.readings)
         _forget_old_batches(chain, message.gateway)
 

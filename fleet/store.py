@@ -863,20 +863,19 @@ class FleetStore:
         )
         return [HealthSample(board_id, int(at), json.loads(h)) for at, h in rows]
 
-    def health_since(self, since_ms: int) -> dict[str, list[HealthSample]]:
-        """Every board's health reports at or after ``since_ms``, oldest first, in one read
-        (what the health rules look at each evaluation)."""
+    def health_added(
+        self, after_rowid: int, *, since_ms: int = 0
+    ) -> tuple[int, list[HealthSample]]:
+        """Health reports added to the history after ``after_rowid`` (and taken at or after
+        ``since_ms``), in the order they were added, and the last rowid: what a reader that
+        keeps its own window reads each time (0: from the start)."""
         rows = self._all(
-            "SELECT board_id, at_ms, health FROM health_history WHERE at_ms >= ?"
-            " ORDER BY board_id, at_ms, rowid",
-            (since_ms,),
+            "SELECT rowid, board_id, at_ms, health FROM health_history"
+            " WHERE rowid > ? AND at_ms >= ? ORDER BY rowid",
+            (after_rowid, since_ms),
         )
-        found: dict[str, list[HealthSample]] = {}
-        for board, at, health in rows:
-            found.setdefault(str(board), []).append(
-                HealthSample(str(board), int(at), json.loads(health))
-            )
-        return found
+        last = int(rows[-1][0]) if rows else after_rowid
+        return last, [HealthSample(str(b), int(at), json.loads(h)) for _, b, at, h in rows]
 
     def prune_history(self, older_than_ms: int) -> int:
         """Delete health reports taken before ``older_than_ms``; returns how many."""

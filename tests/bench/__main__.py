@@ -25,6 +25,7 @@ from typing import Any
 from tests.bench import load
 from tests.bench.board_verify import board_verify
 from tests.bench.drain import drain_backlog
+from tests.bench.fleet_ingest import fleet_ingest
 from tests.bench.fuzz import gateway_flood, gateway_fuzz
 from tests.bench.ota import ota_delta, ota_fanout
 from tests.bench.rules_eval import rules_eval
@@ -226,6 +227,7 @@ SCENARIOS: dict[str, Callable[[float], dict[str, Any]]] = {
     "ota_fanout": functools.partial(ota_fanout, unlimited=UNLIMITED),
     "ota_delta": ota_delta,
     "rules_eval": rules_eval,
+    "fleet_ingest": fleet_ingest,
 }
 
 
