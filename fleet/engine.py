@@ -465,10 +465,17 @@ def _str(value: object) -> str | None:
 
 
 def _plan_waves(plan: Mapping[str, Any]) -> dict[str, tuple[Wave, ...]]:
-    """Each gateway's waves from a stored plan (``{"per_gateway": {gw: [[boards]]}}``)."""
-    soak = int(plan.get("soak_s", 0))
+    """Each gateway's waves from a stored plan (``{"per_gateway": {gw: [[boards]]},
+    "soak_s": [per wave]}``)."""
+    soaks = plan.get("soak_s", 0)
+    if not isinstance(soaks, list):
+        soaks = [soaks]
+
+    def soak(index: int) -> int:
+        return int(soaks[min(index, len(soaks) - 1)]) if soaks else 0
+
     return {
-        gateway: tuple(Wave(tuple(boards), soak) for boards in waves)
+        gateway: tuple(Wave(tuple(boards), soak(i)) for i, boards in enumerate(waves))
         for gateway, waves in (plan.get("per_gateway") or {}).items()
     }
 

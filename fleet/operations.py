@@ -74,7 +74,9 @@ def start_rollout(
         "target": request.target.as_json(),
         "canary": request.waves.canary,
         "percents": list(request.waves.percents),
-        "soak_s": request.waves.soak_s,
+        "soak_s": request.waves.soak_s
+        if isinstance(request.waves.soak_s, int)
+        else list(request.waves.soak_s),
     }
     name = request.rollout_id or "pending"
     return _audited(
@@ -150,7 +152,7 @@ def _start(store: FleetStore, fleet_dir: Path, request: RolloutRequest, operator
             "per_gateway": {
                 g: [list(w.boards) for w in waves] for g, waves in plan.per_gateway.items()
             },
-            "soak_s": plan.soak_s,
+            "soak_s": list(plan.soak_s),
             "passed": -1,
             "canary": request.waves.canary,
             "percents": list(request.waves.percents),

@@ -61,7 +61,11 @@ def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="cumulative percentages of the other boards, one per wave (default: 100)",
     )
     start.add_argument(
-        "--soak", type=int, default=600, metavar="SECONDS", help="soak per wave (default: 600)"
+        "--soak",
+        default="600",
+        metavar="S[,S,…]",
+        help="seconds each wave soaks before the next starts: one figure for all, or one per"
+        " wave, the canary's first (default: 600)",
     )
     start.add_argument(
         "--max-failures",
@@ -150,7 +154,7 @@ def _start(args: argparse.Namespace, store: FleetStore, fleet_dir: Path) -> int:
         waves = WaveSpec(
             canary=args.canary,
             percents=tuple(int(p) for p in args.waves.split(",")),
-            soak_s=args.soak,
+            soak_s=_soak(args.soak),
         )
         limits = limits_from(args.max_failures, args.confirm_within, args.silent_after,
                              args.max_reboots)  # fmt: skip
@@ -174,6 +178,14 @@ def _start(args: argparse.Namespace, store: FleetStore, fleet_dir: Path) -> int:
     )
     rollout = operations.start_rollout(store, fleet_dir, request, operator=operator)
     return _show(args, store, rollout)
+
+
+def _soak(text: str) -> int | tuple[int, ...]:
+    try:
+        figures = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"--soak {text!r}: seconds, or seconds per wave, e.g. 3600,900") from None
+    return figures[0] if len(figures) == 1 else figures
 
 
 def _move(args: argparse.Namespace, store: FleetStore, fleet_dir: Path) -> int:

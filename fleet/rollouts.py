@@ -93,8 +93,9 @@ class WaveSpec:
     #: Cumulative shares (percent) of the boards after the canaries, one per wave; the
     #: last is 100.
     percents: tuple[int, ...] = (100,)
-    #: Seconds each wave soaks after its last board confirmed before the next starts.
-    soak_s: int = 600
+    #: Seconds a wave soaks after its last board confirmed, before the next starts: one
+    #: figure for every wave, or one per wave (the canary's first when there is one).
+    soak_s: int | tuple[int, ...] = 600
 
     def __post_init__(self) -> None:
         if self.canary < 0:
@@ -105,8 +106,17 @@ class WaveSpec:
             set(self.percents)
         ):
             raise ValueError("wave percentages grow, each between 1 and 100")
-        if self.soak_s < 0:
+        soaks = self.soak_s if isinstance(self.soak_s, tuple) else (self.soak_s,)
+        if not soaks or any(s < 0 for s in soaks):
             raise ValueError("soak is seconds, 0 or more")
+
+    def soak(self, wave: int, waves: int) -> int:
+        """Wave ``wave``'s soak, of ``waves``: a list too short repeats its last figure."""
+        if isinstance(self.soak_s, int):
+            return self.soak_s
+        if len(self.soak_s) > waves:
+            raise ValueError(f"{len(self.soak_s)} soak times for {waves} waves")
+        return self.soak_s[min(wave, len(self.soak_s) - 1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +125,8 @@ class Plan:
 
     waves: tuple[tuple[str, ...], ...]
     per_gateway: Mapping[str, tuple[Wave, ...]]
-    soak_s: int
+    #: Each wave's soak, seconds.
+    soak_s: tuple[int, ...]
     previous: Mapping[str, int] = field(default_factory=dict)
 
     @property
@@ -158,15 +169,16 @@ def plan_waves(boards: Sequence[BoardRef], spec: WaveSpec, *, seed: str) -> Plan
             waves.append(tuple(rest[done:upto]))
             done = upto
     gateway_of = {b.board_id: b.gateway for b in boards}
+    soaks = tuple(spec.soak(i, len(waves)) for i in range(len(waves)))
     per_gateway = {
         gateway: tuple(
-            Wave(tuple(sorted(b for b in wave if gateway_of[b] == gateway)), spec.soak_s)
-            for wave in waves
+            Wave(tuple(sorted(b for b in wave if gateway_of[b] == gateway)), soaks[i])
+            for i, wave in enumerate(waves)
         )
         for gateway in by_gateway
     }
     previous = {b.board_id: b.running for b in boards}
-    return Plan(tuple(waves), per_gateway, spec.soak_s, previous)
+    return Plan(tuple(waves), per_gateway, soaks, previous)
 
 
 def revert_source(previous: Mapping[str, int]) -> int:

@@ -105,3 +105,12 @@ def test_window_parsing() -> None:
     for bad in ("23:00", "25:00-01:00", "10:75-11:00", "x-y"):
         with pytest.raises(ValueError, match="HH:MM"):
             parse_window(bad)
+
+
+def test_each_wave_may_soak_for_its_own_time() -> None:
+    plan = plan_waves(fleet(), WaveSpec(canary=2, percents=(50, 100), soak_s=(3600, 900)), seed="s")
+    assert plan.soak_s == (3600, 900, 900)
+    for waves in plan.per_gateway.values():
+        assert [w.soak_s for w in waves] == [3600, 900, 900]
+    with pytest.raises(ValueError, match="soak times for"):
+        plan_waves(fleet(), WaveSpec(canary=1, percents=(100,), soak_s=(1, 2, 3)), seed="s")
