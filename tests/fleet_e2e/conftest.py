@@ -131,6 +131,8 @@ class City:
     keys: dict[str, bytes] = field(default_factory=dict)
     boards: list[Fleet] = field(default_factory=list)
     serve_proc: subprocess.Popen[str] | None = None
+    #: More arguments for ``simpul fleet serve`` (broker credentials, TLS).
+    serve_args: list[str] = field(default_factory=list)
     listener: Listener | None = None
 
     @property
@@ -222,9 +224,10 @@ class City:
                 "--fleet-dir",
                 str(self.fleet_dir),
                 "--broker",
-                self.broker.address,
+                f"{self.broker.host}:{self.broker.port}",
                 "--cycle",
                 str(cycle_s),
+                *self.serve_args,
             ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
