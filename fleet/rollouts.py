@@ -110,12 +110,11 @@ class WaveSpec:
         if not soaks or any(s < 0 for s in soaks):
             raise ValueError("soak is seconds, 0 or more")
 
-    def soak(self, wave: int, waves: int) -> int:
-        """Wave ``wave``'s soak, of ``waves``: a list too short repeats its last figure."""
+    def soak(self, wave: int) -> int:
+        """Wave ``wave``'s soak: a list too short repeats its last figure (and figures for
+        waves a small fleet does not need are not used)."""
         if isinstance(self.soak_s, int):
             return self.soak_s
-        if len(self.soak_s) > waves:
-            raise ValueError(f"{len(self.soak_s)} soak times for {waves} waves")
         return self.soak_s[min(wave, len(self.soak_s) - 1)]
 
 
@@ -169,7 +168,7 @@ def plan_waves(boards: Sequence[BoardRef], spec: WaveSpec, *, seed: str) -> Plan
             waves.append(tuple(rest[done:upto]))
             done = upto
     gateway_of = {b.board_id: b.gateway for b in boards}
-    soaks = tuple(spec.soak(i, len(waves)) for i in range(len(waves)))
+    soaks = tuple(spec.soak(i) for i in range(len(waves)))
     per_gateway = {
         gateway: tuple(
             Wave(tuple(sorted(b for b in wave if gateway_of[b] == gateway)), soaks[i])
