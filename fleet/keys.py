@@ -528,26 +528,28 @@ def _init_command(args: argparse.Namespace) -> int:
 
 
 def _rotate_command(args: argparse.Namespace) -> int:
-    def action(fleet_dir: Path) -> int:
-        passphrase = passphrase_from_env_or_prompt(getpass.getpass, new=False)
-        signer, listed = rotate(
-            fleet_dir, args.root_key, passphrase, now=int(time.time()), valid_days=args.valid_days
-        )
-        print(f"release key {signer.kid.hex()} certified; releases are signed with it from now")
-        revoked = ", ".join(k.hex() for k in listed.revoked) or "none"
-        print(f"revocation list {listed.seq} revokes {revoked}")
-        return 0
-
-    return _run(args, action)
+    return _certify_command(args, rotate, "release key {kid} certified; releases are signed"
+                            " with it from now")  # fmt: skip
 
 
 def _operator_command(args: argparse.Namespace) -> int:
+    return _certify_command(args, certify_operator, "operator key {kid} certified; the control"
+                            " channel is signed with it")  # fmt: skip
+
+
+def _certify_command(
+    args: argparse.Namespace,
+    certify: Callable[..., tuple[Signer, RevocationList]],
+    said: str,
+) -> int:
+    """A new key certified with the root key, the older ones of its role revoked."""
+
     def action(fleet_dir: Path) -> int:
         passphrase = passphrase_from_env_or_prompt(getpass.getpass, new=False)
-        signer, listed = certify_operator(
+        signer, listed = certify(
             fleet_dir, args.root_key, passphrase, now=int(time.time()), valid_days=args.valid_days
         )
-        print(f"operator key {signer.kid.hex()} certified; the control channel is signed with it")
+        print(said.format(kid=signer.kid.hex()))
         revoked = ", ".join(k.hex() for k in listed.revoked) or "none"
         print(f"revocation list {listed.seq} revokes {revoked}")
         return 0

@@ -436,6 +436,17 @@ class GatewayConfig:
     #: control channel's ``reload`` command reads it again).
     config_file: Path | None = None
 
+    def __post_init__(self) -> None:
+        # Both name MQTT topics (simpul/<site>/<gateway>/...): no level separator, no
+        # wildcard, and not empty.
+        for name in ("gateway_id", "site"):
+            value = getattr(self, name)
+            if not value or len(value) > 64 or any(c in value for c in "/+#\0"):
+                raise ValueError(
+                    f"{name} must be 1 to 64 characters without '/', '+' or '#' (it names MQTT"
+                    f" topics), got {value!r}"
+                )
+
     @property
     def db_path(self) -> Path:
         """The SQLite database file."""

@@ -292,3 +292,7 @@ class ControlRefused(GatewayError, ValueError):
     def __init__(self, why: str, message: str) -> None:
         super().__init__(message)
         self.why = why
+
+    @classmethod
+    def rebuild(cls, message: str, hint: int | None) -> GatewayError:
+        return cls("malformed", message)  # the reason does not travel between processes

@@ -253,3 +253,16 @@ def test_up_messages_verify_with_the_gateways_key_only() -> None:
     with pytest.raises(ControlRefused) as caught:
         messages.verify_up(cbor2.dumps(payload), public, site=SITE, gateway=GATEWAY)
     assert caught.value.why == "unsigned"
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("site", "a/b"), ("site", "city+"), ("gateway_id", "gw#1"), ("site", ""), ("site", "x" * 65)],
+)
+def test_a_site_or_gateway_id_that_cannot_name_a_topic_is_refused(setting: str, value: str) -> None:
+    from gateway.config import load_config
+    from gateway.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"{setting} must be 1 to 64 characters"):
+        load_config(env={}, overrides={setting: value})
+    assert load_config(env={}, overrides={"site": "Pematang Siantar"}).site == "Pematang Siantar"
