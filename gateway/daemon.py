@@ -54,6 +54,7 @@ _OUTBOX_COUNTERS = (
     "pruned_batches",
     "dropped_readings",
     "dropped_batches",
+    "dropped_file_readings",
     "invalid_readings",
 )
 #: How long a stop waits for requests in hand to be committed and answered.

@@ -13,7 +13,8 @@ file stops growing once pruning keeps up; it never shrinks by itself.
 2. if the store uses more than ``max_bytes`` and the policy is ``drop_oldest``, **drops** the
    oldest undelivered data, whole batches first (a consumer sees the gap in the chain), else
    readings not yet read, until it is back under budget. Each drop is counted, in the same
-   transaction, in ``outbox_counters`` (``dropped_readings``, ``dropped_batches``).
+   transaction, in ``outbox_counters`` (``dropped_readings``, ``dropped_batches``; readings
+   already in batches that only the JSON Lines uplink lacked, ``dropped_file_readings``).
 
 The ``refuse`` policy needs nothing here: the CoAP server checks :func:`used_bytes` itself
 and answers new readings with 5.03 and Max-Age while the store is over budget
@@ -194,8 +195,10 @@ class OutboxKeeper:
         A reading every reader has passed (the batcher included: it is in a batch, waiting
         or already counted when that batch was dropped) is pruned, not lost.
         """
-        passed = self.readings_passed()
         with transaction(self._db) as db:
+            # Read in the same transaction as the delete: a batch committed in between
+            # would otherwise have its readings counted lost here and again when it drops.
+            passed = self.readings_passed()
             last = db.execute(
                 "SELECT max(id) FROM (SELECT id FROM readings ORDER BY id LIMIT ?)", (count,)
             ).fetchone()[0]
@@ -212,7 +215,11 @@ class OutboxKeeper:
                 (passed if passed is not None else -1, last),
             ).fetchone()
             deleted = max(db.execute("DELETE FROM readings WHERE id <= ?", (last,)).rowcount, 0)
-            add_counter(db, "dropped_readings", int(lost))
+            # With the batcher on, these readings are all in batches: lost only to the
+            # readings uplinks (the JSON Lines file). Counted apart, so that a reading is in
+            # dropped_readings once, when the batch holding it is dropped.
+            lost_to = "dropped_file_readings" if self.consumers.batching else "dropped_readings"
+            add_counter(db, lost_to, int(lost))
             add_counter(db, "pruned_readings", deleted - int(lost))
         return int(lost), deleted
 
