@@ -15,6 +15,7 @@ latest ``state``), bounded by the number of gateways.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
@@ -97,43 +98,51 @@ class FleetEngine:
     # --- in ---------------------------------------------------------------------------------
 
     def handle(self, incoming: Iterable[Incoming]) -> None:
-        """Verify and record what gateways published."""
+        """Verify and record what gateways published. What a gateway sends never stops the
+        engine: a message that cannot be recorded is counted (``unrecordable``) and logged."""
         for message in incoming:
-            gateway = self.store.gateway(message.gateway)
-            if gateway is None or gateway.retired_ms is not None:
-                self.refused["unknown_gateway"] += 1
-                continue
-            if gateway.site_id != message.site:
-                self.refused["wrong_site"] += 1
-                continue
-            if message.leaf == "batches":
-                self._batch(message, gateway.public_key)
-                continue
             try:
-                payload = messages.verify_up(
-                    message.payload,
-                    {cose.key_id(gateway.public_key): gateway.public_key},
-                    site=message.site,
-                    gateway=message.gateway,
-                )
-            except ControlRefused as exc:
-                self.refused[exc.why] += 1
-                log.warning("refused %s from %s: %s", message.leaf, message.gateway, exc)
-                continue
-            if payload["type"] == "state" and message.leaf == topics.STATE:
-                self._state(message.gateway, payload)
-            elif payload["type"] == "events" and message.leaf == topics.EVENTS:
-                for event in payload.get("events") or ():
-                    if isinstance(event, dict):
-                        self.events.append({**event, "gateway": message.gateway})
-            elif payload["type"] == "reply" and message.leaf == topics.REPLIES:
-                nonce = payload.get("id")
-                if isinstance(nonce, bytes):
-                    self.replies[nonce] = payload
-                    while len(self.replies) > MAX_EVENTS:
-                        self.replies.pop(next(iter(self.replies)))
-            else:
-                self.refused["wrong_topic"] += 1
+                self._handle(message)
+            except (ValueError, TypeError, KeyError, sqlite3.Error) as exc:
+                self.refused["unrecordable"] += 1
+                log.warning("could not record %s from %s: %s", message.leaf, message.gateway, exc)
+
+    def _handle(self, message: Incoming) -> None:
+        gateway = self.store.gateway(message.gateway)
+        if gateway is None or gateway.retired_ms is not None:
+            self.refused["unknown_gateway"] += 1
+            return
+        if gateway.site_id != message.site:
+            self.refused["wrong_site"] += 1
+            return
+        if message.leaf == "batches":
+            self._batch(message, gateway.public_key)
+            return
+        try:
+            payload = messages.verify_up(
+                message.payload,
+                {cose.key_id(gateway.public_key): gateway.public_key},
+                site=message.site,
+                gateway=message.gateway,
+            )
+        except ControlRefused as exc:
+            self.refused[exc.why] += 1
+            log.warning("refused %s from %s: %s", message.leaf, message.gateway, exc)
+            return
+        if payload["type"] == "state" and message.leaf == topics.STATE:
+            self._state(message.gateway, payload)
+        elif payload["type"] == "events" and message.leaf == topics.EVENTS:
+            for event in payload.get("events") or ():
+                if isinstance(event, dict):
+                    self.events.append({**event, "gateway": message.gateway})
+        elif payload["type"] == "reply" and message.leaf == topics.REPLIES:
+            nonce = payload.get("id")
+            if isinstance(nonce, bytes):
+                self.replies[nonce] = payload
+                while len(self.replies) > MAX_EVENTS:
+                    self.replies.pop(next(iter(self.replies)))
+        else:
+            self.refused["wrong_topic"] += 1
 
     def _state(self, gateway_id: str, payload: dict[str, Any]) -> None:
         seq, at = payload.get("seq"), payload.get("at")
