@@ -77,7 +77,7 @@ def test_forged_misaddressed_and_hostile_messages_are_counted_and_change_nothing
     engine.handle(hostile)
     assert engine.store.board("b1") == before
     assert sum(engine.refused.values()) == len(hostile), engine.refused
-    assert set(engine.refused) >= {"untrusted_key", "unknown_gateway", "wrong_site", "wrong_site",
+    assert set(engine.refused) >= {"untrusted_key", "unknown_gateway", "wrong_site",
                                    "wrong_gateway", "wrong_topic", "unrecordable"}  # fmt: skip
 
 
