@@ -28,7 +28,8 @@ come from two secondary copies of it, which agree: OpenAQ's AQI Hub
 "ISPU sebagai informasi mutu udara ambien di Indonesia", ditppu.menlhk.go.id, 24 Sept 2020)
 and BMKG's PM2.5 bands as quoted by databoks.katadata.co.id (Baik 0-15.5, Sedang
 15.6-55.4, Tidak Sehat 55.5-150.4, Sangat Tidak Sehat 150.5-250.4, Berbahaya >250.5).
-KLHK publishes the PM2.5 index every hour, over the 24 hours before.
+Since this regulation KLHK announces the PM2.5 index every hour, the others at least
+twice a day (CNBC Indonesia, 30 Aug 2023).
 
 The categories and their colours: Baik (green), Sedang (blue), Tidak Sehat (yellow), Sangat
 Tidak Sehat (red), Berbahaya (black). The hex values are OpenAQ's copy of KLHK's.
