@@ -27,6 +27,7 @@ from typing import Any, Final, TypeAlias, TypeVar
 from fleet import audit, keyfiles
 from fleet.errors import FleetError
 from fleet.keys import FLEET_DIR_ENV, default_fleet_dir
+from fleet.levels import flood_thresholds
 from fleet.records import Alert, Board, Gateway, Site
 from fleet.store import DB_NAME, FleetStore
 from gateway.codec import cose
@@ -241,8 +242,11 @@ def _flood_levels(specs: Sequence[str] | None) -> dict[str, float] | None:
         try:
             levels[name.strip()] = float(metres)
         except ValueError:
-            raise CommandFailed(f"--flood {spec!r}: write LEVEL=METRES, e.g. warn=1.5") from None
-    return levels
+            raise CommandFailed(f"--flood {spec!r}: write LEVEL=METRES, e.g. siaga3=1.5") from None
+    try:
+        return flood_thresholds(levels)
+    except ValueError as exc:
+        raise ValueError(f"--flood: {exc}") from None
 
 
 def _sites_add(args: argparse.Namespace) -> int:
@@ -504,7 +508,8 @@ def add_commands(fleet_commands: Actions) -> None:
         "--flood",
         action="append",
         metavar="LEVEL=METRES",
-        help="a flood threshold for the site's water boards (repeat for each level)",
+        help="a flood alert level for the site's water boards, siaga4 (lowest) to siaga1,"
+        " in metres (repeat for each level)",
     )
 
     gateways = _command(
