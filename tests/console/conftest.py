@@ -24,4 +24,4 @@ def fleet() -> FakeFleet:
 @pytest.fixture
 def console(fleet: FakeFleet) -> ConsoleApp:
     """The app over the fake fleet, at the fixed time, polling often (live updates in ms)."""
-    return ConsoleApp(fleet, refresh_s=0.02, clock=lambda: NOW_MS)
+    return ConsoleApp(fleet, refresh_s=0.1, clock=lambda: NOW_MS)

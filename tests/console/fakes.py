@@ -7,7 +7,7 @@ import asyncio
 import dataclasses
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Final
 
 from fleet.console.backend import BoardRow, FleetSnapshot, GatewayRow, SiteRow
@@ -93,8 +93,8 @@ class FakeFleet:
         self.stall_s = 0.0
         self._release.set()
 
-    def update_boards(self, **changes_by_id: dict[str, object]) -> None:
-        """Change fields of boards by id: ``update_boards(**{"b-00003": {"battery": 3.1}})``."""
+    def update_boards(self, changes_by_id: Mapping[str, Mapping[str, object]]) -> None:
+        """Change fields of boards by id: ``update_boards({"b-00003": {"battery": 3.1}})``."""
         boards = tuple(
             dataclasses.replace(b, **changes_by_id[b.board_id])  # type: ignore[arg-type]
             if b.board_id in changes_by_id

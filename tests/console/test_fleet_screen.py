@@ -13,8 +13,13 @@ from tests.console.conftest import SIZE
 from tests.console.fakes import NOW_MS, FakeFleet, make_board, until
 
 
-def _styles(text: Text) -> set[str]:
-    return {str(span.style) for span in text.spans}
+def _styles(label: str | Text) -> set[str]:
+    assert isinstance(label, Text)
+    return {str(span.style) for span in label.spans}
+
+
+def _plain(label: str | Text) -> str:
+    return label.plain if isinstance(label, Text) else label
 
 
 def _fleet_screen(app: ConsoleApp) -> FleetScreen:
@@ -32,10 +37,10 @@ async def test_tree_counts_boards_by_liveness_per_site_and_gateway(
         # s-0 holds boards 0..19: 0 and 10 never seen, 1 and 11 stale.
         site = screen.node("site", "s-0")
         assert site is not None
-        assert "16/20 online · 2 stale · 2 never seen" in site.label.plain
+        assert "16/20 online · 2 stale · 2 never seen" in _plain(site.label)
         gateway = screen.node("gateway", "s-0-gw-1")
         assert gateway is not None
-        assert "8/10 online · 1 stale · 1 never seen · backlog 120" in gateway.label.plain
+        assert "8/10 online · 1 stale · 1 never seen · backlog 120" in _plain(gateway.label)
         assert screen.node("gateway", "s-1-gw-0") is not None
 
 
@@ -88,7 +93,7 @@ async def test_update_keeps_expansion_and_cursor_on_its_node(
 
         # A new board on the gateway above the cursor pushes its line down, and b-00013
         # goes stale.
-        fleet.update_boards(**{"b-00013": {"last_seen_ms": NOW_MS - 7_200_000}})
+        fleet.update_boards({"b-00013": {"last_seen_ms": NOW_MS - 7_200_000}})
         extra = make_board(99_999, "s-0", "s-0-gw-0")
         fleet.current = dataclasses.replace(fleet.current, boards=(*fleet.current.boards, extra))
         seen = console.snapshots_received
@@ -100,4 +105,4 @@ async def test_update_keeps_expansion_and_cursor_on_its_node(
         assert tree.cursor_line == line + 1
         assert first.is_expanded
         assert second.is_expanded
-        assert "stale" in target.label.plain
+        assert "stale" in _plain(target.label)

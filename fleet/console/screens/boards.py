@@ -117,6 +117,8 @@ class BoardsScreen(Screen[None]):
         self._terms: tuple[str, ...] = ()
         #: The cells the table holds now, by board id.
         self._drawn: dict[str, Cells] = {}
+        self._reorder = False
+        self._count_text = ""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -191,29 +193,41 @@ class BoardsScreen(Screen[None]):
             for board_id in self._sorted(wanted):
                 table.add_row(*self._cells[board_id], key=board_id)
         else:
+            # Sorting re-renders the whole table: only when an order may have changed.
+            reorder = self._reorder or bool(leaving or coming)
             for board_id in leaving:
                 table.remove_row(board_id)
             for board_id in present & wanted_set:
-                self._update_row(table, board_id)
+                reorder = self._update_row(table, board_id) or reorder
             for board_id in coming:
                 table.add_row(*self._cells[board_id], key=board_id)
-            self._sort()
+            if reorder:
+                self._sort()
+        self._reorder = False
         self._drawn = {b: self._cells[b] for b in wanted}
         if cursor is not None and cursor in wanted_set:
-            table.move_cursor(row=table.get_row_index(cursor), animate=False)
-        self.count_line.update(
+            row = table.get_row_index(cursor)
+            if row != table.cursor_row:
+                table.move_cursor(row=row, animate=False)
+        count = (
             f"{len(wanted)} of {len(self._rows)} boards"
             f" · sorted by {_BY_KEY[self.sort_column].title}{' ↓' if self.sort_reverse else ''}"
         )
+        if count != self._count_text:
+            self._count_text = count
+            self.count_line.update(count)
 
-    def _update_row(self, table: DataTable[str | Text], board_id: str) -> None:
+    def _update_row(self, table: DataTable[str | Text], board_id: str) -> bool:
+        """Update the cells of a row that changed; whether the sorted column's did."""
         new = self._cells[board_id]
         old = self._drawn.get(board_id)
         if old == new:
-            return
+            return False
         for index, (column, cell) in enumerate(zip(COLUMN_KEYS, new, strict=True)):
             if old is None or old[index] != cell:
                 table.update_cell(board_id, column, cell, update_width=True)
+        sorted_on = COLUMN_KEYS.index(self.sort_column)
+        return old is None or old[sorted_on] != new[sorted_on]
 
     def _sort_key(self, board_id: str) -> tuple[Any, str]:
         column = _BY_KEY[self.sort_column]
@@ -231,6 +245,7 @@ class BoardsScreen(Screen[None]):
         if reverse is None:
             reverse = not self.sort_reverse if column == self.sort_column else False
         self.sort_column, self.sort_reverse = column, reverse
+        self._reorder = True
         self._sync()
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:

@@ -91,6 +91,7 @@ class FleetScreen(Screen[None]):
         self._labels: dict[NodeKey, Text] = {}
         self._shown: FleetSnapshot | None = None
         self._composed = False
+        self._summary_text = Text()
         self.summary = Static("Reading the fleet…", id="summary")
         self.fleet_tree: Tree[NodeKey] = Tree("fleet", id="fleet-tree")
         self.fleet_tree.show_root = False
@@ -133,7 +134,10 @@ class FleetScreen(Screen[None]):
             per_site[board.site_id] = per_site.get(board.site_id, Counts()).add(state)
             per_gateway[board.gateway_id] = per_gateway.get(board.gateway_id, Counts()).add(state)
 
-        self.summary.update(summary_text(snapshot, states.values()))
+        summary = summary_text(snapshot, states.values())
+        if summary != self._summary_text:
+            self._summary_text = summary
+            self.summary.update(summary)
         tree = self.fleet_tree
         cursor = tree.cursor_node
         wanted: set[NodeKey] = set()
