@@ -3,8 +3,8 @@
 Each group lives beside the code it drives and adds its own subcommands here:
 ``simpul gateway …`` (the Pi daemon), ``simpul verify`` (consumers of its batches),
 ``simpul fleet keys …``, ``simpul fleet init|status|sites|gateways|boards|alerts|audit``
-(the inventory) and ``simpul release …`` (operators), ``simpul emulate …`` and
-``simpul demo`` (one machine).
+(the inventory), ``simpul fleet console`` (the terminal UI) and ``simpul release …``
+(operators), ``simpul emulate …`` and ``simpul demo`` (one machine).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from fleet import inventory as fleet_inventory
 from fleet import keys as fleet_keys
 from fleet import release as fleet_release
 from fleet import rollout_cli, serve
+from fleet.console import cli as console_cli
 from gateway import cli as gateway_cli
 from gateway.batches import cli as verify_cli
 from hw import cli as hw_cli
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     fleet_inventory.add_commands(fleet_commands)
     serve.add_commands(fleet_commands)
     fleet_commands_cli.add_commands(fleet_commands)
+    console_cli.add_commands(fleet_commands)
     fleet_release.add_commands(groups)
     rollout_cli.add_commands(groups)
     return parser

@@ -1,0 +1,153 @@
+"""The console app: polls its backend in a thread worker and hands each snapshot, as a
+message, to the screen in view. Nothing on the UI thread waits on the backend.
+
+Screens are modes (``fleet``, ``boards``), reached by a key, the command palette
+(``ctrl+p``) or :class:`ScreenCommands`; ``?`` toggles the keys of the screen in view.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import ClassVar
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.css.query import NoMatches
+from textual.widgets import HelpPanel
+
+from fleet.console.backend import FleetBackend, FleetSnapshot
+from fleet.console.health import DEFAULT_STALE_AFTER_MS
+from fleet.console.screens.boards import BoardsScreen
+from fleet.console.screens.fleet import FleetScreen
+from fleet.console.view import BackendFailed, SnapshotReady, SnapshotView, ViewContext
+from fleet.store import now_ms
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenEntry:
+    mode: str
+    title: str
+    help: str
+
+
+#: The console's screens, in the order keys and the palette list them.
+SCREENS: tuple[ScreenEntry, ...] = (
+    ScreenEntry("fleet", "Fleet", "sites, gateways and boards as a tree, with their health"),
+    ScreenEntry("boards", "Boards", "every board in a table: sort, filter as you type"),
+)
+
+
+class ScreenCommands(Provider):
+    """The command palette's entries that open a screen."""
+
+    def _open(self, mode: str) -> None:
+        self.app.switch_mode(mode)
+
+    async def discover(self) -> Hits:
+        for entry in SCREENS:
+            yield DiscoveryHit(
+                f"Show {entry.title}", partial(self._open, entry.mode), help=entry.help
+            )
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for entry in SCREENS:
+            text = f"Show {entry.title}"
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(
+                    score, matcher.highlight(text), partial(self._open, entry.mode), help=entry.help
+                )
+
+
+class ConsoleApp(App[None]):
+    """The operator's console over ``backend``, read every ``refresh_s`` seconds.
+
+    ``clock`` gives Unix ms (tests pass a fixed one); a board silent longer than
+    ``stale_after_ms`` is drawn stale.
+    """
+
+    CSS_PATH = "app.tcss"
+    TITLE = "simpul"
+    SUB_TITLE = "fleet console"
+    COMMANDS = App.COMMANDS | {ScreenCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f", "open_screen('fleet')", "Fleet"),
+        Binding("b", "open_screen('boards')", "Boards"),
+        Binding("question_mark", "toggle_keys", "Keys"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(
+        self,
+        backend: FleetBackend,
+        *,
+        refresh_s: float = 2.0,
+        clock: Callable[[], int] = now_ms,
+        stale_after_ms: int = DEFAULT_STALE_AFTER_MS,
+    ) -> None:
+        super().__init__()
+        self.backend = backend
+        self.refresh_s = refresh_s
+        self.snapshot: FleetSnapshot | None = None
+        #: Snapshots received, and the last read error (for the screens and tests).
+        self.snapshots_received = 0
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        context = ViewContext(clock, stale_after_ms, lambda: self.snapshot)
+        self.add_mode("fleet", lambda: FleetScreen(context))
+        self.add_mode("boards", lambda: BoardsScreen(context))
+
+    def on_mount(self) -> None:
+        self.switch_mode("fleet")
+        self.poll_backend()
+
+    def on_unmount(self) -> None:
+        self._stop.set()
+
+    @work(thread=True, exclusive=True, group="backend", exit_on_error=False)
+    def poll_backend(self) -> None:
+        """Read a snapshot every ``refresh_s``, in this thread, until the app ends."""
+        try:
+            while not self._stop.is_set():
+                try:
+                    snapshot = self.backend.snapshot()
+                # Any failure of a read is reported and retried: the console outlives a
+                # locked or briefly missing database.
+                except Exception as exc:
+                    self.post_message(BackendFailed(f"{type(exc).__name__}: {exc}"))
+                else:
+                    self.post_message(SnapshotReady(snapshot))
+                self._stop.wait(self.refresh_s)
+        finally:
+            self.backend.close()
+
+    def on_snapshot_ready(self, message: SnapshotReady) -> None:
+        self.snapshot = message.snapshot
+        self.snapshots_received += 1
+        self.last_error = None
+        # The stack is empty while the app shuts down; a last message may still arrive.
+        stack = self.screen_stack
+        if stack and isinstance(stack[-1], SnapshotView):
+            stack[-1].show_snapshot(message.snapshot)
+
+    def on_backend_failed(self, message: BackendFailed) -> None:
+        if message.error != self.last_error:
+            self.notify(message.error, title="Cannot read the fleet", severity="error")
+        self.last_error = message.error
+
+    def action_open_screen(self, mode: str) -> None:
+        self.switch_mode(mode)
+
+    def action_toggle_keys(self) -> None:
+        try:
+            self.screen.query_one(HelpPanel)
+        except NoMatches:
+            self.action_show_help_panel()
+        else:
+            self.action_hide_help_panel()

@@ -1,0 +1,207 @@
+"""The Fleet screen: sites → gateways → boards as a tree, coloured by liveness, with counts
+per node, under a summary bar of the whole fleet.
+
+A new snapshot changes the tree in place: nodes are kept by id, only labels that changed are
+set, nodes gone are removed, so what the operator expanded stays expanded and the cursor stays
+on the node it was on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import ClassVar, TypeAlias
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static, Tree
+from textual.widgets.tree import TreeNode
+
+from fleet.console.backend import BoardRow, FleetSnapshot, GatewayRow, SiteRow
+from fleet.console.health import Counts, Liveness, liveness
+from fleet.console.view import ViewContext
+
+#: A node's key: ``("site" | "gateway" | "board", id)``.
+NodeKey: TypeAlias = tuple[str, str]
+FleetNode: TypeAlias = TreeNode[NodeKey]
+_DEPTH = {"board": 0, "gateway": 1, "site": 2}
+
+
+def _counts_text(counts: Counts) -> Text:
+    text = Text(f"{counts.online}/{counts.total} online")
+    if counts.stale:
+        text.append(f" · {counts.stale} stale", style=Liveness.STALE.style)
+    if counts.never:
+        text.append(f" · {counts.never} never seen", style=Liveness.NEVER.style)
+    return text
+
+
+def site_label(site: SiteRow, counts: Counts) -> Text:
+    return Text.assemble(
+        ("● ", counts.worst.style), (site.site_id, "bold"), f"  {site.name}  ", _counts_text(counts)
+    )
+
+
+def gateway_label(gateway: GatewayRow, counts: Counts) -> Text:
+    label = Text.assemble(("● ", counts.worst.style), (gateway.gateway_id, "bold"), "  ")
+    label.append_text(_counts_text(counts))
+    if gateway.backlog:
+        label.append(f" · backlog {gateway.backlog}", style="magenta")
+    if gateway.retired:
+        label.append(" · retired", style="italic")
+    return label
+
+
+def board_label(board: BoardRow, state: Liveness) -> Text:
+    label = Text.assemble(("● ", state.style), board.board_id, f"  {board.kind}  ")
+    label.append(state.value, style=state.style)
+    if board.ota_state:
+        label.append(f" · {board.ota_state}")
+    return label
+
+
+def summary_text(snapshot: FleetSnapshot, states: Iterable[Liveness]) -> Text:
+    counts = Counts()
+    for state in states:
+        counts = counts.add(state)
+    backlogged = sum(1 for g in snapshot.gateways if g.backlog)
+    return Text.assemble(
+        "Boards online ",
+        (f"{counts.online}/{counts.total}", "bold"),
+        "   Alerts open ",
+        (str(snapshot.open_alerts), "bold red" if snapshot.open_alerts else "bold"),
+        "   Rollouts running ",
+        (str(snapshot.running_rollouts), "bold"),
+        "   Gateways with backlog ",
+        (str(backlogged), "bold magenta" if backlogged else "bold"),
+    )
+
+
+class FleetScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("e", "expand_all", "Expand all"),
+        Binding("c", "collapse_all", "Collapse all"),
+    ]
+
+    def __init__(self, context: ViewContext) -> None:
+        super().__init__()
+        self.context = context
+        self._fleet_nodes: dict[NodeKey, FleetNode] = {}
+        self._labels: dict[NodeKey, Text] = {}
+        self._shown: FleetSnapshot | None = None
+        self._composed = False
+        self._summary_text = Text()
+        self.summary = Static("Reading the fleet…", id="summary")
+        self.fleet_tree: Tree[NodeKey] = Tree("fleet", id="fleet-tree")
+        self.fleet_tree.show_root = False
+        self.fleet_tree.root.expand()
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield self.summary
+        yield self.fleet_tree
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._composed = True
+        self._catch_up()
+
+    def on_screen_resume(self) -> None:
+        self._catch_up()
+
+    def _catch_up(self) -> None:
+        """Draw the newest snapshot if this screen has not (it arrived while away)."""
+        latest = self.context.latest()
+        if latest is not None and latest is not self._shown:
+            self.show_snapshot(latest)
+
+    def node(self, kind: str, ident: str) -> FleetNode | None:
+        """The tree's node for a site, gateway or board (``None``: not in the tree)."""
+        return self._fleet_nodes.get((kind, ident))
+
+    def show_snapshot(self, snapshot: FleetSnapshot) -> None:
+        if not self._composed:
+            return  # on_mount catches up
+        self._shown = snapshot
+        now = self.context.now_ms()
+        window = self.context.stale_after_ms
+        states = {b.board_id: liveness(b.last_seen_ms, now, window) for b in snapshot.boards}
+        per_site: dict[str, Counts] = {}
+        per_gateway: dict[str, Counts] = {}
+        for board in snapshot.boards:
+            state = states[board.board_id]
+            per_site[board.site_id] = per_site.get(board.site_id, Counts()).add(state)
+            per_gateway[board.gateway_id] = per_gateway.get(board.gateway_id, Counts()).add(state)
+
+        summary = summary_text(snapshot, states.values())
+        if summary != self._summary_text:
+            self._summary_text = summary
+            self.summary.update(summary)
+        tree = self.fleet_tree
+        cursor = tree.cursor_node
+        wanted: set[NodeKey] = set()
+        for site in snapshot.sites:
+            key = ("site", site.site_id)
+            wanted.add(key)
+            self._place(
+                key,
+                tree.root,
+                site_label(site, per_site.get(site.site_id, Counts())),
+                leaf=False,
+                expand=True,
+            )
+        for gateway in snapshot.gateways:
+            key = ("gateway", gateway.gateway_id)
+            parent = self._fleet_nodes.get(("site", gateway.site_id))
+            if parent is None or ("site", gateway.site_id) not in wanted:
+                continue
+            wanted.add(key)
+            counts = per_gateway.get(gateway.gateway_id, Counts())
+            self._place(key, parent, gateway_label(gateway, counts), leaf=False, expand=False)
+        for board in snapshot.boards:
+            key = ("board", board.board_id)
+            parent = self._fleet_nodes.get(("gateway", board.gateway_id))
+            if parent is None or ("gateway", board.gateway_id) not in wanted:
+                continue
+            wanted.add(key)
+            self._place(key, parent, board_label(board, states[board.board_id]), leaf=True)
+        # Leaves first, so no node is removed after its parent took it away.
+        gone = sorted((k for k in self._fleet_nodes if k not in wanted), key=lambda k: _DEPTH[k[0]])
+        for key in gone:
+            self._labels.pop(key, None)
+            self._fleet_nodes.pop(key).remove()
+        # New nodes above the cursor shift its line; put it back on the node it was on.
+        if (
+            cursor is not None
+            and cursor.data in self._fleet_nodes
+            and tree.cursor_node is not cursor
+        ):
+            tree.move_cursor(self._fleet_nodes[cursor.data], animate=False)
+
+    def _place(
+        self, key: NodeKey, parent: FleetNode, label: Text, *, leaf: bool, expand: bool = False
+    ) -> None:
+        node = self._fleet_nodes.get(key)
+        if node is not None and node.parent is not parent:
+            # A board moved to another gateway: it is added again under its new parent.
+            self._labels.pop(key, None)
+            node.remove()
+            node = None
+        if node is None:
+            if leaf:
+                node = parent.add_leaf(label, data=key)
+            else:
+                node = parent.add(label, data=key, expand=expand)
+            self._fleet_nodes[key] = node
+            self._labels[key] = label
+        elif self._labels.get(key) != label:
+            node.set_label(label)
+            self._labels[key] = label
+
+    def action_expand_all(self) -> None:
+        self.fleet_tree.root.expand_all()
+
+    def action_collapse_all(self) -> None:
+        for node in self.fleet_tree.root.children:
+            node.collapse_all()

@@ -1,0 +1,43 @@
+"""What the app and its screens share: the messages that carry snapshots, and the context a
+screen is built with. Kept apart from ``app.py`` so screens need not import the app."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from textual.message import Message
+
+from fleet.console.backend import FleetSnapshot
+
+
+@dataclass
+class SnapshotReady(Message):
+    """A worker read a new snapshot of the fleet."""
+
+    snapshot: FleetSnapshot
+
+
+@dataclass
+class BackendFailed(Message):
+    """A worker's read failed; the next poll tries again."""
+
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class ViewContext:
+    """What every screen is given: the clock (Unix ms; tests fix it), how long a silent board
+    stays online, and the latest snapshot (``None`` before the first)."""
+
+    now_ms: Callable[[], int]
+    stale_after_ms: int
+    latest: Callable[[], FleetSnapshot | None]
+
+
+@runtime_checkable
+class SnapshotView(Protocol):
+    """A screen that draws snapshots; the app hands it each new one while it is in view."""
+
+    def show_snapshot(self, snapshot: FleetSnapshot) -> None: ...
