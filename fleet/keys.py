@@ -269,11 +269,7 @@ def rotate(
     """Certify a new release key and revoke every other release key certified here."""
     fleet = FleetDir(fleet_dir)
     with fleet.locked():
-        state = fleet.read_state()
-        root = keyfiles.load_root_key(root_key_path, passphrase)
-        if keyfiles.public_pem(root) != fleet.root_pub.read_bytes():
-            raise KeyStoreError(f"{root_key_path} is not the root key of {fleet_dir}")
-        old = decode_revocations(fleet.revocations_file.read_bytes())
+        state, root, old = _unlock(fleet, root_key_path, passphrase)
         serial = state["cert_serial"] + 1
         signer = _new_release_key(fleet, root, serial=serial, now=now, valid_days=valid_days)
         # Every other certified release key, so a rotation interrupted before now is
@@ -304,11 +300,7 @@ def certify_operator(
     and commands) and revoke every older operator key in a new revocation list."""
     fleet = FleetDir(fleet_dir)
     with fleet.locked():
-        state = fleet.read_state()
-        root = keyfiles.load_root_key(root_key_path, passphrase)
-        if keyfiles.public_pem(root) != fleet.root_pub.read_bytes():
-            raise KeyStoreError(f"{root_key_path} is not the root key of {fleet_dir}")
-        old = decode_revocations(fleet.revocations_file.read_bytes())
+        state, root, old = _unlock(fleet, root_key_path, passphrase)
         serial = state["cert_serial"] + 1
         signer = _new_key(
             fleet, root, serial=serial, now=now, valid_days=valid_days, role=ROLE_OPERATOR
@@ -344,6 +336,18 @@ def load_operator(fleet_dir: Path) -> Signer:
         )
     kid = bytes.fromhex(state["operator_kid"])
     return _load(fleet, fleet.operator_key_file(kid), kid)
+
+
+def _unlock(
+    fleet: FleetDir, root_key_path: Path, passphrase: str
+) -> tuple[dict[str, Any], Ed25519PrivateKey, RevocationList]:
+    """The fleet's state, its root key (checked to be this fleet's) and its current
+    revocation list: what certifying a key starts from; call holding the lock."""
+    state = fleet.read_state()
+    root = keyfiles.load_root_key(root_key_path, passphrase)
+    if keyfiles.public_pem(root) != fleet.root_pub.read_bytes():
+        raise KeyStoreError(f"{root_key_path} is not the root key of {fleet.path}")
+    return state, root, decode_revocations(fleet.revocations_file.read_bytes())
 
 
 def _new_release_key(
