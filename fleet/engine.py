@@ -204,8 +204,8 @@ class FleetEngine:
     def tick(self) -> list[str]:
         """Judge the rollouts, run the health rules when due, then publish what changed;
         the gateways published to."""
-        for rollout in self.store.rollouts(states=rollouts.ACTIVE):
-            self._judge_rollout(rollout)
+        for rollout in self.store.rollouts(states=rollouts.IN_FORCE):
+            self._judge_rollout(rollout)  # an aborted one: its boards' statuses only
         now = self.now_ms()
         every_ms = int(float(self.store.setting("rules_every_s", 30) or 30) * 1000)
         if now - self._rules_ms >= every_ms:
@@ -225,7 +225,8 @@ class FleetEngine:
     def _judge_rollout(self, rollout: Rollout) -> None:
         plan = rollout.plan
         per_gateway = _plan_waves(plan)
-        reports = {g: self._reports(rollout.id).get(g) for g in per_gateway}
+        heard = self._reports(rollout.id)
+        reports = {g: heard.get(g) for g in per_gateway}
         statuses = rollouts.board_statuses(reports)
         if statuses:
             self.store.put_rollout_boards(
@@ -235,6 +236,11 @@ class FleetEngine:
                     for board, status in statuses.items()
                 ],
             )
+        reverted = [b for b, status in statuses.items() if status.get("status") == "reverted"]
+        if reverted and rollout.revert:
+            # What they run from now on, also once a later rollout replaces this one in the
+            # gateways' documents (a board never goes back below the revert release's seq).
+            self.store.set_desired_releases(reverted, rollout.revert)
         if rollout.state != "running":
             return
         halted = rollouts.halted_by(reports) or self._worse(rollout, statuses)
@@ -340,7 +346,7 @@ class FleetEngine:
     def _plan_for(self, gateway_id: str, entries: dict[str, BoardEntry]) -> RolloutPlan | None:
         """The newest unfinished rollout's part for this gateway; its boards' base release
         becomes what they ran before it."""
-        active = [r for r in self.store.rollouts() if r.state in (*rollouts.ACTIVE, "aborted")]
+        active = self.store.rollouts(states=rollouts.IN_FORCE)
         for rollout in reversed(active):
             waves = _plan_waves(rollout.plan).get(gateway_id)
             if not waves:

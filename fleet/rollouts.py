@@ -33,6 +33,8 @@ from gateway.control.messages import Limits, Wave
 STATES: Final = ("running", "paused", "halted", "aborted", "done")
 #: States in which a rollout still holds its boards (one such rollout per board).
 ACTIVE: Final = ("running", "paused", "halted")
+#: States in which the gateways still act on a rollout's plan (an aborted one reverts).
+IN_FORCE: Final = (*ACTIVE, "aborted")
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +260,7 @@ def parse_window(text: str | None) -> tuple[int, int] | None:
 
 __all__ = [
     "ACTIVE",
+    "IN_FORCE",
     "STATES",
     "BoardRef",
     "Plan",

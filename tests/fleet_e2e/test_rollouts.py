@@ -121,6 +121,13 @@ async def test_a_release_that_silences_a_sensor_halts_at_the_canary_and_it_goes_
             return board is not None and board.running == revert and board.ota_state == "confirmed"
 
         assert await eventually(canary_back, 300, step=1), city.serve_log()
+
+        def fleet_wants_revert() -> bool:  # so a later rollout's documents keep it there
+            with city.store() as store:
+                board = store.board(wave0)
+            return board is not None and board.desired == revert
+
+        assert await eventually(fleet_wants_revert, 30), city.serve_log()
         runners = {r.spec.board_id: r for fleet in city.boards for r in fleet.runners}
         assert ota_state(runners[wave0])["seq"] == revert
         for board_id, runner in runners.items():
