@@ -208,13 +208,15 @@ async def test_alerts_for_a_stale_board_a_reboot_loop_and_a_draining_battery_rai
             await asyncio.sleep(2)
         # A stale board: it stops.
         await runners[stale].stop()
+        # Each is raised (a loaded machine may already have cleared the reboot loop, whose
+        # window is a minute, by the time the last one is raised).
         raised = await eventually(
             lambda: (
-                alert("stale", stale) == "open"
-                and alert("reboot_loop", looping) == "open"
-                and alert("battery_drain", draining) == "open"
+                alert("stale", stale) is not None
+                and alert("reboot_loop", looping) is not None
+                and alert("battery_drain", draining) is not None
             ),
-            60,
+            90,
         )
         assert raised, [alert(*k) for k in (("stale", stale), ("reboot_loop", looping),
                                             ("battery_drain", draining))]  # fmt: skip
