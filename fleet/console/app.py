@@ -23,8 +23,15 @@ from textual.widgets import HelpPanel
 from fleet.console.backend import FleetBackend, FleetSnapshot
 from fleet.console.health import DEFAULT_STALE_AFTER_MS
 from fleet.console.screens.boards import BoardsScreen
+from fleet.console.screens.confirm import ConfirmScreen
 from fleet.console.screens.fleet import FleetScreen
-from fleet.console.view import BackendFailed, SnapshotReady, SnapshotView, ViewContext
+from fleet.console.view import (
+    ActionDone,
+    BackendFailed,
+    SnapshotReady,
+    SnapshotView,
+    ViewContext,
+)
 from fleet.store import now_ms
 
 
@@ -99,7 +106,11 @@ class ConsoleApp(App[None]):
         self.snapshots_received = 0
         self.last_error: str | None = None
         self._stop = threading.Event()
-        context = ViewContext(clock, stale_after_ms, lambda: self.snapshot)
+        #: Set to read the fleet now rather than at the next tick (after an action).
+        self._wake = threading.Event()
+        #: Results of actions, newest last (for tests).
+        self.actions_done: list[ActionDone] = []
+        context = ViewContext(clock, stale_after_ms, lambda: self.snapshot, backend, self.act)
         self.add_mode("fleet", lambda: FleetScreen(context))
         self.add_mode("boards", lambda: BoardsScreen(context))
 
@@ -109,6 +120,7 @@ class ConsoleApp(App[None]):
 
     def on_unmount(self) -> None:
         self._stop.set()
+        self._wake.set()
 
     @work(thread=True, exclusive=True, group="backend", exit_on_error=False)
     def poll_backend(self) -> None:
@@ -123,7 +135,8 @@ class ConsoleApp(App[None]):
                     self.post_message(BackendFailed(f"{type(exc).__name__}: {exc}"))
                 else:
                     self.post_message(SnapshotReady(snapshot))
-                self._stop.wait(self.refresh_s)
+                self._wake.wait(self.refresh_s)
+                self._wake.clear()
         finally:
             self.backend.close()
 
@@ -140,6 +153,39 @@ class ConsoleApp(App[None]):
         if message.error != self.last_error:
             self.notify(message.error, title="Cannot read the fleet", severity="error")
         self.last_error = message.error
+
+    def act(
+        self, label: str, call: Callable[[], str], *, confirm: tuple[str, str] | None = None
+    ) -> None:
+        """Run ``call`` (an action of the backend) in a worker, after the operator confirms
+        if ``confirm`` is given; its result or error is notified, and the fleet read again."""
+        if confirm is None:
+            self._run_action(label, call)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._run_action(label, call)
+
+        self.push_screen(ConfirmScreen(*confirm), callback=answered)
+
+    @work(thread=True, group="actions", exit_on_error=False)
+    def _run_action(self, label: str, call: Callable[[], str]) -> None:
+        try:
+            result = call()
+        # What the fleet refuses, or a failure to reach it, is the operator's to read.
+        except Exception as exc:
+            self.post_message(ActionDone(label, None, str(exc) or type(exc).__name__))
+        else:
+            self.post_message(ActionDone(label, result, None))
+        self._wake.set()
+
+    def on_action_done(self, message: ActionDone) -> None:
+        self.actions_done.append(message)
+        if message.error is None:
+            self.notify(message.result or "done", title=message.label)
+        else:
+            self.notify(message.error, title=f"{message.label}: refused", severity="error")
 
     def action_open_screen(self, mode: str) -> None:
         self.switch_mode(mode)

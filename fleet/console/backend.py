@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from fleet.link import BrokerSettings
 from fleet.records import Board, Gateway, Json
 from fleet.store import DB_NAME, FleetStore
 
@@ -116,11 +117,18 @@ class StoreBackend:
     """:class:`FleetBackend` over ``<fleet_dir>/fleet.db``, which must exist.
 
     SQLite connections belong to the thread that opened them, so each thread that calls
-    gets its own :class:`FleetStore`, opened on its first call; the console only reads.
+    gets its own :class:`FleetStore`, opened on its first call. Changes are audited under
+    ``operator``; commands to gateways (reboot, log) go through ``broker``, and without one
+    they are refused with the reason.
     """
 
-    def __init__(self, fleet_dir: Path) -> None:
+    def __init__(
+        self, fleet_dir: Path, *, operator: str, broker: BrokerSettings | None = None
+    ) -> None:
+        self.fleet_dir = fleet_dir
         self.path = fleet_dir / DB_NAME
+        self.operator = operator
+        self.broker = broker
         self._local = threading.local()
         self._opened: list[FleetStore] = []
         self._lock = threading.Lock()

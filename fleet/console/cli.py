@@ -24,8 +24,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     from fleet.console.app import ConsoleApp
     from fleet.console.backend import StoreBackend
+    from fleet.inventory import operator_name
 
-    ConsoleApp(StoreBackend(fleet_dir), refresh_s=args.refresh).run()
+    backend = StoreBackend(fleet_dir, operator=operator_name(None))
+    ConsoleApp(backend, refresh_s=args.refresh).run()
     return 0
 
 

@@ -9,7 +9,7 @@ from typing import Protocol, runtime_checkable
 
 from textual.message import Message
 
-from fleet.console.backend import FleetSnapshot
+from fleet.console.backend import FleetBackend, FleetSnapshot
 
 
 @dataclass
@@ -26,14 +26,35 @@ class BackendFailed(Message):
     error: str
 
 
+@dataclass
+class ActionDone(Message):
+    """An action the operator asked for ended: ``result`` says what it did, or ``error`` why
+    the fleet refused it."""
+
+    label: str
+    result: str | None
+    error: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class ViewContext:
     """What every screen is given: the clock (Unix ms; tests fix it), how long a silent board
-    stays online, and the latest snapshot (``None`` before the first)."""
+    stays online, the latest snapshot (``None`` before the first), the backend (call it only
+    from thread workers), and ``act``, which runs an action of the backend in a worker and
+    reports its result; with ``confirm=(title, consequence)`` it asks the operator first.
+    """
 
     now_ms: Callable[[], int]
     stale_after_ms: int
     latest: Callable[[], FleetSnapshot | None]
+    backend: FleetBackend
+    act: Act
+
+
+class Act(Protocol):
+    def __call__(
+        self, label: str, call: Callable[[], str], *, confirm: tuple[str, str] | None = None
+    ) -> None: ...
 
 
 @runtime_checkable

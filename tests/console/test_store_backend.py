@@ -39,7 +39,7 @@ def test_a_snapshot_of_fleet_db_holds_its_boards_and_counts(tmp_path: Path) -> N
             ],
         )
         store.raise_alert("stale", "tkn-water-0002", "board", {"silent_s": 900})
-    backend = StoreBackend(tmp_path)
+    backend = StoreBackend(tmp_path, operator="ana")
     try:
         snapshot = backend.snapshot()
     finally:
@@ -55,7 +55,7 @@ async def test_the_console_shows_the_boards_of_a_real_fleet_db(tmp_path: Path) -
         store.add_site("tegal", "Tegal")
         store.add_gateway("gw-2", "tegal", bytes(32))
         store.enroll_board("tgl-bin-0001", kind="bin", site_id="tegal", gateway_id="gw-2")
-    app = ConsoleApp(StoreBackend(tmp_path), refresh_s=0.1, clock=lambda: NOW_MS)
+    app = ConsoleApp(StoreBackend(tmp_path, operator="ana"), refresh_s=0.1, clock=lambda: NOW_MS)
     async with app.run_test(size=SIZE) as pilot:
         await until(lambda: app.snapshots_received > 0)
         await pilot.press("b")

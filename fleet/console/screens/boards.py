@@ -16,11 +16,11 @@ from typing import Any, ClassVar, Final
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from fleet.console.backend import BoardRow, FleetSnapshot
 from fleet.console.health import board_state, liveness, seen_text
+from fleet.console.screens.base import FleetView
 from fleet.console.view import ViewContext
 
 
@@ -85,7 +85,7 @@ def matches(text: str, terms: Sequence[str]) -> bool:
     return all(term in text for term in terms)
 
 
-class BoardsScreen(Screen[None]):
+class BoardsScreen(FleetView):
     #: Tests turn the filter's cursor blink off (an autouse fixture), for stable frames.
     CURSOR_BLINK: ClassVar[bool] = True
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -96,12 +96,9 @@ class BoardsScreen(Screen[None]):
     ]
 
     def __init__(self, context: ViewContext) -> None:
-        super().__init__()
-        self.context = context
+        super().__init__(context)
         self.sort_column = "board"
         self.sort_reverse = False
-        self._shown: FleetSnapshot | None = None
-        self._composed = False
         self.filter_input = Input(
             placeholder="Filter: id, site, kind, tag, state, release", id="board-filter"
         )
@@ -128,18 +125,7 @@ class BoardsScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self._composed = True
         self.table.focus()
-        self._catch_up()
-
-    def on_screen_resume(self) -> None:
-        self._catch_up()
-
-    def _catch_up(self) -> None:
-        """Draw the newest snapshot if this screen has not (it arrived while away)."""
-        latest = self.context.latest()
-        if latest is not None and latest is not self._shown:
-            self.show_snapshot(latest)
 
     @property
     def cursor_board(self) -> str | None:
@@ -154,10 +140,7 @@ class BoardsScreen(Screen[None]):
         """Board ids as the table shows them, top to bottom."""
         return [row.key.value for row in self.table.ordered_rows if row.key.value is not None]
 
-    def show_snapshot(self, snapshot: FleetSnapshot) -> None:
-        if not self._composed:
-            return  # on_mount catches up
-        self._shown = snapshot
+    def draw(self, snapshot: FleetSnapshot) -> None:
         now = self.context.now_ms()
         window = self.context.stale_after_ms
         rows: dict[str, BoardRow] = {}

@@ -14,12 +14,12 @@ from typing import ClassVar, TypeAlias
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, Tree
 from textual.widgets.tree import TreeNode
 
 from fleet.console.backend import BoardRow, FleetSnapshot, GatewayRow, SiteRow
 from fleet.console.health import Counts, Liveness, liveness
+from fleet.console.screens.base import FleetView
 from fleet.console.view import ViewContext
 
 #: A node's key: ``("site" | "gateway" | "board", id)``.
@@ -78,19 +78,16 @@ def summary_text(snapshot: FleetSnapshot, states: Iterable[Liveness]) -> Text:
     )
 
 
-class FleetScreen(Screen[None]):
+class FleetScreen(FleetView):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("e", "expand_all", "Expand all"),
         Binding("c", "collapse_all", "Collapse all"),
     ]
 
     def __init__(self, context: ViewContext) -> None:
-        super().__init__()
-        self.context = context
+        super().__init__(context)
         self._fleet_nodes: dict[NodeKey, FleetNode] = {}
         self._labels: dict[NodeKey, Text] = {}
-        self._shown: FleetSnapshot | None = None
-        self._composed = False
         self._summary_text = Text()
         self.summary = Static("Reading the fleet…", id="summary")
         self.fleet_tree: Tree[NodeKey] = Tree("fleet", id="fleet-tree")
@@ -103,27 +100,11 @@ class FleetScreen(Screen[None]):
         yield self.fleet_tree
         yield Footer()
 
-    def on_mount(self) -> None:
-        self._composed = True
-        self._catch_up()
-
-    def on_screen_resume(self) -> None:
-        self._catch_up()
-
-    def _catch_up(self) -> None:
-        """Draw the newest snapshot if this screen has not (it arrived while away)."""
-        latest = self.context.latest()
-        if latest is not None and latest is not self._shown:
-            self.show_snapshot(latest)
-
     def node(self, kind: str, ident: str) -> FleetNode | None:
         """The tree's node for a site, gateway or board (``None``: not in the tree)."""
         return self._fleet_nodes.get((kind, ident))
 
-    def show_snapshot(self, snapshot: FleetSnapshot) -> None:
-        if not self._composed:
-            return  # on_mount catches up
-        self._shown = snapshot
+    def draw(self, snapshot: FleetSnapshot) -> None:
         now = self.context.now_ms()
         window = self.context.stale_after_ms
         states = {b.board_id: liveness(b.last_seen_ms, now, window) for b in snapshot.boards}
