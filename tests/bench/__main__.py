@@ -24,6 +24,7 @@ from typing import Any
 
 from tests.bench import load
 from tests.bench.board_verify import board_verify
+from tests.bench.console_paint import console_paint
 from tests.bench.drain import drain_backlog
 from tests.bench.fleet_ingest import fleet_ingest
 from tests.bench.fuzz import gateway_flood, gateway_fuzz
@@ -228,6 +229,7 @@ SCENARIOS: dict[str, Callable[[float], dict[str, Any]]] = {
     "ota_delta": ota_delta,
     "rules_eval": rules_eval,
     "fleet_ingest": fleet_ingest,
+    "console_paint": console_paint,
 }
 
 

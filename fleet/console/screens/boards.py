@@ -1,9 +1,9 @@
 """The Boards screen: every board in a table that sorts by any column and filters as you type.
 
-Rows are keyed by board id. A snapshot or a filter changes the table in place: cells that
-changed are updated, rows that left or came are removed or added, and the table is rebuilt
-only when many rows come and go at once (removing a row costs the whole table). The cursor
-stays on the board it was on whenever that board is still shown.
+The table (:class:`~fleet.console.table.VirtualTable`) draws only the rows in view. A
+snapshot updates the cells of the boards that changed; the order is filtered and sorted again
+only when boards came or went, the filter changed, or a value in the sorted column did. The
+cursor stays on the board it was on whenever that board is still shown.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from typing import Any, ClassVar, Final
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import Footer, Header, Input, Static
 
 from fleet.console.backend import BoardRow, FleetSnapshot
 from fleet.console.health import board_state, liveness, seen_text
 from fleet.console.screens.base import FleetView
+from fleet.console.table import TableColumn, VirtualTable
 from fleet.console.view import ViewContext
 
 
@@ -51,8 +52,6 @@ COLUMNS: Final = (
 )
 COLUMN_KEYS: Final = tuple(c.key for c in COLUMNS)
 _BY_KEY: Final = {c.key: c for c in COLUMNS}
-#: Beyond this many rows coming or going, clearing and refilling the table is cheaper.
-REBUILD_AT: Final = 200
 
 Cells = tuple[str | Text, ...]
 
@@ -103,18 +102,15 @@ class BoardsScreen(FleetView):
             placeholder="Filter: id, site, kind, tag, state, release", id="board-filter"
         )
         self.filter_input.cursor_blink = self.CURSOR_BLINK
-        self.table: DataTable[str | Text] = DataTable(id="boards-table", cursor_type="row")
-        for column in COLUMNS:
-            self.table.add_column(column.title, key=column.key)
+        self.table = VirtualTable([TableColumn(c.key, c.title) for c in COLUMNS], id="boards-table")
         self.count_line = Static("", id="boards-count")
         self._rows: dict[str, BoardRow] = {}
         self._states: dict[str, str] = {}
         self._cells: dict[str, Cells] = {}
         self._hay: dict[str, str] = {}
         self._terms: tuple[str, ...] = ()
-        #: The cells the table holds now, by board id.
-        self._drawn: dict[str, Cells] = {}
-        self._reorder = False
+        #: The order must be computed again (filter, sort, or boards came or went).
+        self._reorder = True
         self._count_text = ""
 
     def compose(self) -> ComposeResult:
@@ -130,19 +126,17 @@ class BoardsScreen(FleetView):
     @property
     def cursor_board(self) -> str | None:
         """The id of the board under the cursor (``None``: the table is empty)."""
-        table = self.table
-        if not table.row_count:
-            return None
-        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return self.table.cursor_key
 
     @property
     def shown_boards(self) -> list[str]:
         """Board ids as the table shows them, top to bottom."""
-        return [row.key.value for row in self.table.ordered_rows if row.key.value is not None]
+        return self.table.order
 
     def draw(self, snapshot: FleetSnapshot) -> None:
         now = self.context.now_ms()
         window = self.context.stale_after_ms
+        sorted_on = COLUMN_KEYS.index(self.sort_column)
         rows: dict[str, BoardRow] = {}
         for board in snapshot.boards:
             rows[board.board_id] = board
@@ -153,64 +147,36 @@ class BoardsScreen(FleetView):
             ):
                 continue
             style = liveness(board.last_seen_ms, now, window).style
+            cells = board_cells(board, state, now, style)
+            old = self._cells.get(board.board_id)
+            if old is None or old[sorted_on] != cells[sorted_on]:
+                self._reorder = True
             self._states[board.board_id] = state
-            self._cells[board.board_id] = board_cells(board, state, now, style)
+            self._cells[board.board_id] = cells
             self._hay[board.board_id] = haystack(board, state)
+            self.table.set_cells(board.board_id, cells)
         for gone in self._rows.keys() - rows.keys():
             del self._states[gone], self._cells[gone], self._hay[gone]
+            self.table.forget(gone)
+            self._reorder = True
         self._rows = rows
         self._sync()
 
     def _sync(self) -> None:
         """Make the table show the matching boards, sorted, the cursor on its board."""
-        table = self.table
-        cursor = self.cursor_board
-        terms = self._terms
-        wanted = [b for b in self._rows if not terms or matches(self._hay[b], terms)]
-        wanted_set = set(wanted)
-        present = {key.value for key in table.rows if key.value is not None}
-        leaving = present - wanted_set
-        coming = [b for b in wanted if b not in present]
-        if len(leaving) + len(coming) > REBUILD_AT:
-            table.clear()
-            for board_id in self._sorted(wanted):
-                table.add_row(*self._cells[board_id], key=board_id)
-        else:
-            # Sorting re-renders the whole table: only when an order may have changed.
-            reorder = self._reorder or bool(leaving or coming)
-            for board_id in leaving:
-                table.remove_row(board_id)
-            for board_id in present & wanted_set:
-                reorder = self._update_row(table, board_id) or reorder
-            for board_id in coming:
-                table.add_row(*self._cells[board_id], key=board_id)
-            if reorder:
-                self._sort()
-        self._reorder = False
-        self._drawn = {b: self._cells[b] for b in wanted}
-        if cursor is not None and cursor in wanted_set:
-            row = table.get_row_index(cursor)
-            if row != table.cursor_row:
-                table.move_cursor(row=row, animate=False)
+        total = len(self._rows)
+        if self._reorder:
+            terms = self._terms
+            wanted = [b for b in self._rows if not terms or matches(self._hay[b], terms)]
+            self.table.set_order(self._sorted(wanted), keep_cursor_on=self.table.cursor_key)
+            self._reorder = False
         count = (
-            f"{len(wanted)} of {len(self._rows)} boards"
+            f"{self.table.row_count} of {total} boards"
             f" · sorted by {_BY_KEY[self.sort_column].title}{' ↓' if self.sort_reverse else ''}"
         )
         if count != self._count_text:
             self._count_text = count
             self.count_line.update(count)
-
-    def _update_row(self, table: DataTable[str | Text], board_id: str) -> bool:
-        """Update the cells of a row that changed; whether the sorted column's did."""
-        new = self._cells[board_id]
-        old = self._drawn.get(board_id)
-        if old == new:
-            return False
-        for index, (column, cell) in enumerate(zip(COLUMN_KEYS, new, strict=True)):
-            if old is None or old[index] != cell:
-                table.update_cell(board_id, column, cell, update_width=True)
-        sorted_on = COLUMN_KEYS.index(self.sort_column)
-        return old is None or old[sorted_on] != new[sorted_on]
 
     def _sort_key(self, board_id: str) -> tuple[Any, str]:
         column = _BY_KEY[self.sort_column]
@@ -218,10 +184,6 @@ class BoardsScreen(FleetView):
 
     def _sorted(self, board_ids: list[str]) -> list[str]:
         return sorted(board_ids, key=self._sort_key, reverse=self.sort_reverse)
-
-    def _sort(self) -> None:
-        # The board column holds the board id itself, the key into what the sort needs.
-        self.table.sort("board", key=self._sort_key, reverse=self.sort_reverse)
 
     def sort_by(self, column: str, *, reverse: bool | None = None) -> None:
         """Sort by ``column`` (a key of :data:`COLUMNS`); the same column again reverses."""
@@ -231,13 +193,15 @@ class BoardsScreen(FleetView):
         self._reorder = True
         self._sync()
 
-    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
-        if event.column_key.value is not None:
-            self.sort_by(event.column_key.value)
+    def on_virtual_table_header_clicked(self, event: VirtualTable.HeaderClicked) -> None:
+        self.sort_by(event.column)
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        self._terms = tuple(event.value.lower().split())
-        self._sync()
+        terms = tuple(event.value.lower().split())
+        if terms != self._terms:
+            self._terms = terms
+            self._reorder = True
+            self._sync()
 
     def action_focus_filter(self) -> None:
         self.filter_input.focus()
