@@ -202,15 +202,15 @@ class VirtualTable(ScrollView, can_focus=True):
         if row >= len(self._order):
             return Strip([Segment(" " * width, base)], width)
         key = self._order[row]
-        strip = self._strips.get(key)
-        if strip is None:
-            strip = self._strips[key] = self._line(self._cells[key])
+        drawn = self._strips.get(key)
+        if drawn is None:
+            drawn = self._strips[key] = self._line(self._cells[key])
         if row == self.cursor_row:
             cursor = self.get_component_rich_style("virtual-table--cursor")
-            return strip.apply_style(base + cursor).crop_extend(
+            return drawn.apply_style(base + cursor).crop_extend(
                 scroll_x, scroll_x + width, base + cursor
             )
-        return strip.apply_style(base).crop_extend(scroll_x, scroll_x + width, base)
+        return drawn.apply_style(base).crop_extend(scroll_x, scroll_x + width, base)
 
     # --- input ------------------------------------------------------------------------------
 

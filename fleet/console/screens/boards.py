@@ -109,8 +109,12 @@ class BoardsScreen(FleetView):
         self._cells: dict[str, Cells] = {}
         self._hay: dict[str, str] = {}
         self._terms: tuple[str, ...] = ()
-        #: The order must be computed again (filter, sort, or boards came or went).
-        self._reorder = True
+        #: Every board id in the sort order; filtering keeps this order.
+        self._all_sorted: list[str] = []
+        #: The boards must be sorted again (a sort value changed, boards came or went), or
+        #: filtered again (the filter or a board's text changed).
+        self._resort = True
+        self._refilter = True
         self._count_text = ""
 
     def compose(self) -> ComposeResult:
@@ -150,26 +154,37 @@ class BoardsScreen(FleetView):
             cells = board_cells(board, state, now, style)
             old = self._cells.get(board.board_id)
             if old is None or old[sorted_on] != cells[sorted_on]:
-                self._reorder = True
+                self._resort = True
+            hay = haystack(board, state)
+            if self._terms and hay != self._hay.get(board.board_id):
+                self._refilter = True
             self._states[board.board_id] = state
             self._cells[board.board_id] = cells
-            self._hay[board.board_id] = haystack(board, state)
+            self._hay[board.board_id] = hay
             self.table.set_cells(board.board_id, cells)
         for gone in self._rows.keys() - rows.keys():
             del self._states[gone], self._cells[gone], self._hay[gone]
             self.table.forget(gone)
-            self._reorder = True
+            self._resort = True
         self._rows = rows
         self._sync()
 
     def _sync(self) -> None:
         """Make the table show the matching boards, sorted, the cursor on its board."""
         total = len(self._rows)
-        if self._reorder:
+        if self._resort:
+            self._all_sorted = sorted(self._rows, key=self._sort_key, reverse=self.sort_reverse)
+            self._resort, self._refilter = False, True
+        if self._refilter:
             terms = self._terms
-            wanted = [b for b in self._rows if not terms or matches(self._hay[b], terms)]
-            self.table.set_order(self._sorted(wanted), keep_cursor_on=self.table.cursor_key)
-            self._reorder = False
+            hay = self._hay
+            wanted = (
+                [b for b in self._all_sorted if matches(hay[b], terms)]
+                if terms
+                else list(self._all_sorted)
+            )
+            self.table.set_order(wanted, keep_cursor_on=self.table.cursor_key)
+            self._refilter = False
         count = (
             f"{self.table.row_count} of {total} boards"
             f" · sorted by {_BY_KEY[self.sort_column].title}{' ↓' if self.sort_reverse else ''}"
@@ -182,15 +197,12 @@ class BoardsScreen(FleetView):
         column = _BY_KEY[self.sort_column]
         return (column.sort_key(self._rows[board_id], self._states[board_id]), board_id)
 
-    def _sorted(self, board_ids: list[str]) -> list[str]:
-        return sorted(board_ids, key=self._sort_key, reverse=self.sort_reverse)
-
     def sort_by(self, column: str, *, reverse: bool | None = None) -> None:
         """Sort by ``column`` (a key of :data:`COLUMNS`); the same column again reverses."""
         if reverse is None:
             reverse = not self.sort_reverse if column == self.sort_column else False
         self.sort_column, self.sort_reverse = column, reverse
-        self._reorder = True
+        self._resort = True
         self._sync()
 
     def on_virtual_table_header_clicked(self, event: VirtualTable.HeaderClicked) -> None:
@@ -200,7 +212,7 @@ class BoardsScreen(FleetView):
         terms = tuple(event.value.lower().split())
         if terms != self._terms:
             self._terms = terms
-            self._reorder = True
+            self._refilter = True
             self._sync()
 
     def action_focus_filter(self) -> None:
