@@ -162,6 +162,8 @@ class RolloutsScreen(FleetView):
         ):
             self.table.add_column(title, key=key)
         self.detail = Static("Reading the rollouts…", id="rollout-detail")
+        #: What the detail pane shows (for tests: the widget renders it as Content).
+        self.detail_text = Text()
         self.rollouts: dict[str, RolloutView] = {}
         #: Whether a read came back yet (tests wait for it).
         self.loaded = False
@@ -227,9 +229,10 @@ class RolloutsScreen(FleetView):
     def _show_detail(self) -> None:
         rollout = self.selected
         if rollout is None:
-            self.detail.update("No rollout yet: n starts one.")
+            self.detail_text = Text("No rollout yet: n starts one.")
         else:
-            self.detail.update(rollout_detail(rollout, self.context.now_ms()))
+            self.detail_text = rollout_detail(rollout, self.context.now_ms())
+        self.detail.update(self.detail_text)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_detail()
