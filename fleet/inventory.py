@@ -161,6 +161,27 @@ def _open(args: argparse.Namespace) -> FleetStore:
     return FleetStore(_db_path(args), create=False)
 
 
+def audited_change(
+    store: FleetStore,
+    operator: str,
+    action: str,
+    target: str,
+    detail: dict[str, Any],
+    change: Callable[[FleetStore], T],
+) -> T:
+    """Run ``change`` and append its audit entry in one transaction; on failure, append an
+    entry with the error and raise it again. What the commands and the console share."""
+    try:
+        with store.transaction():
+            done = change(store)
+            store.append_audit(operator, action, target, detail, "ok")
+        return done
+    except (FleetError, ValueError) as exc:
+        with contextlib.suppress(FleetError):
+            store.append_audit(operator, action, target, detail, f"error: {exc}")
+        raise
+
+
 def _change(
     args: argparse.Namespace,
     action: str,
@@ -168,19 +189,28 @@ def _change(
     detail: dict[str, Any],
     change: Callable[[FleetStore], T],
 ) -> T:
-    """Run ``change`` and append its audit entry in one transaction; on failure, append an
-    entry with the error and raise :class:`CommandFailed`."""
-    operator = operator_name(args.operator)
+    """:func:`audited_change` on the fleet ``args`` name, as ``args.operator``; a failure
+    becomes :class:`CommandFailed`."""
     with _open(args) as store:
         try:
-            with store.transaction():
-                done = change(store)
-                store.append_audit(operator, action, target, detail, "ok")
-            return done
+            return audited_change(
+                store, operator_name(args.operator), action, target, detail, change
+            )
         except (FleetError, ValueError) as exc:
-            with contextlib.suppress(FleetError):
-                store.append_audit(operator, action, target, detail, f"error: {exc}")
             raise CommandFailed(str(exc)) from None
+
+
+def acknowledge_alert(store: FleetStore, alert_id: int, note: str, *, operator: str) -> Alert:
+    """``operator`` has seen alert ``alert_id`` and says what is being done (``note``, which
+    may not be empty); audited as ``alert.ack``. The alert stays open until its rule clears
+    it."""
+
+    def change(store: FleetStore) -> Alert:
+        if not note.strip():
+            raise ValueError("an acknowledgement needs a note: say what is being done about it")
+        return store.acknowledge_alert(alert_id, operator, note.strip())
+
+    return audited_change(store, operator, "alert.ack", str(alert_id), {"note": note}, change)
 
 
 def _runs(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -385,13 +415,11 @@ def _alerts(args: argparse.Namespace) -> int:
 
 def _alerts_ack(args: argparse.Namespace) -> int:
     operator = operator_name(args.operator)
-    alert = _change(
-        args,
-        "alert.ack",
-        str(args.id),
-        {"note": args.note},
-        lambda store: store.acknowledge_alert(args.id, operator, args.note),
-    )
+    with _open(args) as store:
+        try:
+            alert = acknowledge_alert(store, args.id, args.note, operator=operator)
+        except (FleetError, ValueError) as exc:
+            raise CommandFailed(str(exc)) from None
     _emit(args, {"alert": alert.as_json()}, f"alert {alert.id} acknowledged by {operator}")
     return 0
 

@@ -1008,6 +1008,19 @@ class FleetStore:
         )
         return [_alert(r) for r in rows]
 
+    def raised_severities(self, targets: Sequence[str]) -> dict[str, str]:
+        """The severity the health rules gave each ``rule:subject`` in ``targets`` when they
+        last raised it. The alerts table keeps none: the audit entry of the raise has it."""
+        if not targets:
+            return {}
+        marks = ", ".join("?" for _ in targets)
+        rows = self._all(
+            "SELECT target, json_extract(detail, '$.severity') FROM audit"
+            f" WHERE action = 'alert.raised' AND target IN ({marks}) ORDER BY seq",
+            tuple(targets),
+        )
+        return {str(t): str(s) for t, s in rows if s is not None}
+
     # --- desired documents ------------------------------------------------------------------
 
     def next_desired_seq(self, gateway_id: str) -> int:

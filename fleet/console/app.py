@@ -1,14 +1,15 @@
 """The console app: polls its backend in a thread worker and hands each snapshot, as a
 message, to the screen in view. Nothing on the UI thread waits on the backend.
 
-Screens are modes (``fleet``, ``boards``), reached by a key, the command palette
-(``ctrl+p``) or :class:`ScreenCommands`; ``?`` toggles the keys of the screen in view.
+Screens are modes (``fleet``, ``boards``, ``rollouts``, ``alerts``, ``audit``), reached by a
+key, the command palette (``ctrl+p``) or :class:`ScreenCommands`; the operator's actions are
+in the palette too (:class:`ActionCommands`); ``?`` toggles the keys of the screen in view.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import ClassVar
@@ -22,9 +23,12 @@ from textual.widgets import HelpPanel
 
 from fleet.console.backend import FleetBackend, FleetSnapshot
 from fleet.console.health import DEFAULT_STALE_AFTER_MS
+from fleet.console.screens.alerts import AlertsScreen
+from fleet.console.screens.audit import AuditScreen
 from fleet.console.screens.boards import BoardsScreen
 from fleet.console.screens.confirm import ConfirmScreen
 from fleet.console.screens.fleet import FleetScreen
+from fleet.console.screens.rollouts import RolloutsScreen
 from fleet.console.view import (
     ActionDone,
     BackendFailed,
@@ -46,6 +50,31 @@ class ScreenEntry:
 SCREENS: tuple[ScreenEntry, ...] = (
     ScreenEntry("fleet", "Fleet", "sites, gateways and boards as a tree, with their health"),
     ScreenEntry("boards", "Boards", "every board in a table: sort, filter as you type"),
+    ScreenEntry("rollouts", "Rollouts", "rollouts and their waves: start, pause, resume, abort"),
+    ScreenEntry("alerts", "Alerts", "open alerts, then those cleared lately: acknowledge"),
+    ScreenEntry("audit", "Audit", "the operators' audit log, filtered, its hash chain checked"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionEntry:
+    """An action of a screen the palette offers: it shows ``mode`` and runs ``action``."""
+
+    title: str
+    mode: str
+    action: str
+    help: str
+
+
+#: The operators' actions in the palette, each run on its screen.
+ACTIONS: tuple[ActionEntry, ...] = (
+    ActionEntry("Start a rollout", "rollouts", "start", "release, target, waves, soak, threshold"),
+    ActionEntry("Pause the selected rollout", "rollouts", "pause", "no new wave starts"),
+    ActionEntry("Resume the selected rollout", "rollouts", "resume", "a paused or halted one"),
+    ActionEntry("Abort the selected rollout", "rollouts", "abort", "boards that took it go back"),
+    ActionEntry(
+        "Acknowledge the selected alert", "alerts", "acknowledge", "with a note: what is done"
+    ),
 )
 
 
@@ -72,6 +101,26 @@ class ScreenCommands(Provider):
                 )
 
 
+class ActionCommands(Provider):
+    """The command palette's entries for the operator's actions (:data:`ACTIONS`)."""
+
+    def _run(self, entry: ActionEntry) -> Callable[[], Awaitable[None]]:
+        app = self.app
+        assert isinstance(app, ConsoleApp)
+        return partial(app.run_screen_action, entry.mode, entry.action)
+
+    async def discover(self) -> Hits:
+        for entry in ACTIONS:
+            yield DiscoveryHit(entry.title, self._run(entry), help=entry.help)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for entry in ACTIONS:
+            score = matcher.match(entry.title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(entry.title), self._run(entry), help=entry.help)
+
+
 class ConsoleApp(App[None]):
     """The operator's console over ``backend``, read every ``refresh_s`` seconds.
 
@@ -82,10 +131,13 @@ class ConsoleApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "simpul"
     SUB_TITLE = "fleet console"
-    COMMANDS = App.COMMANDS | {ScreenCommands}
+    COMMANDS = App.COMMANDS | {ScreenCommands, ActionCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f", "open_screen('fleet')", "Fleet"),
         Binding("b", "open_screen('boards')", "Boards"),
+        Binding("o", "open_screen('rollouts')", "Rollouts"),
+        Binding("a", "open_screen('alerts')", "Alerts"),
+        Binding("u", "open_screen('audit')", "Audit"),
         Binding("question_mark", "toggle_keys", "Keys"),
         Binding("q", "quit", "Quit"),
     ]
@@ -113,6 +165,9 @@ class ConsoleApp(App[None]):
         context = ViewContext(clock, stale_after_ms, lambda: self.snapshot, backend, self.act)
         self.add_mode("fleet", lambda: FleetScreen(context))
         self.add_mode("boards", lambda: BoardsScreen(context))
+        self.add_mode("rollouts", lambda: RolloutsScreen(context))
+        self.add_mode("alerts", lambda: AlertsScreen(context))
+        self.add_mode("audit", lambda: AuditScreen(context))
 
     def on_mount(self) -> None:
         self.switch_mode("fleet")
@@ -189,6 +244,12 @@ class ConsoleApp(App[None]):
 
     def action_open_screen(self, mode: str) -> None:
         self.switch_mode(mode)
+
+    async def run_screen_action(self, mode: str, action: str) -> None:
+        """Show ``mode``'s screen and run its ``action`` there (the palette's actions)."""
+        if self.current_mode != mode:
+            await self.switch_mode(mode)
+        await self.screen.run_action(action)
 
     def action_toggle_keys(self) -> None:
         try:

@@ -15,8 +15,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from fleet import audit as fleet_audit
+from fleet import inventory
+from fleet import operations as rollout_ops
+from fleet.console.operations import (
+    AlertRow,
+    AlertsView,
+    AuditView,
+    RolloutView,
+    alert_row,
+    alerts_view,
+    newest_matching,
+    rollout_view,
+)
 from fleet.link import BrokerSettings
-from fleet.records import Board, Gateway, Json
+from fleet.records import Alert, Board, Gateway, Json
 from fleet.store import DB_NAME, FleetStore
 
 
@@ -77,6 +90,43 @@ class FleetBackend(Protocol):
 
     def close(self) -> None:
         """Release what the backend holds (connections); called once, when the app ends."""
+        ...
+
+    # --- rollouts, alerts, audit (the Rollouts, Alerts and Audit screens) ---------------------
+    # Actions return one line saying what they did, and raise FleetError or ValueError with
+    # the reason when the fleet refuses them; each is audited under the backend's operator.
+
+    def rollouts(self) -> tuple[RolloutView, ...]:
+        """Every rollout, oldest first, with its waves' progress and why it halted."""
+        ...
+
+    def start_rollout(self, request: rollout_ops.RolloutRequest) -> str:
+        """Plan a rollout and start it."""
+        ...
+
+    def pause_rollout(self, rollout_id: str) -> str:
+        """Start no new wave of a running rollout."""
+        ...
+
+    def resume_rollout(self, rollout_id: str) -> str:
+        """Run a paused or halted rollout on."""
+        ...
+
+    def abort_rollout(self, rollout_id: str) -> str:
+        """Stop a rollout: boards that took its release go back to the revert release."""
+        ...
+
+    def alerts(self, recent_limit: int) -> AlertsView:
+        """Open alerts, and at most ``recent_limit`` recently raised ones that cleared."""
+        ...
+
+    def acknowledge_alert(self, alert_id: int, note: str) -> str:
+        """Say an alert is seen and what is being done (``note``, not empty)."""
+        ...
+
+    def audit(self, text: str | None, limit: int) -> AuditView:
+        """At most ``limit`` audit entries matching ``text``, newest first, and whether the
+        hash chain verifies."""
         ...
 
 
@@ -158,6 +208,68 @@ class StoreBackend:
             boards=boards,
             open_alerts=status.open_alerts,
             running_rollouts=len(store.rollouts(states=("running",))),
+        )
+
+    # --- rollouts, alerts, audit (the Rollouts, Alerts and Audit screens) ---------------------
+
+    def rollouts(self) -> tuple[RolloutView, ...]:
+        store = self._store()
+        running = {b.board_id: b.running for b in store.boards()}
+        return tuple(rollout_view(r, store.rollout_boards(r.id), running) for r in store.rollouts())
+
+    def start_rollout(self, request: rollout_ops.RolloutRequest) -> str:
+        rollout = rollout_ops.start_rollout(
+            self._store(), self.fleet_dir, request, operator=self.operator
+        )
+        waves = rollout.plan["waves"] if isinstance(rollout.plan, dict) else []
+        boards = sum(len(w) for w in waves)
+        return (
+            f"rollout {rollout.id} started: release {rollout.release} to {boards} boards"
+            f" in {len(waves)} waves"
+        )
+
+    def pause_rollout(self, rollout_id: str) -> str:
+        rollout_ops.pause_rollout(self._store(), rollout_id, operator=self.operator)
+        return f"rollout {rollout_id} paused: no new wave starts"
+
+    def resume_rollout(self, rollout_id: str) -> str:
+        rollout_ops.resume_rollout(self._store(), rollout_id, operator=self.operator)
+        return f"rollout {rollout_id} runs on"
+
+    def abort_rollout(self, rollout_id: str) -> str:
+        rollout = rollout_ops.abort_rollout(self._store(), rollout_id, operator=self.operator)
+        if rollout.revert:
+            return (
+                f"rollout {rollout_id} aborted: boards that took release {rollout.release}"
+                f" go back to release {rollout.revert}"
+            )
+        return f"rollout {rollout_id} aborted: boards keep what they run"
+
+    def alerts(self, recent_limit: int) -> AlertsView:
+        store = self._store()
+        opened = store.open_alerts()
+        recent = store.recent_alerts(limit=recent_limit)
+        severity = store.raised_severities(
+            sorted({f"{a.rule}:{a.subject}" for a in (*opened, *recent)})
+        )
+
+        def rows(alerts: list[Alert]) -> list[AlertRow]:
+            return [alert_row(a, severity.get(f"{a.rule}:{a.subject}", "warning")) for a in alerts]
+
+        return alerts_view(rows(opened), rows(recent))
+
+    def acknowledge_alert(self, alert_id: int, note: str) -> str:
+        alert = inventory.acknowledge_alert(self._store(), alert_id, note, operator=self.operator)
+        return f"alert {alert.id} ({alert.rule} on {alert.subject}) acknowledged by {self.operator}"
+
+    def audit(self, text: str | None, limit: int) -> AuditView:
+        entries, head = self._store().audit_log()
+        problems = fleet_audit.verify(entries, head)
+        return AuditView(
+            entries=newest_matching(entries, text, limit),
+            total=len(entries),
+            intact=not problems,
+            problems=tuple(p.message for p in problems),
         )
 
     def close(self) -> None:

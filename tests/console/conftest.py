@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fleet.console.app import ConsoleApp
+from fleet.console.screens.audit import AuditScreen
 from fleet.console.screens.boards import BoardsScreen
 from tests.console.fakes import NOW_MS, FakeFleet
 
@@ -14,6 +15,7 @@ SIZE = (120, 40)
 @pytest.fixture(autouse=True)
 def _no_cursor_blink(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(BoardsScreen, "CURSOR_BLINK", False)
+    monkeypatch.setattr(AuditScreen, "CURSOR_BLINK", False)
 
 
 @pytest.fixture
