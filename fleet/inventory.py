@@ -161,6 +161,28 @@ def _open(args: argparse.Namespace) -> FleetStore:
     return FleetStore(_db_path(args), create=False)
 
 
+def audited_change(
+    store: FleetStore,
+    operator: str,
+    action: str,
+    target: str,
+    detail: dict[str, Any],
+    change: Callable[[FleetStore], T],
+) -> T:
+    """Run ``change`` and append its audit entry in one transaction; when the fleet refuses
+    it (:class:`FleetError`, ``ValueError``), append an entry with the error and raise again.
+    The one way an operator's change is made, from the CLI or the console."""
+    try:
+        with store.transaction():
+            done = change(store)
+            store.append_audit(operator, action, target, detail, "ok")
+        return done
+    except (FleetError, ValueError) as exc:
+        with contextlib.suppress(FleetError):
+            store.append_audit(operator, action, target, detail, f"error: {exc}")
+        raise
+
+
 def _change(
     args: argparse.Namespace,
     action: str,
@@ -168,18 +190,14 @@ def _change(
     detail: dict[str, Any],
     change: Callable[[FleetStore], T],
 ) -> T:
-    """Run ``change`` and append its audit entry in one transaction; on failure, append an
-    entry with the error and raise :class:`CommandFailed`."""
-    operator = operator_name(args.operator)
+    """:func:`audited_change` on the fleet directory's store, by the command's operator;
+    a refusal becomes :class:`CommandFailed`."""
     with _open(args) as store:
         try:
-            with store.transaction():
-                done = change(store)
-                store.append_audit(operator, action, target, detail, "ok")
-            return done
+            return audited_change(
+                store, operator_name(args.operator), action, target, detail, change
+            )
         except (FleetError, ValueError) as exc:
-            with contextlib.suppress(FleetError):
-                store.append_audit(operator, action, target, detail, f"error: {exc}")
             raise CommandFailed(str(exc)) from None
 
 
