@@ -235,6 +235,17 @@ class BoardsScreen(FleetView):
         if event.column_key.value is not None:
             self.sort_by(event.column_key.value)
 
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a row opens its board."""
+        if event.row_key.value is not None:
+            self.context.open_board(event.row_key.value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter in the filter opens the first board it shows (or the one under the cursor)."""
+        board = self.cursor_board
+        if board is not None:
+            self.context.open_board(board)
+
     def on_input_changed(self, event: Input.Changed) -> None:
         self._terms = tuple(event.value.lower().split())
         self._sync()
