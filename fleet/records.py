@@ -157,6 +157,19 @@ class HealthSample:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadingBucket:
+    """The readings of one quantity of one board taken in one history bucket
+    (``fleet.store.READING_BUCKET_MS`` wide, starting at ``start_ms``)."""
+
+    quantity: str
+    start_ms: int
+    count: int
+    mean: float
+    min: float
+    max: float
+
+
+@dataclass(frozen=True, slots=True)
 class ReadingSummary:
     """Running statistics of one quantity of one board (Welford's algorithm)."""
 

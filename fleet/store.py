@@ -12,6 +12,9 @@ Tables (``<fleet dir>/fleet.db``)::
       rollout_boards     logic is fleet.rollouts')
     health_history     boards' health reports over time (pruned: age, rows per board)
     reading_summaries  running statistics per board and quantity: the health rules' baseline
+    reading_history    readings per board and quantity in 15-minute buckets (count, mean,
+                         min, max), by the readings' own time; pruned with health_history
+    reading_totals     readings per 15-minute bucket, fleet-wide (what "today" sums)
     alerts             raised by the health rules; one open alert per (rule, subject)
     desired_docs       the last signed desired document per gateway: its seq only grows
     settings           JSON values by key (health rule thresholds, ...)
@@ -48,6 +51,7 @@ from fleet.records import (
     Gateway,
     HealthSample,
     Json,
+    ReadingBucket,
     ReadingSummary,
     ReleaseInfo,
     Rollout,
@@ -56,13 +60,15 @@ from fleet.records import (
 )
 
 #: The version a file is created at, or migrated to.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 #: The file's name in the fleet directory.
 DB_NAME: Final = "fleet.db"
 #: How long a writer waits for the other process's transaction.
 _BUSY_TIMEOUT_MS: Final = 10_000
 #: Health reports kept per board by default (the oldest go first).
 DEFAULT_HISTORY_PER_BOARD: Final = 2000
+#: The width of a reading history bucket (ms): 96 a day, enough for a day's sparkline.
+READING_BUCKET_MS: Final = 15 * 60 * 1000
 #: Rollout states in which a rollout still acts.
 ACTIVE_ROLLOUT_STATES: Final = ("running", "paused")
 
@@ -197,8 +203,44 @@ CREATE TABLE audit_head (
 );
 """
 
-#: ``_MIGRATIONS[v]`` takes a file from version ``v`` to ``v + 1`` (none yet).
-_MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {}
+_SCHEMA_V2_ADDED: Final = """
+CREATE TABLE reading_history (
+    board_id  TEXT    NOT NULL,
+    quantity  TEXT    NOT NULL,
+    bucket_ms INTEGER NOT NULL,         -- the bucket's start, a multiple of READING_BUCKET_MS
+    count     INTEGER NOT NULL,
+    mean      REAL    NOT NULL,
+    min       REAL    NOT NULL,
+    max       REAL    NOT NULL,
+    PRIMARY KEY (board_id, quantity, bucket_ms)
+) WITHOUT ROWID;
+CREATE INDEX reading_history_by_time ON reading_history (bucket_ms);
+CREATE TABLE reading_totals (
+    bucket_ms INTEGER PRIMARY KEY,
+    count     INTEGER NOT NULL
+);
+"""
+
+
+def _migrate_1_to_2(db: sqlite3.Connection) -> None:
+    """Reading history: empty at first (version 1 kept only running statistics)."""
+    _execute_script(db, _SCHEMA_V2_ADDED)
+
+
+def _execute_script(db: sqlite3.Connection, script: str) -> None:
+    # Statement by statement: executescript would commit the migration's transaction.
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+#: ``_MIGRATIONS[v]`` takes a file from version ``v`` to ``v + 1``.
+_MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {1: _migrate_1_to_2}
+
+
+def reading_bucket(time_ms: int) -> int:
+    """The start of the history bucket a reading taken at ``time_ms`` falls in."""
+    return time_ms - time_ms % READING_BUCKET_MS
 
 
 def now_ms() -> int:
@@ -320,9 +362,7 @@ def prepare(path: Path) -> int:
                 tables = db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'")
                 if tables.fetchone()[0]:
                     raise FleetDbError(f"{path} is an SQLite file but not a fleet database")
-                for statement in _SCHEMA_V1.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
+                _execute_script(db, _SCHEMA_V1)
                 for step in range(1, SCHEMA_VERSION):
                     _MIGRATIONS[step](db)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -831,6 +871,15 @@ class FleetStore:
         )
         return [RolloutBoard(str(r), str(b), int(w), str(s), int(u)) for r, b, w, s, u in rows]
 
+    def board_rollouts(self, board_id: str) -> list[RolloutBoard]:
+        """The board's status in each rollout it was part of, the latest change first."""
+        rows = self._all(
+            "SELECT rollout_id, board_id, wave, status, updated_ms FROM rollout_boards"
+            " WHERE board_id = ? ORDER BY updated_ms DESC, rollout_id DESC",
+            (board_id,),
+        )
+        return [RolloutBoard(str(r), str(b), int(w), str(s), int(u)) for r, b, w, s, u in rows]
+
     # --- health history ---------------------------------------------------------------------
 
     def add_health(self, board_id: str, at_ms: int, health: Mapping[str, Json]) -> None:
@@ -878,21 +927,29 @@ class FleetStore:
         return last, [HealthSample(str(b), int(at), json.loads(h)) for _, b, at, h in rows]
 
     def prune_history(self, older_than_ms: int) -> int:
-        """Delete health reports taken before ``older_than_ms``; returns how many."""
+        """Delete health reports taken before ``older_than_ms``, and reading history buckets
+        (per board and fleet-wide) that end at or before it; returns how many rows went."""
+        # A bucket that straddles the cut keeps readings that are not old yet.
+        last_start = older_than_ms - READING_BUCKET_MS
         with self.transaction():
-            cursor = self._db.execute(
+            deleted = self._db.execute(
                 "DELETE FROM health_history WHERE at_ms < ?", (older_than_ms,)
-            )
-            return cursor.rowcount
+            ).rowcount
+            for table in ("reading_history", "reading_totals"):
+                deleted += self._db.execute(
+                    f"DELETE FROM {table} WHERE bucket_ms <= ?", (last_start,)
+                ).rowcount
+            return deleted
 
     # --- reading summaries ------------------------------------------------------------------
 
     def add_readings(self, board_id: str, readings: Iterable[tuple[str, float, int]]) -> None:
         """Fold (quantity, value, time ms) readings into the board's running statistics
-        (Welford's update), all in one transaction."""
+        (Welford's update) and its reading history buckets, all in one transaction."""
         with self.transaction():
             for quantity, value, time_ms in readings:
                 x = float(value)
+                self._add_to_history(board_id, quantity, x, time_ms)
                 found = self.summary(board_id, quantity)
                 if found is None:
                     count, mean, m2, low, high = 1, x, 0.0, x, x
@@ -911,6 +968,43 @@ class FleetStore:
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (board_id, quantity, count, mean, m2, low, high, last_value, last_ms),
                 )
+
+    def _add_to_history(self, board_id: str, quantity: str, value: float, time_ms: int) -> None:
+        # In an UPDATE every column named is its old value: the running mean's usual step.
+        bucket = reading_bucket(time_ms)
+        self._db.execute(
+            "INSERT INTO reading_history (board_id, quantity, bucket_ms, count, mean, min, max)"
+            " VALUES (?1, ?2, ?3, 1, ?4, ?4, ?4) ON CONFLICT DO UPDATE SET count = count + 1,"
+            " mean = mean + (excluded.mean - mean) / (count + 1),"
+            " min = min(min, excluded.min), max = max(max, excluded.max)",
+            (board_id, quantity, bucket, value),
+        )
+        self._db.execute(
+            "INSERT INTO reading_totals (bucket_ms, count) VALUES (?, 1)"
+            " ON CONFLICT DO UPDATE SET count = count + 1",
+            (bucket,),
+        )
+
+    def reading_history(self, board_id: str, *, since_ms: int = 0) -> list[ReadingBucket]:
+        """A board's reading history buckets that end after ``since_ms``, by quantity, then
+        oldest first."""
+        rows = self._all(
+            "SELECT quantity, bucket_ms, count, mean, min, max FROM reading_history"
+            " WHERE board_id = ? AND bucket_ms > ? ORDER BY quantity, bucket_ms",
+            (board_id, since_ms - READING_BUCKET_MS),
+        )
+        return [
+            ReadingBucket(str(q), int(start), int(n), float(mean), float(low), float(high))
+            for q, start, n, mean, low, high in rows
+        ]
+
+    def readings_since(self, since_ms: int) -> int:
+        """How many readings fleet.db has received that were taken in buckets starting at or
+        after ``since_ms`` (exact when it is a bucket's start, as midnight UTC is)."""
+        row = self._one(
+            "SELECT coalesce(sum(count), 0) FROM reading_totals WHERE bucket_ms >= ?", (since_ms,)
+        )
+        return int(row[0])
 
     def summary(self, board_id: str, quantity: str) -> ReadingSummary | None:
         row = self._one(
@@ -1000,11 +1094,15 @@ class FleetStore:
         rows = self._all(f"SELECT {_ALERT} FROM alerts WHERE state = 'open' ORDER BY id")
         return [_alert(r) for r in rows]
 
-    def recent_alerts(self, *, since_ms: int = 0, limit: int = 200) -> list[Alert]:
-        """Open and cleared alerts raised at or after ``since_ms``, newest first."""
+    def recent_alerts(
+        self, *, since_ms: int = 0, limit: int = 200, subject: str | None = None
+    ) -> list[Alert]:
+        """Open and cleared alerts raised at or after ``since_ms`` (about ``subject`` only,
+        if given), newest first."""
         rows = self._all(
-            f"SELECT {_ALERT} FROM alerts WHERE raised_ms >= ? ORDER BY id DESC LIMIT ?",
-            (since_ms, limit),
+            f"SELECT {_ALERT} FROM alerts WHERE raised_ms >= ?1 AND (?3 IS NULL OR subject = ?3)"
+            " ORDER BY id DESC LIMIT ?2",
+            (since_ms, limit, subject),
         )
         return [_alert(r) for r in rows]
 

@@ -3,7 +3,9 @@ message, to the screen in view. Nothing on the UI thread waits on the backend.
 
 Screens are modes (``fleet``, ``boards``, ``rollouts``, ``alerts``, ``audit``), reached by a
 key, the command palette (``ctrl+p``) or :class:`ScreenCommands`; the operator's actions are
-in the palette too (:class:`ActionCommands`); ``?`` toggles the keys of the screen in view.
+in the palette too (:class:`ActionCommands`); ``?`` toggles the keys of the screen in view. A
+board's screen is pushed over the mode it was opened from (Enter on a board, or "Open
+board" in the palette: :class:`BoardCommands`), and ``escape`` goes back.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from fleet.console.backend import FleetBackend, FleetSnapshot
 from fleet.console.health import DEFAULT_STALE_AFTER_MS
 from fleet.console.screens.alerts import AlertsScreen
 from fleet.console.screens.audit import AuditScreen
+from fleet.console.screens.board import BoardScreen
 from fleet.console.screens.boards import BoardsScreen
 from fleet.console.screens.confirm import ConfirmScreen
 from fleet.console.screens.fleet import FleetScreen
@@ -121,6 +124,38 @@ class ActionCommands(Provider):
                 yield Hit(score, matcher.highlight(entry.title), self._run(entry), help=entry.help)
 
 
+class BoardCommands(Provider):
+    """The command palette's "Open board <id>" for every board of the latest snapshot."""
+
+    def _boards(self) -> list[str]:
+        app = self.app
+        snapshot = app.snapshot if isinstance(app, ConsoleApp) else None
+        return [] if snapshot is None else [b.board_id for b in snapshot.boards]
+
+    def _open(self, board_id: str) -> None:
+        app = self.app
+        if isinstance(app, ConsoleApp):
+            app.open_board(board_id)
+
+    async def discover(self) -> Hits:
+        # Only a hint: with thousands of boards, the list comes from what is typed.
+        for board_id in self._boards()[:5]:
+            yield DiscoveryHit(f"Open board {board_id}", partial(self._open, board_id))
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for board_id in self._boards():
+            text = f"Open board {board_id}"
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(
+                    score,
+                    matcher.highlight(text),
+                    partial(self._open, board_id),
+                    help="its readings, health, rollouts and alerts; reboot, log, tag, retire",
+                )
+
+
 class ConsoleApp(App[None]):
     """The operator's console over ``backend``, read every ``refresh_s`` seconds.
 
@@ -131,7 +166,7 @@ class ConsoleApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "simpul"
     SUB_TITLE = "fleet console"
-    COMMANDS = App.COMMANDS | {ScreenCommands, ActionCommands}
+    COMMANDS = App.COMMANDS | {ScreenCommands, ActionCommands, BoardCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f", "open_screen('fleet')", "Fleet"),
         Binding("b", "open_screen('boards')", "Boards"),
@@ -162,7 +197,10 @@ class ConsoleApp(App[None]):
         self._wake = threading.Event()
         #: Results of actions, newest last (for tests).
         self.actions_done: list[ActionDone] = []
-        context = ViewContext(clock, stale_after_ms, lambda: self.snapshot, backend, self.act)
+        context = ViewContext(
+            clock, stale_after_ms, lambda: self.snapshot, backend, self.act, self.open_board
+        )
+        self.context = context
         self.add_mode("fleet", lambda: FleetScreen(context))
         self.add_mode("boards", lambda: BoardsScreen(context))
         self.add_mode("rollouts", lambda: RolloutsScreen(context))
@@ -241,6 +279,10 @@ class ConsoleApp(App[None]):
             self.notify(message.result or "done", title=message.label)
         else:
             self.notify(message.error, title=f"{message.label}: refused", severity="error")
+
+    def open_board(self, board_id: str) -> None:
+        """Show a board's screen over the screen in view."""
+        self.push_screen(BoardScreen(self.context, board_id))
 
     def action_open_screen(self, mode: str) -> None:
         self.switch_mode(mode)

@@ -6,10 +6,13 @@ Textual is imported only when the console runs, so the other commands start as f
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from fleet.keys import FLEET_DIR_ENV, default_fleet_dir
+from fleet.link import BrokerSettings
+from fleet.serve import BROKER_ENV
 from fleet.store import DB_NAME
 
 
@@ -26,7 +29,12 @@ def run(args: argparse.Namespace) -> int:
     from fleet.console.backend import StoreBackend
     from fleet.inventory import operator_name
 
-    backend = StoreBackend(fleet_dir, operator=operator_name(None))
+    try:
+        broker = None if args.broker is None else BrokerSettings.parse(args.broker)
+    except ValueError as exc:
+        print(f"simpul fleet console: --broker: {exc}", file=sys.stderr)
+        return 2
+    backend = StoreBackend(fleet_dir, operator=operator_name(None), broker=broker)
     ConsoleApp(backend, refresh_s=args.refresh).run()
     return 0
 
@@ -49,5 +57,12 @@ def add_commands(fleet_commands: argparse._SubParsersAction[argparse.ArgumentPar
         default=2.0,
         metavar="SECONDS",
         help="how often the fleet is read (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--broker",
+        default=os.environ.get(BROKER_ENV),
+        metavar="HOST:PORT",
+        help=f"the MQTT broker that carries commands to gateways, for a board's reboot and"
+        f" log (default: ${BROKER_ENV}; without one, those are refused)",
     )
     parser.set_defaults(handler=run)

@@ -40,8 +40,9 @@ class ActionDone(Message):
 class ViewContext:
     """What every screen is given: the clock (Unix ms; tests fix it), how long a silent board
     stays online, the latest snapshot (``None`` before the first), the backend (call it only
-    from thread workers), and ``act``, which runs an action of the backend in a worker and
-    reports its result; with ``confirm=(title, consequence)`` it asks the operator first.
+    from thread workers), ``act``, which runs an action of the backend in a worker and
+    reports its result (with ``confirm=(title, consequence)`` it asks the operator first),
+    and ``open_board``, which shows a board's screen over the one in view.
     """
 
     now_ms: Callable[[], int]
@@ -49,6 +50,7 @@ class ViewContext:
     latest: Callable[[], FleetSnapshot | None]
     backend: FleetBackend
     act: Act
+    open_board: Callable[[str], None]
 
 
 class Act(Protocol):

@@ -1,16 +1,29 @@
 """An in-memory fleet for the console: a complete :class:`FleetBackend` whose snapshot the test
-replaces, which counts reads, and which can be made to stall."""
+replaces, which counts reads, can be made to stall, generates each board's history, and
+records the actions asked of it."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
-from fleet.console.backend import BoardRow, FleetSnapshot, GatewayRow, SiteRow
+from fleet.console.backend import (
+    NO_BROKER,
+    BoardDetail,
+    BoardRow,
+    FleetSnapshot,
+    GatewayRow,
+    HealthSeries,
+    LatestReading,
+    ReadingSeries,
+    RolloutStep,
+    SiteRow,
+)
 from fleet.console.operations import (
     AlertRow,
     AlertsView,
@@ -23,14 +36,24 @@ from fleet.console.operations import (
     audit_matches,
     filter_terms,
 )
-from fleet.errors import NotFound
+from fleet.errors import FleetError, NotFound
+from fleet.health.quantities import QUANTITIES
 from fleet.operations import RolloutError, RolloutRequest
 from fleet.rollouts import ACTIVE, Target
+from fleet.store import READING_BUCKET_MS
 from gateway.control.messages import Limits
 
 #: The fixed "now" every console test runs at (2025-06-15 12:00:00Z).
 NOW_MS: Final = 1_749_988_800_000
 KINDS: Final = ("air", "water", "bin")
+#: What each kind of board measures, and a believable level of each.
+MEASURES: Final = {
+    "air": {"pm2_5": 22.0, "pm10": 41.0, "temperature": 29.0, "humidity": 74.0},
+    "water": {"level": 1.2},
+    "bin": {"fill": 48.0},
+}
+#: Every site's flood alert levels (m).
+FLOOD_LEVELS: Final = (("siaga1", 3.0), ("siaga2", 2.5), ("siaga3", 2.0), ("siaga4", 1.5))
 
 
 def make_board(index: int, site_id: str, gateway_id: str) -> BoardRow:
@@ -76,6 +99,80 @@ def make_fleet(
         boards=tuple(board_rows),
         open_alerts=3,
         running_rollouts=1,
+        readings_today=5_184,
+    )
+
+
+def _wave(base: float, count: int, phase: int) -> tuple[float, ...]:
+    """``count`` values swinging a fifth around ``base`` over a day."""
+    return tuple(
+        round(base * (1 + 0.2 * math.sin((i + phase) * 2 * math.pi / 96)), 3) for i in range(count)
+    )
+
+
+def make_detail(board: BoardRow, since_ms: int, levels: Mapping[str, float]) -> BoardDetail:
+    """A day of believable history for ``board``: 15-minute buckets of what its kind
+    measures (flat at ``levels[quantity]`` where given) and a health report each hour."""
+    start = since_ms - since_ms % READING_BUCKET_MS + READING_BUCKET_MS
+    starts = tuple(range(start, NOW_MS, READING_BUCKET_MS))
+    phase = int(board.board_id[2:]) if board.board_id[2:].isdigit() else 0
+    readings = []
+    for quantity, base in MEASURES.get(board.kind, {}).items():
+        fixed = levels.get(quantity)
+        means = (fixed,) * len(starts) if fixed is not None else _wave(base, len(starts), phase)
+        readings.append(
+            ReadingSeries(
+                quantity,
+                QUANTITIES[quantity].unit,
+                starts,
+                (4,) * len(starts),
+                means,
+                tuple(m * 0.9 for m in means),
+                tuple(m * 1.1 for m in means),
+            )
+        )
+    hours = tuple(range(NOW_MS - 23 * 3_600_000, NOW_MS + 1, 3_600_000))
+    battery = board.battery or 3.7
+    health = (
+        HealthSeries(
+            "battery",
+            "V",
+            hours,
+            tuple(round(battery + 0.01 * (23 - i), 2) for i in range(len(hours))),
+        ),
+        HealthSeries("rssi", "dBm", hours, _wave(board.rssi or -70.0, len(hours), phase)),
+        HealthSeries("heap_free", "B", hours, (81_920.0,) * len(hours)),
+        HealthSeries("boot_count", "", hours, tuple(12.0 + i // 12 for i in range(len(hours)))),
+    )
+    latest = tuple(
+        LatestReading(r.quantity, r.means[-1], NOW_MS - 60_000) for r in readings if r.means
+    )
+    return BoardDetail(
+        board=board,
+        desired=board.running,
+        ota_detail=None,
+        retired_ms=None,
+        readings=tuple(sorted(readings, key=lambda r: r.quantity)),
+        health=health,
+        latest=tuple(sorted(latest, key=lambda r: r.quantity)),
+        rollouts=(RolloutStep("r-7", board.running, "done", 1, "confirmed", NOW_MS - 86_400_000),),
+        alerts=(
+            AlertRow(
+                11,
+                "battery_low",
+                board.board_id,
+                "board",
+                "cleared",
+                "warning",
+                NOW_MS - 7_200_000,
+                NOW_MS - 3_600_000,
+                None,
+                None,
+                None,
+                (("battery", "3.3"),),
+            ),
+        ),
+        flood_levels=FLOOD_LEVELS,
     )
 
 
@@ -268,6 +365,15 @@ class FakeFleet(FakeOperations):
         super().__init__()
         self.current = snapshot if snapshot is not None else make_fleet()
         self.reads = 0
+        #: Board details read: (board id, since ms).
+        self.detail_reads: list[tuple[str, int]] = []
+        #: Quantities held flat at a value: ``levels[board_id][quantity]``.
+        self.levels: dict[str, dict[str, float]] = {}
+        #: Actions done, in order: ``("reboot", board_id)``, ``("tag", id, add, remove)``...
+        self.actions: list[tuple[object, ...]] = []
+        #: Commands to gateways (reboot, log) are refused like a console without a broker.
+        self.broker = True
+        self.log = "board {board} · known to its gateway: True\nno events"
         self.closed = False
         #: While set, each read sleeps this long (or until :meth:`release`).
         self.stall_s = 0.0
@@ -283,6 +389,44 @@ class FakeFleet(FakeOperations):
             finally:
                 self.stalling.clear()
         return self.current
+
+    def board_detail(self, board_id: str, since_ms: int) -> BoardDetail:
+        self.detail_reads.append((board_id, since_ms))
+        return make_detail(self._board(board_id), since_ms, self.levels.get(board_id, {}))
+
+    def _board(self, board_id: str) -> BoardRow:
+        for board in self.current.boards:
+            if board.board_id == board_id:
+                return board
+        raise NotFound(f"unknown board {board_id!r}")
+
+    def reboot_board(self, board_id: str) -> str:
+        board = self._board(board_id)
+        if not self.broker:
+            raise FleetError(NO_BROKER)
+        self.actions.append(("reboot", board_id))
+        return f"reboot of {board_id} sent to gateway {board.gateway_id}"
+
+    def fetch_log(self, board_id: str) -> str:
+        self._board(board_id)
+        if not self.broker:
+            raise FleetError(NO_BROKER)
+        self.actions.append(("log", board_id))
+        return self.log.format(board=board_id)
+
+    def tag_board(self, board_id: str, add: Sequence[str], remove: Sequence[str]) -> str:
+        board = self._board(board_id)
+        tags = tuple(sorted((set(board.tags) | set(add)) - set(remove)))
+        self.update_boards({board_id: {"tags": tags}})
+        self.actions.append(("tag", board_id, tuple(add), tuple(remove)))
+        return f"board {board_id} tags: {', '.join(tags) or 'none'}"
+
+    def retire_board(self, board_id: str) -> str:
+        self._board(board_id)
+        boards = tuple(b for b in self.current.boards if b.board_id != board_id)
+        self.current = dataclasses.replace(self.current, boards=boards)
+        self.actions.append(("retire", board_id))
+        return f"board {board_id} retired"
 
     def close(self) -> None:
         self.closed = True

@@ -71,6 +71,7 @@ async def test_summary_bar_counts_the_whole_fleet(console: ConsoleApp) -> None:
         assert "Alerts open 3" in text
         assert "Rollouts running 1" in text
         assert "Gateways with backlog 1" in text
+        assert "Readings today 5184" in text
 
 
 async def test_update_keeps_expansion_and_cursor_on_its_node(

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from fleet.cli import main
-from fleet.store import FleetStore
+from fleet.store import SCHEMA_VERSION, FleetStore
 from gateway.batches.keys import load_or_create
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,11 +86,11 @@ def test_init_is_idempotent_and_says_so(fleet_dir: Path) -> None:
     assert json.loads(first.stdout) == {
         "created": True,
         "path": str(fleet_dir / "fleet.db"),
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
     }
     second = simpul("fleet", "init", "--fleet-dir", str(fleet_dir))
     assert second.returncode == 0
-    assert "is ready (schema version 1)" in second.stdout
+    assert f"is ready (schema version {SCHEMA_VERSION})" in second.stdout
     with FleetStore(fleet_dir / "fleet.db") as store:
         assert [e.action for e in store.audit_entries()] == ["init"]
 

@@ -208,6 +208,16 @@ class BoardsScreen(FleetView):
     def on_virtual_table_header_clicked(self, event: VirtualTable.HeaderClicked) -> None:
         self.sort_by(event.column)
 
+    def on_virtual_table_row_chosen(self, event: VirtualTable.RowChosen) -> None:
+        """Enter on a row opens its board."""
+        self.context.open_board(event.key)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter in the filter opens the first board it shows (or the one under the cursor)."""
+        board = self.cursor_board
+        if board is not None:
+            self.context.open_board(board)
+
     def on_input_changed(self, event: Input.Changed) -> None:
         terms = tuple(event.value.lower().split())
         if terms != self._terms:

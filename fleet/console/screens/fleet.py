@@ -75,6 +75,8 @@ def summary_text(snapshot: FleetSnapshot, states: Iterable[Liveness]) -> Text:
         (str(snapshot.running_rollouts), "bold"),
         "   Gateways with backlog ",
         (str(backlogged), "bold magenta" if backlogged else "bold"),
+        "   Readings today ",
+        (str(snapshot.readings_today), "bold"),
     )
 
 
@@ -179,6 +181,12 @@ class FleetScreen(FleetView):
         elif self._labels.get(key) != label:
             node.set_label(label)
             self._labels[key] = label
+
+    def on_tree_node_selected(self, event: Tree.NodeSelected[NodeKey]) -> None:
+        """Enter on a board opens it."""
+        key = event.node.data
+        if key is not None and key[0] == "board":
+            self.context.open_board(key[1])
 
     def action_expand_all(self) -> None:
         self.fleet_tree.root.expand_all()
