@@ -108,7 +108,9 @@ class VirtualTable(ScrollView, can_focus=True):
         return list(self._order)
 
     def set_cells(self, key: str, cells: tuple[Cell, ...]) -> None:
-        """Set a row's cells (it is shown once :meth:`set_order` lists its key)."""
+        """Set a row's cells (it is shown once :meth:`set_order` lists its key). The table is
+        redrawn at the next :meth:`set_order` or ``refresh()``: one refresh per batch of
+        rows, not one per row."""
         if self._cells.get(key) == cells:
             return
         self._cells[key] = cells
@@ -118,7 +120,6 @@ class VirtualTable(ScrollView, can_focus=True):
             if width > self._widths[i]:
                 self._widths[i] = width
                 self._strips.clear()
-        self.refresh()
 
     def forget(self, key: str) -> None:
         """Drop a row's cells (it must no longer be in the order)."""

@@ -64,11 +64,11 @@ async def test_enter_on_a_board_in_the_fleet_tree_opens_it(console: ConsoleApp) 
         fleet_screen = console.screen
         assert isinstance(fleet_screen, FleetScreen)
         gateway = fleet_screen.node("gateway", "s-0-gw-0")
-        node = fleet_screen.node("board", BIN)
         assert gateway is not None
-        assert node is not None
         gateway.expand()
         await pilot.pause()
+        node = fleet_screen.node("board", BIN)
+        assert node is not None
         fleet_screen.fleet_tree.move_cursor(node)
         await pilot.press("enter")
         await until(lambda: isinstance(console.screen, BoardScreen))

@@ -45,9 +45,14 @@ async def test_tree_counts_boards_by_liveness_per_site_and_gateway(
 
 
 async def test_tree_colours_boards_online_stale_and_never_seen(console: ConsoleApp) -> None:
-    async with console.run_test(size=SIZE):
+    async with console.run_test(size=SIZE) as pilot:
         await until(lambda: console.snapshots_received > 0)
         screen = _fleet_screen(console)
+        gateway = screen.node("gateway", "s-0-gw-0")
+        assert gateway is not None
+        assert screen.node("board", "b-00002") is None  # collapsed: no board nodes
+        gateway.expand()
+        await pilot.pause()
         colours = {}
         for board_id in ("b-00002", "b-00001", "b-00000"):
             node = screen.node("board", board_id)

@@ -185,6 +185,8 @@ class BoardsScreen(FleetView):
             )
             self.table.set_order(wanted, keep_cursor_on=self.table.cursor_key)
             self._refilter = False
+        else:
+            self.table.refresh()
         count = (
             f"{self.table.row_count} of {total} boards"
             f" · sorted by {_BY_KEY[self.sort_column].title}{' ↓' if self.sort_reverse else ''}"

@@ -3,7 +3,8 @@ per node, under a summary bar of the whole fleet.
 
 A new snapshot changes the tree in place: nodes are kept by id, only labels that changed are
 set, nodes gone are removed, so what the operator expanded stays expanded and the cursor stays
-on the node it was on.
+on the node it was on. Boards are in the tree only under the gateways expanded: sites and
+gateways carry the counts, and a city's 10,000 board nodes would cost every update.
 """
 
 from __future__ import annotations
@@ -91,6 +92,9 @@ class FleetScreen(FleetView):
         self._fleet_nodes: dict[NodeKey, FleetNode] = {}
         self._labels: dict[NodeKey, Text] = {}
         self._summary_text = Text()
+        #: From the snapshot drawn last: each gateway's boards, and each board's liveness.
+        self._boards_of: dict[str, list[BoardRow]] = {}
+        self._states: dict[str, Liveness] = {}
         self.summary = Static("Reading the fleet…", id="summary")
         self.fleet_tree: Tree[NodeKey] = Tree("fleet", id="fleet-tree")
         self.fleet_tree.show_root = False
@@ -112,10 +116,13 @@ class FleetScreen(FleetView):
         states = {b.board_id: liveness(b.last_seen_ms, now, window) for b in snapshot.boards}
         per_site: dict[str, Counts] = {}
         per_gateway: dict[str, Counts] = {}
+        boards_of: dict[str, list[BoardRow]] = {}
         for board in snapshot.boards:
             state = states[board.board_id]
             per_site[board.site_id] = per_site.get(board.site_id, Counts()).add(state)
             per_gateway[board.gateway_id] = per_gateway.get(board.gateway_id, Counts()).add(state)
+            boards_of.setdefault(board.gateway_id, []).append(board)
+        self._boards_of, self._states = boards_of, states
 
         summary = summary_text(snapshot, states.values())
         if summary != self._summary_text:
@@ -127,13 +134,8 @@ class FleetScreen(FleetView):
         for site in snapshot.sites:
             key = ("site", site.site_id)
             wanted.add(key)
-            self._place(
-                key,
-                tree.root,
-                site_label(site, per_site.get(site.site_id, Counts())),
-                leaf=False,
-                expand=True,
-            )
+            label = site_label(site, per_site.get(site.site_id, Counts()))
+            self._place(key, tree.root, label, expand=True)
         for gateway in snapshot.gateways:
             key = ("gateway", gateway.gateway_id)
             parent = self._fleet_nodes.get(("site", gateway.site_id))
@@ -141,46 +143,80 @@ class FleetScreen(FleetView):
                 continue
             wanted.add(key)
             counts = per_gateway.get(gateway.gateway_id, Counts())
-            self._place(key, parent, gateway_label(gateway, counts), leaf=False, expand=False)
-        for board in snapshot.boards:
-            key = ("board", board.board_id)
-            parent = self._fleet_nodes.get(("gateway", board.gateway_id))
-            if parent is None or ("gateway", board.gateway_id) not in wanted:
-                continue
-            wanted.add(key)
-            self._place(key, parent, board_label(board, states[board.board_id]), leaf=True)
-        # Leaves first, so no node is removed after its parent took it away.
-        gone = sorted((k for k in self._fleet_nodes if k not in wanted), key=lambda k: _DEPTH[k[0]])
+            self._place(key, parent, gateway_label(gateway, counts))
+        # Only sites and gateways leave the tree here: a gateway's boards go with it, or are
+        # dropped when it is collapsed (_fill_gateway).
+        gone = sorted(
+            (k for k in self._fleet_nodes if k[0] != "board" and k not in wanted),
+            key=lambda k: _DEPTH[k[0]],
+        )
         for key in gone:
+            self._forget_children(self._fleet_nodes[key])
             self._labels.pop(key, None)
             self._fleet_nodes.pop(key).remove()
+        for key, node in list(self._fleet_nodes.items()):
+            if key[0] == "gateway":
+                self._fill_gateway(node)
         # New nodes above the cursor shift its line; put it back on the node it was on.
         if (
             cursor is not None
             and cursor.data in self._fleet_nodes
-            and tree.cursor_node is not cursor
+            and tree.cursor_node is not self._fleet_nodes[cursor.data]
         ):
             tree.move_cursor(self._fleet_nodes[cursor.data], animate=False)
 
-    def _place(
-        self, key: NodeKey, parent: FleetNode, label: Text, *, leaf: bool, expand: bool = False
-    ) -> None:
+    def _place(self, key: NodeKey, parent: FleetNode, label: Text, *, expand: bool = False) -> None:
         node = self._fleet_nodes.get(key)
-        if node is not None and node.parent is not parent:
-            # A board moved to another gateway: it is added again under its new parent.
-            self._labels.pop(key, None)
-            node.remove()
-            node = None
         if node is None:
-            if leaf:
-                node = parent.add_leaf(label, data=key)
-            else:
-                node = parent.add(label, data=key, expand=expand)
+            node = parent.add(label, data=key, expand=expand)
             self._fleet_nodes[key] = node
             self._labels[key] = label
         elif self._labels.get(key) != label:
             node.set_label(label)
             self._labels[key] = label
+
+    def _fill_gateway(self, node: FleetNode) -> None:
+        """Give an expanded gateway's node its boards, in id order, labels up to date; a
+        collapsed one none (10,000 board nodes would cost every update)."""
+        if node.data is None:
+            return
+        if not node.is_expanded:
+            if node.children:
+                self._forget_children(node)
+                node.remove_children()
+            return
+        boards = self._boards_of.get(node.data[1], [])
+        keys = [("board", b.board_id) for b in boards]
+        if [child.data for child in node.children] != keys:
+            self._forget_children(node)
+            node.remove_children()
+            for key, board in zip(keys, boards, strict=True):
+                label = board_label(board, self._states[board.board_id])
+                old = self._fleet_nodes.get(key)
+                if old is not None:  # the board moved here from another gateway
+                    old.remove()
+                self._fleet_nodes[key] = node.add_leaf(label, data=key)
+                self._labels[key] = label
+            return
+        for key, board in zip(keys, boards, strict=True):
+            label = board_label(board, self._states[board.board_id])
+            if self._labels.get(key) != label:
+                self._fleet_nodes[key].set_label(label)
+                self._labels[key] = label
+
+    def _forget_children(self, node: FleetNode) -> None:
+        for child in node.children:
+            if child.data is not None and self._fleet_nodes.get(child.data) is child:
+                del self._fleet_nodes[child.data]
+                self._labels.pop(child.data, None)
+
+    def on_tree_node_expanded(self, event: Tree.NodeExpanded[NodeKey]) -> None:
+        if event.node.data is not None and event.node.data[0] == "gateway":
+            self._fill_gateway(event.node)
+
+    def on_tree_node_collapsed(self, event: Tree.NodeCollapsed[NodeKey]) -> None:
+        if event.node.data is not None and event.node.data[0] == "gateway":
+            self._fill_gateway(event.node)
 
     def on_tree_node_selected(self, event: Tree.NodeSelected[NodeKey]) -> None:
         """Enter on a board opens it."""
