@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 #: Where ``--serve`` listens when given no address: this machine only.
 DEFAULT_SERVE_ADDRESS: Final = "127.0.0.1:8000"
+#: The console's subtitle, saying whether it runs the fleet engine or only reads fleet.db.
+ENGINE_SUBTITLE: Final = "fleet console, running the fleet engine"
+READ_ONLY_SUBTITLE: Final = "fleet console"
 #: How long closing the console waits for its fleet engine to disconnect.
 ENGINE_STOP_TIMEOUT_S: Final = 10.0
 
@@ -71,6 +74,10 @@ class ConsoleEngine:
         if app is not None and app.is_running:
             app.call_from_thread(app.notify, text, title="Fleet engine", severity="error")
 
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
     def close(self) -> None:
         self.stop.set()
         if self._thread.is_alive():
@@ -106,26 +113,37 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.serve is not None:
         return _serve_in_browser(args, fleet_dir)
-    from fleet.console.app import ConsoleApp
-    from fleet.console.backend import StoreBackend
     from fleet.inventory import operator_name
 
-    backend = StoreBackend(fleet_dir, operator=operator_name(None), broker=settings)
-    app = ConsoleApp(backend, refresh_s=args.refresh)
-    engine: ConsoleEngine | None = None
-    if settings is not None:
-        lock = ServeLock(fleet_dir)
-        if lock.acquire():
-            engine = ConsoleEngine(fleet_dir, settings, lock)
-    app.sub_title = "fleet console, running the fleet engine" if engine else "fleet console"
-    if engine is not None:
-        engine.start(app)
+    app, engine = open_console(fleet_dir, settings, operator_name(None), refresh_s=args.refresh)
     try:
         app.run()
     finally:
         if engine is not None:
             engine.close()
     return 0
+
+
+def open_console(
+    fleet_dir: Path, settings: BrokerSettings | None, operator: str, *, refresh_s: float
+) -> tuple[ConsoleApp, ConsoleEngine | None]:
+    """The console over ``fleet_dir``, and the fleet engine it runs (started; close it when
+    the app ends), if a broker is given and no other process holds the serve lock."""
+    from fleet.console.app import ConsoleApp
+    from fleet.console.backend import StoreBackend
+
+    app = ConsoleApp(
+        StoreBackend(fleet_dir, operator=operator, broker=settings), refresh_s=refresh_s
+    )
+    engine: ConsoleEngine | None = None
+    if settings is not None:
+        lock = ServeLock(fleet_dir)
+        if lock.acquire():
+            engine = ConsoleEngine(fleet_dir, settings, lock)
+    app.sub_title = ENGINE_SUBTITLE if engine else READ_ONLY_SUBTITLE
+    if engine is not None:
+        engine.start(app)
+    return app, engine
 
 
 def console_command(args: argparse.Namespace, fleet_dir: Path) -> list[str]:
