@@ -62,8 +62,11 @@ nox.options.sessions = ["lint", "typecheck", "firmware", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 # What the test suite needs from outside PyPI: libcoap's coap-client as an independent CoAP
-# peer, Mosquitto as a real broker, tmux to drive the TUI.
-APT_PACKAGES = ["libcoap3-bin", "mosquitto", "tmux"]
+# peer, Mosquitto as a real broker, tmux to drive the TUI, Chromium to open the console that
+# `simpul fleet --serve` serves (driven by playwright, which never downloads a browser).
+APT_PACKAGES = ["libcoap3-bin", "mosquitto", "tmux", "chromium"]
+# What `simpul demo` runs besides Python: its private broker.
+DEMO_APT_PACKAGES = ["mosquitto"]
 
 
 def _npm_ci(session: nox.Session) -> None:
@@ -126,6 +129,7 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """A gateway and a fleet of emulated boards on this machine (Ctrl-C stops it)."""
+    """The whole system on this machine with the fleet console on top (q stops it)."""
+    _apt_install(DEMO_APT_PACKAGES)
     _install(session, "test")
     session.run("simpul", "demo", *session.posargs)

@@ -3,7 +3,8 @@
 Each group lives beside the code it drives and adds its own subcommands here:
 ``simpul gateway …`` (the Pi daemon), ``simpul verify`` (consumers of its batches),
 ``simpul fleet keys …``, ``simpul fleet init|status|sites|gateways|boards|alerts|audit``
-(the inventory), ``simpul fleet console`` (the terminal UI) and ``simpul release …``
+(the inventory), ``simpul fleet`` alone (the console, ``--serve`` for browsers) and
+``simpul release …``
 (operators), ``simpul emulate …`` and ``simpul demo`` (one machine).
 """
 
@@ -39,11 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     hw_cli.add_commands(groups)
     fleet = groups.add_parser(
         "fleet",
-        help="the operator's fleet: signing keys, the inventory (sites, gateways, boards),"
-        " alerts, the audit log, and the fleet manager service (serve)",
-        description="The operator's fleet manager.",
+        help="the operator's fleet: the console (no command), signing keys, the inventory"
+        " (sites, gateways, boards), alerts, the audit log, and the fleet manager service"
+        " (serve)",
+        description="The operator's fleet manager. With no command: the console.",
     )
-    fleet_commands = fleet.add_subparsers(dest="fleet_command", metavar="COMMAND", required=True)
+    console_cli.add_console_options(fleet)
+    fleet_commands = fleet.add_subparsers(dest="fleet_command", metavar="COMMAND")
     fleet_keys.add_commands(fleet_commands)
     fleet_inventory.add_commands(fleet_commands)
     serve.add_commands(fleet_commands)

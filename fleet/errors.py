@@ -156,3 +156,9 @@ class BadThresholds(FleetError, ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}" if field else message)
         self.field = field
+
+
+class FleetBusy(FleetError, RuntimeError):
+    """The fleet engine of this fleet directory already runs in another process."""
+
+    reason = "busy"

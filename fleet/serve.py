@@ -8,22 +8,29 @@ starts.
 
 It prints one ready line once connected (``fleet serving <fleet dir> via <broker>``), a line
 per change it publishes, and exits on SIGTERM or Ctrl-C.
+
+One fleet engine runs per fleet directory: while it runs it holds an exclusive lock on
+``<fleet dir>/serve.lock`` (:class:`ServeLock`), so a second ``simpul fleet serve`` refuses to
+start, and the console runs the engine itself only when nobody holds it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import logging
 import os
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
 from fleet.engine import FleetEngine
-from fleet.errors import FleetError
+from fleet.errors import FleetBusy, FleetError
 from fleet.keys import FLEET_DIR_ENV, default_fleet_dir
 from fleet.link import BrokerSettings, FleetLink
 from fleet.store import DB_NAME, FleetStore
@@ -31,8 +38,58 @@ from fleet.store import DB_NAME, FleetStore
 BROKER_ENV: Final = "SIMPUL_FLEET_BROKER"
 DEFAULT_CYCLE_S: Final = 2.0
 CONNECT_TIMEOUT_S: Final = 30.0
+#: The lock file in the fleet directory that the running fleet engine holds.
+LOCK_NAME: Final = "serve.lock"
 
 log = logging.getLogger(__name__)
+
+
+class ServeLock:
+    """``<fleet dir>/serve.lock``, held with an exclusive ``flock`` by the one process that
+    runs the fleet engine. The kernel drops it when that process ends, however it ends, so a
+    crash never leaves a stale lock; the file keeps the holder's pid for messages."""
+
+    def __init__(self, fleet_dir: Path) -> None:
+        self.path = fleet_dir / LOCK_NAME
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> bool:
+        """Take the lock if nobody holds it; whether this process now holds it."""
+        if self._fd is not None:
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return True
+
+    def holder(self) -> str:
+        """Who holds the lock, as far as the file says (for messages)."""
+        try:
+            pid = self.path.read_text().strip()
+        except OSError:
+            pid = ""
+        return f"process {pid}" if pid else "another process"
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            os.close(fd)  # closing the only descriptor drops the flock
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
 def serve(
@@ -42,9 +99,33 @@ def serve(
     cycle_s: float = DEFAULT_CYCLE_S,
     stop: threading.Event | None = None,
     ready: threading.Event | None = None,
+    lock: ServeLock | None = None,
+    say: Callable[[str], None] = _say,
 ) -> int:
-    """Run until ``stop`` is set (or SIGTERM); the exit code."""
+    """Run until ``stop`` is set (or SIGTERM); the exit code.
+
+    It holds ``lock`` (taken here if not given already held; :class:`FleetBusy` if another
+    process holds it) until it returns, and releases it then. ``say`` gets the ready line and
+    a line per published document (stdout by default; the console shows them its own way).
+    """
     stop = stop or threading.Event()
+    lock = lock or ServeLock(fleet_dir)
+    if not lock.acquire():
+        raise FleetBusy(f"the fleet engine of {fleet_dir} already runs in {lock.holder()}")
+    try:
+        return _run_engine(fleet_dir, settings, cycle_s, stop, ready, say)
+    finally:
+        lock.release()
+
+
+def _run_engine(
+    fleet_dir: Path,
+    settings: BrokerSettings,
+    cycle_s: float,
+    stop: threading.Event,
+    ready: threading.Event | None,
+    say: Callable[[str], None],
+) -> int:
     store = FleetStore(fleet_dir / DB_NAME)
     link = FleetLink(settings)
     engine = FleetEngine(fleet_dir, store, link)
@@ -58,7 +139,7 @@ def serve(
             )
             return 1
         engine.republish()
-        print(f"fleet serving {fleet_dir} via {settings.host}:{settings.port}", flush=True)
+        say(f"fleet serving {fleet_dir} via {settings.host}:{settings.port}")
         if ready is not None:
             ready.set()
         next_tick = 0.0
@@ -67,7 +148,7 @@ def serve(
             now = time.monotonic()
             if now >= next_tick:
                 for gateway in engine.tick():
-                    print(f"published desired state for {gateway}", flush=True)
+                    say(f"published desired state for {gateway}")
                 next_tick = now + cycle_s
         return 0
     finally:
@@ -136,4 +217,4 @@ def _serve_command(args: argparse.Namespace) -> int:
         return 1
 
 
-__all__ = ["serve"]
+__all__ = ["ServeLock", "serve"]

@@ -162,10 +162,13 @@ def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     demo = groups.add_parser(
         "demo",
-        help="a gateway and a fleet of emulated boards, with live progress",
-        description="Start a gateway and emulated boards at the sites of a regency's "
-        "smart-city programme on this machine and show readings flowing upstream. Ctrl-C "
-        "stops it cleanly; with --duration it runs headless and prints a summary.",
+        help="the whole system on this machine, with the fleet console on top",
+        description="Start the whole system on this machine: a private Mosquitto broker, "
+        "fleet keys and fleet.db, one gateway per site of a regency's smart-city programme, "
+        "the fleet manager (simpul fleet serve) and emulated boards enrolled in the fleet, "
+        "and show it live in the fleet console (q quits). Everything it starts stops with it. "
+        "Headless (--duration, or --no-console) it prints progress and, at the end, where "
+        "the readings got to per site.",
         formatter_class=DefaultsShown,
     )
     demo.add_argument(
@@ -176,11 +179,25 @@ def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="how many boards, spread over the sites and node kinds",
     )
     demo.add_argument(
+        "--sites",
+        type=count,
+        default=3,
+        metavar="N",
+        help="how many of the programme's sites, each with a gateway of its own (at most 5)",
+    )
+    demo.add_argument(
+        "--console",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show the fleet console (default: when stdout is a terminal and no --duration);"
+        " with --duration, the console closes after it",
+    )
+    demo.add_argument(
         "--duration",
         type=positive,
         metavar="SECONDS",
-        help="run headless for this long and print a summary; without it, show the live "
-        "view until Ctrl-C",
+        help="run for this long, headless unless --console, and print a summary; without"
+        " it, run until q in the console or Ctrl-C",
     )
     demo.add_argument(
         "--cycle",
@@ -193,7 +210,8 @@ def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--state-dir",
         type=Path,
         metavar="DIR",
-        help="where the gateway and boards keep their state; without it, a new temporary directory",
+        help="where the broker, fleet, gateways and boards keep their state and logs; without"
+        " it, a new temporary directory",
     )
     demo.set_defaults(handler=run_demo)
 
@@ -299,4 +317,17 @@ def run_demo(args: argparse.Namespace) -> int:
     if state_dir is None:
         state_dir = Path(tempfile.mkdtemp(prefix="simpul-demo-"))
     state_dir.mkdir(parents=True, exist_ok=True)
-    return asyncio.run(run(args.boards, args.cycle, args.duration, state_dir, sys.stdout))
+    console = args.console
+    if console is None:
+        console = sys.stdout.isatty() and args.duration is None
+    return asyncio.run(
+        run(
+            args.boards,
+            args.sites,
+            args.cycle,
+            args.duration,
+            state_dir,
+            sys.stdout,
+            console=console,
+        )
+    )

@@ -170,6 +170,27 @@ class GatewayProcess:
         return lines
 
 
+#: The environment variable that marks every process a test starts (and their children).
+TEST_MARK_ENV = "SIMPUL_TEST_MARK"
+
+
+def processes_marked(marker: str) -> list[int]:
+    """Pids of live processes whose environment has ``SIMPUL_TEST_MARK=<marker>``: what a
+    test started, however deep, so that it can check none outlived it."""
+    wanted = f"{TEST_MARK_ENV}={marker}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # gone, or not ours to read
+            continue
+        if wanted in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
 def iter_console(board_dir: Path) -> Iterator[str]:
     path = board_dir / "console.log"
     if path.exists():

@@ -7,7 +7,7 @@ import asyncio
 import functools
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +32,19 @@ def cycle_config(cycle: float) -> dict[str, float | int]:
 
 
 def plan_fleet(
-    count: int, seed: int = 1, config: Mapping[str, Any] | None = None
+    count: int,
+    seed: int = 1,
+    config: Mapping[str, Any] | None = None,
+    *,
+    sites: Sequence[str] = SITES,
 ) -> list[BoardSpec]:
-    """Spread ``count`` boards over the programme's sites and node kinds, reproducibly."""
+    """Spread ``count`` boards over ``sites`` (the programme's, by default) and the node
+    kinds, reproducibly."""
     rng = random.Random(seed)
     specs = []
     for i in range(count):
-        site = SITES[i % len(SITES)]
-        kind = KINDS[(i // len(SITES)) % len(KINDS)]
+        site = sites[i % len(sites)]
+        kind = KINDS[(i // len(sites)) % len(KINDS)]
         code = profiles.site_code(site).lower()
         specs.append(
             BoardSpec(

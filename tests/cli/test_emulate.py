@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from fleet.cli import build_parser
-from hw.demo import summary
-from hw.engines.fleet import Fleet, plan_fleet
+from hw.demo.summary import SiteFigures, site_table, summary
 from tests.support import ROOT, GatewayProcess, free_udp_port
 
 
@@ -69,24 +68,29 @@ async def test_emulate_against_a_running_gateway_reports_no_silence(tmp_path: Pa
     assert "samples (" in done.stdout
 
 
-def test_demo_summary_counts_readings_and_names_the_samples_still_buffered(
-    tmp_path: Path,
-) -> None:
-    fleet = Fleet(plan_fleet(2, seed=1), tmp_path, ("127.0.0.1", 5683))
-    first, second = (r.record for r in fleet.runners)
-    first.samples = {1: (1000, 7), 2: (2000, 7), 3: (3000, 7)}
-    first.acked_through = 2
-    second.samples = {1: (1000, 7)}
-    second.acked_through = 1
-    line = summary(2, 6.2, fleet, 21, 21, tmp_path / "uplink")
+def test_demo_summary_counts_readings_and_names_the_samples_still_buffered() -> None:
+    def site(site_id: str, buffered: int, samples: int) -> SiteFigures:
+        return SiteFigures(
+            site_id, f"gw-{site_id}-1", boards=2, online=2, sampled=14, buffered=buffered,
+            buffered_samples=samples, stored=7, delivered=7, recorded=6,
+            latest={"pm2_5": 31.0, "temperature": 24.5},
+        )  # fmt: skip
+
+    line = summary(6.2, [site("takengon", 7, 1), site("tegal", 0, 0)])
     assert line.startswith(
-        "simpul demo: 2 boards for 6 s: 28 readings sampled, 21 stored by the gateway, "
-        "21 delivered upstream, 7 readings still buffered on boards (in 1 sample;"
+        "simpul demo: 4 boards at 2 sites for 6 s: 28 readings sampled, 14 stored by the "
+        "gateways, 14 delivered upstream, 12 recorded in fleet.db, 7 readings still buffered "
+        "on boards (in 1 sample;"
     )
-    second.samples[2] = (2000, 7)
     assert "14 readings still buffered on boards (in 2 samples;" in summary(
-        2, 6.2, fleet, 21, 21, tmp_path / "uplink"
+        6.2, [site("takengon", 7, 1), site("tegal", 7, 1)]
     )
+    table = site_table([site("takengon", 7, 1)]).splitlines()
+    assert table[0].split() == [
+        "site", "gateway", "boards", "sampled", "stored", "upstream", "fleet.db", "latest"
+    ]  # fmt: skip
+    assert table[1].split()[:7] == ["takengon", "gw-takengon-1", "2", "14", "7", "7", "6"]
+    assert table[1].endswith("PM2.5 31 µg/m³ · 24.5 °C")
 
 
 def test_emulate_on_the_vm_engine_without_the_vm_says_how_to_install_it(tmp_path: Path) -> None:
