@@ -98,6 +98,8 @@ class FleetSnapshot:
     running_rollouts: int
     #: Readings fleet.db received that were taken since 00:00 UTC today.
     readings_today: int
+    #: The releases the fleet holds, as ``(seq, version)``, newest first.
+    releases: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,6 +403,9 @@ class StoreBackend:
             open_alerts=status.open_alerts,
             running_rollouts=len(store.rollouts(states=("running",))),
             readings_today=store.readings_since(day_start(self.clock())),
+            releases=tuple(
+                (r.seq, r.version) for r in sorted(store.releases(), key=lambda r: -r.seq)
+            ),
         )
 
     # --- rollouts, alerts, audit (the Rollouts, Alerts and Audit screens) ---------------------

@@ -100,6 +100,7 @@ def make_fleet(
         open_alerts=3,
         running_rollouts=1,
         readings_today=5_184,
+        releases=((4, "1.4.0"), (3, "1.3.2")),
     )
 
 

@@ -65,6 +65,21 @@ async def test_a_halted_rollout_shows_its_rule_boards_and_numbers_in_red(
         assert "b-00024 (rejected: bad signature)" in detail.plain
 
 
+async def test_the_start_form_names_the_releases_held_and_offers_the_newest(
+    console: ConsoleApp,
+) -> None:
+    async with console.run_test(size=SIZE) as pilot:
+        await _open_rollouts(console, pilot, "r7-abc123")
+        await pilot.press("n")
+        await until(lambda: isinstance(console.screen, StartRolloutScreen))
+        form = console.screen
+        assert form.query_one("#start-release", Input).value == "4"
+        held = str(form.query_one("#start-releases", Static).render())
+        assert held == "Releases held (seq, version): 4 (1.4.0), 3 (1.3.2)"
+        # The example target names this fleet's sites, not made-up ones.
+        assert "site s-0,s-1" in str(form.query_one("#start-hint", Static).render())
+
+
 async def test_start_goes_from_the_form_through_confirmation_to_the_backend(
     console: ConsoleApp, fleet: FakeFleet
 ) -> None:

@@ -260,7 +260,8 @@ class RolloutsScreen(FleetView):
                 ),
             )
 
-        self.app.push_screen(StartRolloutScreen(sites), callback=chosen)
+        releases = latest.releases if latest else ()
+        self.app.push_screen(StartRolloutScreen(sites, releases), callback=chosen)
 
     def action_pause(self) -> None:
         rollout = self._chosen("pause")

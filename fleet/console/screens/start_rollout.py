@@ -117,6 +117,21 @@ def start_consequence(request: RolloutRequest, snapshot: FleetSnapshot | None) -
     )
 
 
+def releases_text(releases: tuple[tuple[int, str], ...]) -> str:
+    """The releases the fleet holds, for the form's first line."""
+    if not releases:
+        return "The fleet holds no release yet: add one with 'simpul fleet releases add FILE'."
+    held = ", ".join(f"{seq} ({version})" for seq, version in releases[:6])
+    more = f" and {len(releases) - 6} older" if len(releases) > 6 else ""
+    return f"Releases held (seq, version): {held}{more}"
+
+
+def target_hint(sites: tuple[str, ...]) -> str:
+    """How a target is written, with this fleet's own site names as the example."""
+    example = ",".join(sites[:2]) or "takengon"
+    return f"Target: all · site {example} · kind air · tag pilot · boards ID,ID"
+
+
 class StartRolloutScreen(ModalScreen[RolloutRequest | None]):
     """Dismissed with the request when the form is valid, ``None`` when cancelled."""
 
@@ -131,21 +146,23 @@ class StartRolloutScreen(ModalScreen[RolloutRequest | None]):
         ("failures", "Failures allowed per wave (%)", "0", "0"),
     )
 
-    def __init__(self, sites: tuple[str, ...]) -> None:
+    def __init__(self, sites: tuple[str, ...], releases: tuple[tuple[int, str], ...] = ()) -> None:
         super().__init__()
         self.sites = sites
+        self.releases = releases
         self.error = Static("", id="start-error")
 
     def compose(self) -> ComposeResult:
         with Vertical(id="start-form"):
             yield Static("Start a rollout", id="start-title")
+            yield Static(releases_text(self.releases), id="start-releases")
             for name, label, placeholder, default in self.FIELDS:
+                if name == "release" and self.releases:
+                    default = str(self.releases[0][0])
                 with Horizontal(classes="start-field"):
                     yield Label(label)
                     yield Input(default, placeholder=placeholder, id=f"start-{name}")
-            yield Static(
-                "Target: all · site s-0,s-1 · kind air · tag pilot · boards b1,b2", id="start-hint"
-            )
+            yield Static(target_hint(self.sites), id="start-hint")
             yield self.error
             with Horizontal(id="start-buttons"):
                 yield Button("Start…", variant="primary", id="start-ok")
