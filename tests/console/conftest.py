@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from textual.widgets import Input
 
 from fleet.console.app import ConsoleApp
-from fleet.console.screens.audit import AuditScreen
-from fleet.console.screens.boards import BoardsScreen
 from tests.console.fakes import NOW_MS, FakeFleet
 
 SIZE = (120, 40)
@@ -14,8 +15,15 @@ SIZE = (120, 40)
 
 @pytest.fixture(autouse=True)
 def _no_cursor_blink(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(BoardsScreen, "CURSOR_BLINK", False)
-    monkeypatch.setattr(AuditScreen, "CURSOR_BLINK", False)
+    """Every Input (the filters, the dialogs', the command palette's) draws its cursor
+    steadily, so a frame does not depend on when in the blink it was taken."""
+    made = Input.__init__
+
+    def steady(self: Input, *args: Any, **kwargs: Any) -> None:
+        made(self, *args, **kwargs)
+        self.cursor_blink = False
+
+    monkeypatch.setattr(Input, "__init__", steady)
 
 
 @pytest.fixture

@@ -62,8 +62,6 @@ def chain_text(view: AuditView, shown: int) -> Text:
 
 
 class AuditScreen(FleetView):
-    #: Tests turn the filter's cursor blink off, for stable frames.
-    CURSOR_BLINK: ClassVar[bool] = True
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "focus_filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
@@ -74,7 +72,6 @@ class AuditScreen(FleetView):
         self.filter_input = Input(
             placeholder="Filter: operator, action, target, result", id="audit-filter"
         )
-        self.filter_input.cursor_blink = self.CURSOR_BLINK
         self.chain = Static("Reading the audit log…", id="audit-chain")
         self.table: DataTable[str | Text] = DataTable(id="audit-table", cursor_type="row")
         for key, title in (

@@ -85,8 +85,6 @@ def matches(text: str, terms: Sequence[str]) -> bool:
 
 
 class BoardsScreen(FleetView):
-    #: Tests turn the filter's cursor blink off (an autouse fixture), for stable frames.
-    CURSOR_BLINK: ClassVar[bool] = True
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "focus_filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
@@ -101,7 +99,6 @@ class BoardsScreen(FleetView):
         self.filter_input = Input(
             placeholder="Filter: id, site, kind, tag, state, release", id="board-filter"
         )
-        self.filter_input.cursor_blink = self.CURSOR_BLINK
         self.table = VirtualTable([TableColumn(c.key, c.title) for c in COLUMNS], id="boards-table")
         self.count_line = Static("", id="boards-count")
         self._rows: dict[str, BoardRow] = {}
