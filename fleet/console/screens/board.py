@@ -219,13 +219,19 @@ def alerts_text(detail: BoardDetail, now_ms: int) -> Text:
 # --- the widgets -------------------------------------------------------------------------
 
 
+def spark_data(values: Sequence[float]) -> list[float]:
+    """What the sparkline draws: one value is drawn as two, so a single bucket shows as the
+    flat line that equal values show (Sparkline fills the whole row for one value)."""
+    return [values[0], values[0]] if len(values) == 1 else list(values)
+
+
 class SeriesRow(Horizontal):
     """A name, a sparkline of values, and their min, max and last."""
 
     def __init__(self, name: str, unit: str, values: Sequence[float], *, id: str) -> None:
         super().__init__(id=id, classes="series")
         self.unit = unit
-        self.sparkline = Sparkline(list(values), summary_function=max)
+        self.sparkline = Sparkline(spark_data(values), summary_function=max)
         self.numbers = Static(numbers_text(values, unit), classes="series-numbers")
         self.label = Label(name, classes="series-name")
 
@@ -235,7 +241,7 @@ class SeriesRow(Horizontal):
         yield self.numbers
 
     def show(self, values: Sequence[float]) -> None:
-        data = list(values)
+        data = spark_data(values)
         if self.sparkline.data != data:
             self.sparkline.data = data
             self.numbers.update(numbers_text(values, self.unit))
