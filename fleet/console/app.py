@@ -14,7 +14,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from textual import work
 from textual.app import App
@@ -40,6 +40,10 @@ from fleet.console.view import (
     ViewContext,
 )
 from fleet.store import now_ms
+
+READ_ONLY_REFUSAL: Final = (
+    "this console is read-only: act from a console in a terminal ('simpul fleet')"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,8 +188,11 @@ class ConsoleApp(App[None]):
         refresh_s: float = 2.0,
         clock: Callable[[], int] = now_ms,
         stale_after_ms: int = DEFAULT_STALE_AFTER_MS,
+        read_only: bool = False,
     ) -> None:
         super().__init__()
+        #: A read-only console shows everything and refuses every action.
+        self.read_only = read_only
         self.backend = backend
         self.refresh_s = refresh_s
         self.snapshot: FleetSnapshot | None = None
@@ -251,7 +258,11 @@ class ConsoleApp(App[None]):
         self, label: str, call: Callable[[], str], *, confirm: tuple[str, str] | None = None
     ) -> None:
         """Run ``call`` (an action of the backend) in a worker, after the operator confirms
-        if ``confirm`` is given; its result or error is notified, and the fleet read again."""
+        if ``confirm`` is given; its result or error is notified, and the fleet read again.
+        A read-only console refuses, saying so, and ``call`` is never made."""
+        if self.read_only:
+            self.post_message(ActionDone(label, None, READ_ONLY_REFUSAL))
+            return
         if confirm is None:
             self._run_action(label, call)
             return

@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 DEFAULT_SERVE_ADDRESS: Final = "127.0.0.1:8000"
 #: The console's subtitle, saying whether it runs the fleet engine or only reads fleet.db.
 ENGINE_SUBTITLE: Final = "fleet console, running the fleet engine"
-READ_ONLY_SUBTITLE: Final = "fleet console"
+READER_SUBTITLE: Final = "fleet console"
+#: What a read-only console adds to its subtitle.
+READ_ONLY_NOTE: Final = " (read-only)"
 #: How long closing the console waits for its fleet engine to disconnect.
 ENGINE_STOP_TIMEOUT_S: Final = 10.0
 
@@ -115,7 +117,9 @@ def run(args: argparse.Namespace) -> int:
         return _serve_in_browser(args, fleet_dir)
     from fleet.inventory import operator_name
 
-    app, engine = open_console(fleet_dir, settings, operator_name(None), refresh_s=args.refresh)
+    app, engine = open_console(
+        fleet_dir, settings, operator_name(None), refresh_s=args.refresh, read_only=args.read_only
+    )
     try:
         app.run()
     finally:
@@ -125,30 +129,42 @@ def run(args: argparse.Namespace) -> int:
 
 
 def open_console(
-    fleet_dir: Path, settings: BrokerSettings | None, operator: str, *, refresh_s: float
+    fleet_dir: Path,
+    settings: BrokerSettings | None,
+    operator: str,
+    *,
+    refresh_s: float,
+    read_only: bool = False,
 ) -> tuple[ConsoleApp, ConsoleEngine | None]:
     """The console over ``fleet_dir``, and the fleet engine it runs (started; close it when
-    the app ends), if a broker is given and no other process holds the serve lock."""
+    the app ends), if a broker is given and no other process holds the serve lock. A
+    ``read_only`` console refuses every action (the served one: see ``--serve``)."""
     from fleet.console.app import ConsoleApp
     from fleet.console.backend import StoreBackend
 
     app = ConsoleApp(
-        StoreBackend(fleet_dir, operator=operator, broker=settings), refresh_s=refresh_s
+        StoreBackend(fleet_dir, operator=operator, broker=settings),
+        refresh_s=refresh_s,
+        read_only=read_only,
     )
     engine: ConsoleEngine | None = None
     if settings is not None:
         lock = ServeLock(fleet_dir)
         if lock.acquire():
             engine = ConsoleEngine(fleet_dir, settings, lock)
-    app.sub_title = ENGINE_SUBTITLE if engine else READ_ONLY_SUBTITLE
+    app.sub_title = (ENGINE_SUBTITLE if engine else READER_SUBTITLE) + (
+        READ_ONLY_NOTE if read_only else ""
+    )
     if engine is not None:
         engine.start(app)
     return app, engine
 
 
 def console_command(args: argparse.Namespace, fleet_dir: Path) -> list[str]:
-    """The command line of a console like this one, for textual-serve to run per browser."""
+    """The command line of a console like this one, for textual-serve to run per browser:
+    read-only, since whoever reaches the page is not known to be an operator."""
     command = [sys.executable, "-m", "fleet.cli", "fleet", "--fleet-dir", str(fleet_dir)]
+    command += ["--read-only"]
     command += ["--refresh", str(args.refresh)]
     if args.broker is not None:
         command += ["--broker", args.broker]
@@ -201,6 +217,12 @@ def add_console_options(parser: argparse.ArgumentParser) -> None:
         help="the gateways' MQTT broker, for commands (reboot, log) and, when no 'simpul fleet"
         f" serve' runs, the fleet engine in the console (default: ${BROKER_ENV}, else none:"
         " the console only reads)",
+    )
+    parser.add_argument(
+        "--read-only",
+        action="store_true",
+        help="show the fleet, refuse every action (rollouts, alerts, board commands); what"
+        " --serve gives each browser",
     )
     parser.add_argument("--username", help="broker user name")
     parser.add_argument(

@@ -8,7 +8,7 @@ from textual.command import CommandList
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
-from fleet.console.app import ConsoleApp
+from fleet.console.app import READ_ONLY_REFUSAL, ConsoleApp
 from fleet.console.screens.board import BoardScreen, badge_style
 from fleet.console.screens.boards import BoardsScreen
 from fleet.console.screens.confirm import ConfirmScreen
@@ -17,7 +17,7 @@ from fleet.console.screens.log import LogScreen
 from fleet.console.screens.tag import TagScreen
 from fleet.levels import SANGAT_TIDAK_SEHAT, SEDANG
 from tests.console.conftest import SIZE
-from tests.console.fakes import FakeFleet, until
+from tests.console.fakes import NOW_MS, FakeFleet, until
 
 # make_fleet's kinds go air, water, bin by index: b-00003 air, b-00004 water, b-00005 bin.
 AIR, WATER, BIN = "b-00003", "b-00004", "b-00005"
@@ -214,3 +214,17 @@ async def test_tag_takes_plus_and_minus_words(console: ConsoleApp, fleet: FakeFl
         await pilot.press("enter")
         await pilot.pause(0.2)
         assert len(fleet.actions) == 1
+
+
+async def test_a_read_only_console_refuses_every_action_and_asks_nothing(
+    fleet: FakeFleet,
+) -> None:
+    console = ConsoleApp(fleet, refresh_s=0.1, clock=lambda: NOW_MS, read_only=True)
+    async with console.run_test(size=SIZE) as pilot:
+        await _open_from_boards(console, pilot, AIR)
+        for done, key in enumerate(("r", "x", "l"), start=1):
+            await pilot.press(key)
+            await until(lambda: len(console.actions_done) == done)  # noqa: B023 (awaited here)
+            assert isinstance(console.screen, BoardScreen)  # no confirm dialog
+        assert fleet.actions == []
+        assert {done.error for done in console.actions_done} == {READ_ONLY_REFUSAL}

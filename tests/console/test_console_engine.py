@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from fleet import keys as fleet_keys
-from fleet.console.cli import ENGINE_SUBTITLE, READ_ONLY_SUBTITLE, open_console
+from fleet.console.cli import ENGINE_SUBTITLE, READER_SUBTITLE, open_console
 from fleet.link import BrokerSettings
 from fleet.serve import ServeLock
 from fleet.store import DB_NAME, FleetStore
@@ -87,7 +87,7 @@ async def test_console_only_reads_while_serve_holds_the_lock(
         assert engine is None
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.pause()
-            assert app.sub_title == READ_ONLY_SUBTITLE
+            assert app.sub_title == READER_SUBTITLE
             assert not published_document(fleet_dir, 2)
     finally:
         serving.release()

@@ -142,6 +142,8 @@ def test_served_console_shows_the_fleet_in_chromium_and_answers_keys(
                 lambda: page.wait_for_timeout(100),
             )
             assert "0/3" in terminal.since()
+            # Whoever reaches the page watches; actions are for a console in a terminal.
+            assert "(read-only)" in terminal.since()
             mark = terminal.mark()
             page.click(".xterm-screen")
             page.keyboard.press("b")
