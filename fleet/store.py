@@ -444,9 +444,10 @@ class FleetStore:
             raise FleetDbError(f"{self.path}: {exc}") from None
 
     @contextlib.contextmanager
-    def _snapshot(self) -> Iterator[None]:
-        """Several reads from one snapshot (inside a write transaction, that one)."""
-        if self._depth:
+    def reads(self) -> Iterator[None]:
+        """Every read inside sees fleet.db at one moment (WAL: writers are not held up).
+        Nests, and inside a write transaction is that one."""
+        if self._depth or self._db.in_transaction:
             yield
             return
         with _transaction(self._db, "BEGIN"):
@@ -465,7 +466,7 @@ class FleetStore:
         return int(self._one("PRAGMA user_version")[0])
 
     def status(self) -> FleetStatus:
-        with self._snapshot():
+        with self.reads():
             head = self.audit_head()
             return FleetStatus(
                 schema_version=self.schema_version(),
@@ -681,7 +682,7 @@ class FleetStore:
         )
 
     def _boards(self, where: str, params: Sequence[Any]) -> list[Board]:
-        with self._snapshot():
+        with self.reads():
             rows = self._all(
                 f"SELECT {', '.join('b.' + c.strip() for c in _BOARD.split(','))},"
                 " (SELECT group_concat(tag, char(10)) FROM"
@@ -1209,7 +1210,7 @@ class FleetStore:
 
     def audit_log(self) -> tuple[list[AuditEntry], AuditHead | None]:
         """Every entry and the head, from one snapshot (for :func:`fleet.audit.verify`)."""
-        with self._snapshot():
+        with self.reads():
             return self.audit_entries(), self.audit_head()
 
 

@@ -388,6 +388,10 @@ class StoreBackend:
 
     def snapshot(self) -> FleetSnapshot:
         store = self._store()
+        with store.reads():
+            return self._snapshot(store)
+
+    def _snapshot(self, store: FleetStore) -> FleetSnapshot:
         status = store.status()
         boards = tuple(board_row(b) for b in store.boards())
         with_boards = {b.gateway_id for b in boards}
@@ -412,8 +416,11 @@ class StoreBackend:
 
     def rollouts(self) -> tuple[RolloutView, ...]:
         store = self._store()
-        running = {b.board_id: b.running for b in store.boards()}
-        return tuple(rollout_view(r, store.rollout_boards(r.id), running) for r in store.rollouts())
+        with store.reads():
+            running = {b.board_id: b.running for b in store.boards()}
+            return tuple(
+                rollout_view(r, store.rollout_boards(r.id), running) for r in store.rollouts()
+            )
 
     def start_rollout(self, request: rollout_ops.RolloutRequest) -> str:
         rollout = rollout_ops.start_rollout(
@@ -445,10 +452,11 @@ class StoreBackend:
 
     def alerts(self, recent_limit: int) -> AlertsView:
         store = self._store()
-        return alerts_view(
-            self._alert_rows(store, store.open_alerts()),
-            self._alert_rows(store, store.recent_alerts(limit=recent_limit)),
-        )
+        with store.reads():
+            return alerts_view(
+                self._alert_rows(store, store.open_alerts()),
+                self._alert_rows(store, store.recent_alerts(limit=recent_limit)),
+            )
 
     @staticmethod
     def _alert_rows(store: FleetStore, alerts: list[Alert]) -> tuple[AlertRow, ...]:
@@ -470,8 +478,14 @@ class StoreBackend:
             problems=tuple(p.message for p in problems),
         )
 
+    # --- a board (the Board screen) -----------------------------------------------------------
+
     def board_detail(self, board_id: str, since_ms: int) -> BoardDetail:
         store = self._store()
+        with store.reads():
+            return self._board_detail(store, board_id, since_ms)
+
+    def _board_detail(self, store: FleetStore, board_id: str, since_ms: int) -> BoardDetail:
         board = store.board(board_id)
         if board is None:
             raise NotFound(f"unknown board {board_id!r}")

@@ -38,6 +38,7 @@ from hw.demo.summary import SiteFigures
 from hw.demo.upstream import Upstream
 from hw.engines.base import BoardSpec
 from hw.engines.fleet import SITES, Fleet, cycle_config, plan_fleet
+from hw.signals import find_site
 
 #: How long a process of the demo may take to say it is ready.
 READY_TIMEOUT_S: Final = 60.0
@@ -64,6 +65,19 @@ class DemoSite:
     @property
     def gateway_id(self) -> str:
         return f"gw-{self.site_id.replace('_', '-')}-1"
+
+    @property
+    def flood_levels(self) -> dict[str, float]:
+        """Siaga IV..I for the site's river gauge, in metres above its datum: set above the
+        river's stage between storms (``hw.signals``), so a storm's rise reaches the lower
+        levels as a real one would."""
+        base_m = find_site(self.name).river_base_mm / 1000
+        return {
+            "siaga4": round(base_m + 0.4, 2),
+            "siaga3": round(base_m + 0.8, 2),
+            "siaga2": round(base_m + 1.3, 2),
+            "siaga1": round(base_m + 1.9, 2),
+        }
 
 
 def plan_sites(boards: int, sites: int, cycle: float, root_key: bytes) -> list[DemoSite]:
@@ -208,8 +222,10 @@ class DemoCity:
         with FleetStore(self.fleet_dir / DB_NAME) as store:
             for site in self.sites:
                 if store.site(site.site_id) is None:
-                    store.add_site(site.site_id, site.name)
-                    store.append_audit(DEMO_OPERATOR, "sites.add", site.site_id, {}, "ok")
+                    store.add_site(site.site_id, site.name, flood_levels=site.flood_levels)
+                    store.append_audit(
+                        DEMO_OPERATOR, "sites.add", site.site_id, {"flood": site.flood_levels}, "ok"
+                    )
                 # The key a technician would read off the gateway, made before its first run.
                 identity = load_or_create(self.gateway_dir(site))
                 public = cose.public_bytes(identity.current.private)

@@ -75,6 +75,10 @@ def test_demo_headless_delivers_every_site_s_readings_upstream_and_to_the_fleet(
             assert board.last_seen_ms is not None, board
             assert store.summaries(board.board_id), board.board_id
         assert sum(s.count for s in store.summaries()) == recorded
+        # Each site's river gauge has its flood alert levels, so the console can say the Siaga.
+        for site in store.sites():
+            levels = site.flood_levels or {}
+            assert set(levels) == {"siaga1", "siaga2", "siaga3", "siaga4"}, site
     # Each gateway's batches were also kept in a file that the command the demo names checks.
     checks = re.findall(r"check them with: simpul (verify .*)$", done.stdout, re.MULTILINE)
     assert len(checks) == 2, done.stdout

@@ -279,3 +279,22 @@ def test_two_processes_write_at_once(tmp_path: Path) -> None:
     assert summary.mean == pytest.approx(statistics.mean(both))
     assert summary.variance == pytest.approx(statistics.variance(both))
     assert len(store.health_history("serve")) == len(store.health_history("cli")) == n
+
+
+def test_reads_see_one_moment_while_another_connection_writes(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.db"
+    with FleetStore(path) as reader, FleetStore(path) as writer:
+        writer.add_site("takengon", "Takengon")
+        writer.add_gateway("gw-1", "takengon", bytes(32))
+        with reader.reads():
+            before = [b.board_id for b in reader.boards()]
+            # A write lands in between two reads of the console's one snapshot...
+            writer.enroll_board("tkn-air-0001", kind="air", site_id="takengon", gateway_id="gw-1")
+            with reader.reads():  # nested: the same moment
+                during = [b.board_id for b in reader.boards()]
+            status = reader.status()
+        # ...and is seen once the reads are over.
+        after = [b.board_id for b in reader.boards()]
+    assert before == during == []
+    assert status.boards == 0
+    assert after == ["tkn-air-0001"]
