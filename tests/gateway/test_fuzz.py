@@ -41,14 +41,14 @@ async def gateway_stats(address: tuple[str, int]) -> dict[str, object]:
 
 
 @pytest.mark.slow
-async def test_a_minute_of_hostile_datagrams_stops_nothing_and_loses_nothing(
+async def test_twenty_seconds_of_hostile_datagrams_stop_nothing_and_lose_nothing(
     tmp_path: Path,
 ) -> None:
     gateway = GatewayProcess(tmp_path / "state", env=FUZZ_ENV)
     await asyncio.to_thread(gateway.start)
     try:
         assert gateway.proc is not None
-        report = await run_fuzz(gateway.address, gateway.proc.pid, count=60_000, rate=1500, seed=8)
+        report = await run_fuzz(gateway.address, gateway.proc.pid, count=30_000, rate=1500, seed=8)
         stats = await gateway_stats(gateway.address)
 
         def upstream_has_every_acked_reading() -> bool:
