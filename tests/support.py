@@ -329,8 +329,9 @@ async def rfc2217_board(
     runner.start()
     try:
         if blank:
-            assert runner.chip is not None
-            booted = await eventually(lambda: runner.chip.mode == "invalid_header", 10, step=0.05)
+            chip = runner.chip
+            assert chip is not None
+            booted = await eventually(lambda: chip.mode == "invalid_header", 10, step=0.05)
             assert booted, "the blank chip never reached its ROM"
         else:
             sampled = await eventually(lambda: bool(runner.record.samples), 30, step=0.05)
