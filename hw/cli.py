@@ -152,6 +152,14 @@ def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(mpremote connect PTY ...); one line per board names its pty",
     )
     emulate.add_argument(
+        "--rfc2217",
+        action="store_true",
+        help="also serve every board's serial port over RFC 2217 on 127.0.0.1, DTR/RTS wired "
+        "to EN/IO0 as on a dev board, so esptool and pyserial can reset it and enter its ROM "
+        "bootloader (esptool --port rfc2217://127.0.0.1:PORT --no-stub ...); one line per "
+        "board names its URL",
+    )
+    emulate.add_argument(
         "--install-vm",
         action=_InstallVm,
         help=f"install the MicroPython VM that --engine mpy runs ({vm_package.PACKAGE} "
@@ -246,7 +254,14 @@ async def _emulate(args: argparse.Namespace) -> int:
             return 2
     specs = plan_fleet(args.boards, args.seed, config)
     try:
-        fleet = Fleet(specs, args.state_dir, args.gateway, engine=args.engine, serial=args.serial)
+        fleet = Fleet(
+            specs,
+            args.state_dir,
+            args.gateway,
+            engine=args.engine,
+            serial=args.serial,
+            rfc2217=args.rfc2217,
+        )
         if args.engine == "mpy":
             vm_package.node()
             vm_package.vm_module()
@@ -265,6 +280,8 @@ async def _emulate(args: argparse.Namespace) -> int:
     for runner in fleet.runners:
         if runner.serial_path:
             print(f"{runner.spec.board_id} serial {runner.serial_path}", flush=True)
+        if runner.rfc2217_url:
+            print(f"{runner.spec.board_id} rfc2217 {runner.rfc2217_url}", flush=True)
     fleet.start()
     started = time.monotonic()
     reporter = asyncio.ensure_future(_report(fleet, args.cycle))

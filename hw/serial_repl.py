@@ -62,6 +62,20 @@ class ReplTarget(Protocol):
         """Ctrl-C while REPL code runs."""
         ...
 
+    def ignores_ctrl_c(self) -> bool:
+        """Whether the running program has disabled Ctrl-C (``micropython.kbd_intr(-1)``)."""
+        ...
+
+
+class ReplPort(Protocol):
+    """The board's end of its serial line as the REPL uses it (``SerialPort``, ``hw.uart.Uart``)."""
+
+    def open(self, on_input: Callable[[bytes], None]) -> None: ...
+
+    def write(self, data: bytes, *, droppable: bool = False) -> None: ...
+
+    def close(self) -> None: ...
+
 
 class SerialPort:
     """A pseudo-terminal standing in for the board's USB serial port."""
@@ -176,7 +190,7 @@ def continues(source: str) -> bool:
 class Repl:
     """MicroPython's REPL on a serial port, for one board (it outlives the board's resets)."""
 
-    def __init__(self, port: SerialPort, target: ReplTarget, banner: str) -> None:
+    def __init__(self, port: ReplPort, target: ReplTarget, banner: str) -> None:
         self.port = port
         self._target = target
         self._banner = banner.encode() + b'\r\nType "help()" for more information.\r\n'
@@ -205,9 +219,12 @@ class Repl:
         if self.mode == "running":
             self.port.write(cooked(text), droppable=True)
 
-    def board_booted(self, cause: str, running: bool) -> None:
-        """The board (re)booted; ``running``: its firmware runs, not the REPL."""
+    def board_booted(self, cause: str, running: bool, *, rom_line: bool = True) -> None:
+        """The board (re)booted; ``running``: its firmware runs, not the REPL; ``rom_line``:
+        print the ROM's first line (unless the chip's ROM emulation printed it)."""
         if cause != "soft":
+            self._input.clear()  # what was on its way to a chip in reset is lost
+        if cause != "soft" and rom_line:
             self.port.write(_rom_boot_line(cause), droppable=True)
         if running:
             self.mode = "running"
@@ -235,7 +252,7 @@ class Repl:
         while True:
             c = await self._next()
             if self.mode == "running":
-                if c == CTRL_C:
+                if c == CTRL_C and not self._target.ignores_ctrl_c():
                     await self._interrupt_firmware()
             elif self.mode == "raw":
                 await self._raw_char(c)

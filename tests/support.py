@@ -313,6 +313,35 @@ QUICK = {
 
 
 @contextlib.asynccontextmanager
+async def rfc2217_board(
+    engine: str, root: Path, *, blank: bool = False
+) -> AsyncIterator[BoardRunner]:
+    """One air node on ``engine`` with its serial port on a pty and as an RFC 2217 server
+    (``runner.rfc2217_url``), DTR/RTS wired to EN/IO0. ``blank``: an ESP32 with nothing in
+    its flash (the ROM's invalid-header loop until esptool writes MicroPython); else it runs
+    the firmware once it has sampled."""
+    from hw.engines import runner_for
+    from hw.engines.fleet import plan_fleet
+
+    spec = plan_fleet(1, seed=3, config=QUICK)[0]
+    gateway = ("127.0.0.1", free_udp_port())
+    runner = runner_for(engine)(spec, root / spec.board_id, gateway, rfc2217=True, blank=blank)
+    runner.start()
+    try:
+        if blank:
+            chip = runner.chip
+            assert chip is not None
+            booted = await eventually(lambda: chip.mode == "invalid_header", 10, step=0.05)
+            assert booted, "the blank chip never reached its ROM"
+        else:
+            sampled = await eventually(lambda: bool(runner.record.samples), 30, step=0.05)
+            assert sampled, "the firmware never sampled"
+        yield runner
+    finally:
+        await runner.stop()
+
+
+@contextlib.asynccontextmanager
 async def serial_board(engine: str, root: Path) -> AsyncIterator[BoardRunner]:
     """One air node on ``engine`` with its REPL on a pty, running once its firmware has
     sampled. Nothing answers on its gateway's port, so its uploads time out and retry."""

@@ -27,11 +27,15 @@ from typing import Any
 
 from hw import profiles
 from hw.engines.chip import BoardReset, Console, Faults
-from hw.engines.micropython import Ticks
+from hw.engines.micropython import Ticks, unique_id
+from hw.esp32_chip import Esp32Chip
+from hw.esp_image import BOOTLOADER_OFFSET, micropython_firmware_bin
 from hw.firmware_tools import firmware_module
 from hw.flash import Flash, PowerCut
 from hw.link import Radio
-from hw.serial_repl import BoardGone, Repl, SerialPort
+from hw.serial_repl import BoardGone, Repl
+from hw.spi_flash import SpiFlash
+from hw.uart import Uart
 
 # Seconds a board stays off after a power cut before it boots again.
 REBOOT_DELAY_S = 0.05
@@ -102,6 +106,8 @@ class BoardRunner(abc.ABC):
         faults: Faults | None = None,
         echo: Callable[[str], None] | None = None,
         serial: bool = False,
+        rfc2217: bool = False,
+        blank: bool = False,
     ) -> None:
         self.spec = spec
         self.root = root
@@ -111,7 +117,15 @@ class BoardRunner(abc.ABC):
         self.radio = Radio(spec.seed, self.faults.link)
         self.record = BoardRecord()
         self.hardware = profiles.build_hardware(spec.kind, spec.site, spec.seed)
-        self.repl: Repl | None = Repl(SerialPort(), self, self.banner()) if serial else None
+        self.blank = blank
+        self.bare = False  # this boot runs MicroPython alone: nothing installed on it yet
+        self.uart: Uart | None = None
+        self.chip: Esp32Chip | None = None
+        if serial or rfc2217 or blank:
+            self.uart = Uart(self.faults.serial, rfc2217=rfc2217, on_pins=self._pins)
+        self.repl: Repl | None = Repl(self.uart, self, self.banner()) if self.uart else None
+        if self.uart is not None and (rfc2217 or blank):
+            self.chip = Esp32Chip(self.uart, self._spi_flash(), unique_id(spec.board_id))
         self.main_running = False
         self.config: dict[str, Any] = {}  # this boot's /config.json, with defaults
         self.ticks = Ticks()
@@ -124,7 +138,30 @@ class BoardRunner(abc.ABC):
     @property
     def serial_path(self) -> str | None:
         """The pty a technician's tool opens to reach this board's REPL (``--serial``)."""
-        return self.repl.port.path if self.repl else None
+        return self.uart.path if self.uart else None
+
+    @property
+    def rfc2217_url(self) -> str | None:
+        """``rfc2217://127.0.0.1:PORT``: the same serial port with DTR/RTS wired to EN/IO0."""
+        return self.uart.rfc2217_url if self.uart else None
+
+    def _spi_flash(self) -> SpiFlash:
+        """The chip's flash: erased on a blank board, else holding MicroPython at 0x1000."""
+        path = self.root / "spi_flash.bin"
+        new = not path.exists()
+        flash = SpiFlash(path)
+        if new and not self.blank:
+            flash.write_image(BOOTLOADER_OFFSET, micropython_firmware_bin())
+        return flash
+
+    def _pins(self, en: bool, io0: bool) -> None:
+        if self.chip is not None:
+            self.chip.set_pins(en, io0)
+
+    def _installed(self) -> bool:
+        """Whether the board's filesystem holds the application (a blank board's does once a
+        technician installed it; any other board's always does)."""
+        return not self.blank or (self.root / "flash" / "boot.py").exists()
 
     def banner(self) -> str:
         return f"MicroPython v1.27.0 on 2025-12-10; ESP32 module ({self.engine} engine) with ESP32"
@@ -146,13 +183,21 @@ class BoardRunner(abc.ABC):
 
     async def run(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        provision_flash(Flash(self.root / "flash"), self.provisioned_config())
+        if self.blank:
+            Flash(self.root / "flash")  # an empty filesystem
+        else:
+            provision_flash(Flash(self.root / "flash"), self.provisioned_config())
         self._console = Console(self.root / "console.log", self._echo)
         if self.repl is not None:
             self.repl.start()
         cause, run_main = "power_on", True
         try:
             while True:
+                if self.chip is not None:
+                    cause = await self.chip.boot_rom(cause)
+                self.bare = not self._installed()
+                if self.bare:
+                    run_main = False
                 if not await self._power_on(cause):
                     cause, run_main = "power_on", True
                     continue
@@ -170,7 +215,8 @@ class BoardRunner(abc.ABC):
     async def _power_on(self, cause: str) -> bool:
         """Boot the chip (its boot part included); False if it lost power before the end."""
         flash = Flash(self.root / "flash", self.faults.flash)
-        self.config = dict(firmware_module("config").load(flash))
+        # MicroPython alone reads no config; the application's boot part needs one.
+        self.config = {} if self.bare else dict(firmware_module("config").load(flash))
         self.ticks = Ticks()
         try:
             await self._boot(flash, cause)
@@ -191,15 +237,29 @@ class BoardRunner(abc.ABC):
         main = self._start_main() if run_main else None
         self.main_running = main is not None
         if self.repl is not None:
-            self.repl.board_booted(cause, running=self.main_running)
+            rom_line = self.chip is None
+            if self.bare:  # no main.py: MicroPython's friendly REPL, banner first
+                self.repl.board_booted(cause, running=True, rom_line=rom_line)
+                self.repl.firmware_ended()
+            else:
+                self.repl.board_booted(cause, running=self.main_running, rom_line=rom_line)
         for waiter in self._rebooted:
             if not waiter.done():
                 waiter.set_result(True)
         self._rebooted.clear()
         getter = asyncio.ensure_future(self._commands.get())
+        en_low: asyncio.Future[Any] | None = None
+        reset: asyncio.Event | None = None
+        if self.chip is not None:
+            reset = self.chip.reset_event()
+            en_low = asyncio.ensure_future(reset.wait())
         try:
             while True:
                 waiting: set[asyncio.Future[Any]] = {getter}
+                if en_low is not None:
+                    if en_low.done():
+                        return "power_on", True  # EN pulled low: the chip is held in reset
+                    waiting.add(en_low)
                 if main is not None:
                     waiting.add(main)
                 timeout = min(1.0, self._watchdog_timeout_s() / 4)
@@ -242,6 +302,10 @@ class BoardRunner(abc.ABC):
                     return "wdt", True
         finally:
             getter.cancel()
+            if en_low is not None:
+                en_low.cancel()
+            if self.chip is not None and reset is not None:
+                self.chip.forget(reset)
             if main is not None and not main.done():
                 await self._stop_main(main)
 
@@ -298,6 +362,9 @@ class BoardRunner(abc.ABC):
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._commands.put_nowait(_Command("power_cut", done=done))
         await done
+
+    def ignores_ctrl_c(self) -> bool:
+        return self.main_running and self.faults.serial.ignores_ctrl_c
 
     async def execute(self, source: str, single: bool, out: Callable[[bytes], None]) -> str:
         try:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from hw.flash import FlashFaults
 from hw.link import LinkFaults
+from hw.uart import SerialFaults
 
 
 class BoardReset(BaseException):
@@ -27,6 +28,7 @@ class Faults:
 
     flash: FlashFaults = field(default_factory=FlashFaults)
     link: LinkFaults = field(default_factory=LinkFaults)
+    serial: SerialFaults = field(default_factory=SerialFaults)  # the USB serial line's
     clock_drift_ppm: float = 0.0  # the RTC runs fast (+) or slow (-)
     clock_offset_ms: int = 0  # the RTC was set wrong by this much
 

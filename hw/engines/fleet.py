@@ -70,6 +70,7 @@ class Fleet:
         echo: Callable[[str, str], None] | None = None,
         engine: str = "cpython",
         serial: bool = False,
+        rfc2217: bool = False,
     ) -> None:
         runner_class = runner_for(engine)
         self.gateway = gateway
@@ -80,6 +81,7 @@ class Fleet:
                 gateway,
                 echo=functools.partial(echo, spec.board_id) if echo else None,
                 serial=serial,
+                rfc2217=rfc2217,
             )
             for spec in specs
         ]

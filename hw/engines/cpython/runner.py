@@ -55,7 +55,8 @@ class CPythonBoardRunner(BoardRunner):
 
     async def _boot(self, flash: Flash, cause: str) -> None:
         try:
-            firmware_module("slots").boot(flash)
+            if not self.bare:
+                firmware_module("slots").boot(flash)
         except Exception as error:  # as a chip's boot.py: its traceback, then main.py anyway
             self._crashed(error)
         self.board = self._new_board(self.config, flash, cause, self._console_line)

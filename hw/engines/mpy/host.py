@@ -91,8 +91,10 @@ class VmProcess:
         machine: Mapping[str, Any],
         on_output: Callable[[bytes], None],
         heap_probe: bool = False,
+        bare: bool = False,
     ) -> None:
         self.flash = flash
+        self._bare = bare  # MicroPython alone: no boot.py runs
         self._fs = FlashFilesystem(flash)
         self._buses = buses
         self._faults = faults
@@ -313,6 +315,7 @@ class VmProcess:
             "heap_probe": self._heap_probe,
             "reset_cause": self._reset_cause,
             "update_only": list(UPDATE_ONLY),
+            "bare": self._bare,
         }
 
     def _machine_facts(self) -> dict[str, Any]:

@@ -48,6 +48,7 @@ class VmBoardRunner(BoardRunner):
             machine=machine_facts(self.spec.board_id, cause),
             on_output=self._output,
             heap_probe=self.heap_probe,
+            bare=self.bare,
         )
         await self.vm.start()
 

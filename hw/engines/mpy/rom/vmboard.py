@@ -41,7 +41,14 @@ from flashfs import Flash
 _hexlify = binascii.hexlify
 _unhexlify = binascii.unhexlify
 
-_state = {"probe": False, "peak": 0, "main": None, "cause": "power_on", "update_only": ()}
+_state = {
+    "probe": False,
+    "peak": 0,
+    "main": None,
+    "cause": "power_on",
+    "update_only": (),
+    "bare": False,
+}
 
 # MicroPython's stream ioctl requests (py/stream.h) that its importer makes of a file.
 _STREAM_CLOSE = 4
@@ -370,6 +377,7 @@ def power_on():
     _state["probe"] = boot["heap_probe"]
     _state["cause"] = boot["reset_cause"]
     _state["update_only"] = boot["update_only"]
+    _state["bare"] = boot["bare"]
     # The REPL's `import board` finds this module, as it finds board.py on a chip.
     sys.modules["board"] = sys.modules["vmboard"]
 
@@ -377,7 +385,10 @@ def power_on():
 def run_boot_py():
     """The firmware's boot.py, as a chip runs it after mounting its filesystem: an error is
     printed and the firmware starts all the same. A power cut in its write of /slots.json
-    ends the VM's process inside that call to the host."""
+    ends the VM's process inside that call to the host. A board with nothing installed
+    (MicroPython just flashed) has no boot.py to run."""
+    if _state["bare"]:
+        return
     try:
         with open("/rom/boot.py") as f:
             source = f.read()
