@@ -100,11 +100,14 @@ async def test_esptool_enters_the_rom_by_its_own_reset_and_reads_chip_and_mac(
     assert blank_board.chip.mode == "invalid_header"  # esptool's hard reset: blank again
 
 
+# About 45 s: esptool over RFC 2217 waits ~0.1 s on every timeout change, twice a block.
+# One engine: what follows the flash is the REPL both engines share (hw/serial_repl.py),
+# which tests/hw_serial drives on the VM too.
 @pytest.mark.slow
-@pytest.mark.parametrize("engine", ENGINES)
 async def test_esptool_writes_and_verifies_micropython_which_then_runs_code(
-    engine: str, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
+    engine = "cpython"
     firmware = tmp_path / "firmware.bin"
     firmware.write_bytes(micropython_firmware_bin())
     async with rfc2217_board(engine, tmp_path, blank=True) as board:
@@ -124,16 +127,15 @@ async def test_esptool_writes_and_verifies_micropython_which_then_runs_code(
             assert b"OK42 []\r\n\x04\x04>" in await read_until(port, b"\x04>")
         finally:
             await asyncio.to_thread(port.close)
-        code, out = await esptool(board, "verify-flash", "0x1000", str(firmware))
-        assert code == 0, out
-        assert "Verification successful (digest matched)." in out
+        # write-flash verified the written bytes by the ROM's MD5 ("Hash of data verified");
+        # verify-flash must tell another image from them.
         firmware.write_bytes(micropython_firmware_bin("v1.26.1"))
         code, out = await esptool(board, "verify-flash", "0x1000", str(firmware))
         assert code != 0
         assert "MISMATCH" in out.upper()
 
 
-@pytest.mark.slow  # about 15 s: esptool over RFC 2217 waits 0.2 s per command
+@pytest.mark.slow  # about 15 s: esptool over RFC 2217 waits ~0.1 s per timeout change
 async def test_a_corrupting_line_is_refused_by_the_roms_checksum(
     blank_board: BoardRunner, tmp_path: Path
 ) -> None:
