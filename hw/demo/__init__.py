@@ -63,19 +63,22 @@ async def run(
             loop.remove_signal_handler(sig)
         await city.stop()
     elapsed = time.monotonic() - started
-    print(site_table(figures), file=out)
-    print(summary(elapsed, figures), file=out)
-    for site in city.sites:
-        gateway_dir = city.gateway_dir(site)
-        batches = gateway_dir / "batches" / "batches.cbor"
-        if batches.exists():
-            print(
-                f"simpul demo: {site.gateway_id}'s signed batches are in {batches}; check them"
-                f" with: simpul verify --report --key {gateway_dir / 'keys' / 'gateway.pub'}"
-                f" --file {batches}",
-                file=out,
-            )
-    out.flush()
+    try:
+        print(site_table(figures), file=out)
+        print(summary(elapsed, figures), file=out)
+        for site in city.sites:
+            gateway_dir = city.gateway_dir(site)
+            batches = gateway_dir / "batches" / "batches.cbor"
+            if batches.exists():
+                print(
+                    f"simpul demo: {site.gateway_id}'s signed batches are in {batches}; check them"
+                    f" with: simpul verify --report --key {gateway_dir / 'keys' / 'gateway.pub'}"
+                    f" --file {batches}",
+                    file=out,
+                )
+        out.flush()
+    except OSError:
+        pass  # the terminal hung up (the demo stopped on SIGHUP): nobody is left to read it
     return 0
 
 

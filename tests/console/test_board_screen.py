@@ -56,6 +56,13 @@ async def test_a_board_found_by_filter_opens_on_enter_and_escape_goes_back(
         assert "online" in header
         await pilot.press("escape")
         await until(lambda: isinstance(console.screen, BoardsScreen))
+        # Back on the table, not in the filter: keys drive the screen again.
+        boards = console.screen
+        assert isinstance(boards, BoardsScreen)
+        assert boards.table.has_focus
+        await pilot.press("s")
+        await until(lambda: boards.sort_column == "site")
+        assert boards.filter_input.value == AIR
 
 
 async def test_enter_on_a_board_in_the_fleet_tree_opens_it(console: ConsoleApp) -> None:

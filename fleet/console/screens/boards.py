@@ -212,9 +212,12 @@ class BoardsScreen(FleetView):
         self.context.open_board(event.key)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        """Enter in the filter opens the first board it shows (or the one under the cursor)."""
+        """Enter in the filter opens the first board it shows (or the one under the cursor).
+        The table takes the focus first, so coming back keys drive the table (``q`` quits)
+        rather than type into the filter."""
         board = self.cursor_board
         if board is not None:
+            self.table.focus()
             self.context.open_board(board)
 
     def on_input_changed(self, event: Input.Changed) -> None:
