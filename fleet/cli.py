@@ -1,10 +1,10 @@
 """The ``simpul`` command: one entry point, grouped by who uses it.
 
 Each group lives beside the code it drives and adds its own subcommands here:
-``simpul gateway …`` (the Pi daemon), ``simpul verify`` (consumers of its batches),
-``simpul fleet keys …``, ``simpul fleet init|status|sites|gateways|boards|alerts|audit``
-(the inventory), ``simpul fleet`` alone (the console, ``--serve`` for browsers) and
-``simpul release …``
+``simpul board …`` (technicians), ``simpul gateway …`` (the Pi daemon), ``simpul verify``
+(consumers of its batches), ``simpul fleet keys …``,
+``simpul fleet init|status|sites|gateways|boards|alerts|audit`` (the inventory),
+``simpul fleet`` alone (the console, ``--serve`` for browsers) and ``simpul release …``
 (operators), ``simpul emulate …`` and ``simpul demo`` (one machine).
 """
 
@@ -20,6 +20,7 @@ from fleet import inventory as fleet_inventory
 from fleet import keys as fleet_keys
 from fleet import release as fleet_release
 from fleet import rollout_cli, serve
+from fleet.board import cli as board_cli
 from fleet.console import cli as console_cli
 from gateway import cli as gateway_cli
 from gateway.batches import cli as verify_cli
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     gateway_cli.add_commands(groups)
     verify_cli.add_commands(groups)
     hw_cli.add_commands(groups)
+    board_cli.add_commands(groups)
     fleet = groups.add_parser(
         "fleet",
         help="the operator's fleet: the console (no command), signing keys, the inventory"

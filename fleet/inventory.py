@@ -1,5 +1,5 @@
 """``simpul fleet init|status|sites|gateways|boards|alerts|audit``: the fleet's inventory,
-scriptable.
+scriptable (``boards import`` takes the signed enrolment file of ``simpul board flash --offline``).
 
 Every command reads or changes fleet.db (``<fleet dir>/fleet.db``, :mod:`fleet.store`) and
 takes ``--fleet-dir`` (as ``simpul fleet keys`` does) and ``--json`` (one JSON document on
@@ -406,6 +406,28 @@ def _boards_retire(args: argparse.Namespace) -> int:
     return 0
 
 
+def _boards_import(args: argparse.Namespace) -> int:
+    from fleet.board.enrol import import_enrolment
+    from fleet.board.errors import EnrolmentRefused
+
+    fleet_dir: Path = args.fleet_dir or default_fleet_dir()
+    try:
+        data = args.file.read_bytes()
+    except OSError as exc:
+        raise CommandFailed(f"cannot read {args.file}: {exc.strerror}") from None
+    try:
+        board = import_enrolment(fleet_dir, data, operator=operator_name(args.operator))
+    except EnrolmentRefused as exc:
+        raise CommandFailed(f"{args.file} refused: {exc}") from None
+    _emit(
+        args,
+        {"board": board.as_json()},
+        f"board {board.board_id} ({board.kind}) enrolled on gateway {board.gateway_id}"
+        f" at site {board.site_id}, from {args.file}",
+    )
+    return 0
+
+
 def _alerts(args: argparse.Namespace) -> int:
     with _open(args) as store:
         alerts = store.recent_alerts(limit=args.limit) if args.all else store.open_alerts()
@@ -630,6 +652,17 @@ def add_commands(fleet_commands: Actions) -> None:
         changes=True,
     )
     retire.add_argument("board", metavar="BOARD", help="the board's id")
+    imported = _command(
+        board_actions,
+        "import",
+        _boards_import,
+        "enrol a board from the signed file 'simpul board flash --offline' wrote: it is"
+        " verified against the fleet's root key first, and a file that does not verify"
+        " changes nothing",
+        child=True,
+        changes=True,
+    )
+    imported.add_argument("file", type=Path, metavar="FILE", help="the enrolment file")
 
     alerts = _command(
         fleet_commands,

@@ -1,0 +1,1 @@
+"""``simpul board``: the technician's serial tool (see ``fleet.board.cli``)."""

@@ -1,0 +1,73 @@
+"""Writing MicroPython itself onto a board with esptool, driven as a library.
+
+The board must be in its ROM serial bootloader: esptool's own reset sequence gets it there
+over DTR/RTS (a dev board's auto-reset circuit, or an RFC 2217 port that drives EN and IO0);
+a board without that circuit needs BOOT held while EN is pressed. esptool's progress goes to
+``progress`` like every other transfer of ``simpul board``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fleet.board.errors import NoBootloader
+from fleet.board.transfer import Progress
+
+
+def install_micropython(port: str, firmware: Path, progress: Progress) -> str:
+    """Erase the board's flash and write ``firmware`` (a MicroPython ``.bin``) where its
+    chip boots from; return the chip's name. :class:`NoBootloader` if none answers."""
+    from esptool.cmds import detect_chip, erase_flash, reset_chip, write_flash
+    from esptool.logger import TemplateLogger, log
+    from esptool.util import FatalError
+
+    if not firmware.is_file():
+        raise NoBootloader(f"no MicroPython image at {firmware}")
+
+    class _Reporter(TemplateLogger):  # type: ignore[misc]
+        def print(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def note(self, message: str) -> None:
+            pass
+
+        def warning(self, message: str) -> None:
+            pass
+
+        def error(self, message: str) -> None:
+            pass
+
+        def stage(self, finish: bool = False) -> None:
+            pass
+
+        def progress_bar(
+            self,
+            cur_iter: int,
+            total_iters: int,
+            prefix: str = "",
+            suffix: str = "",
+            bar_length: int = 30,
+        ) -> None:
+            progress(f"MicroPython {firmware.name}", cur_iter, total_iters)
+
+        def set_verbosity(self, verbosity: str) -> None:
+            pass
+
+    log.set_logger(_Reporter())
+    try:
+        esp = detect_chip(port, connect_attempts=2)
+    except (FatalError, OSError) as exc:
+        raise NoBootloader(
+            f"no ESP32 bootloader answers on {port}: hold BOOT, press and release EN, release"
+            f" BOOT, and try again ({str(exc).splitlines()[0] if str(exc) else 'no answer'})"
+        ) from None
+    try:
+        erase_flash(esp)
+        write_flash(esp, [(esp.BOOTLOADER_FLASH_OFFSET, str(firmware))])
+        reset_chip(esp, "hard-reset")
+        return str(esp.CHIP_NAME)
+    except FatalError as exc:
+        raise NoBootloader(f"writing MicroPython on {port} failed: {exc}") from None
+    finally:
+        esp._port.close()

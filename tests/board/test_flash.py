@@ -1,0 +1,157 @@
+"""``simpul board flash`` end to end: an emulated board on the real MicroPython VM, its pty,
+a real fleet.db and a real gateway process. The board ends flashed (every file checked by
+SHA-256 against what was compiled), enrolled, labelled and reporting, and the Wi-Fi password
+is nowhere it should not be."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import zxingcpp
+from PIL import Image
+
+from fleet.board import provision
+from fleet.store import FleetStore
+from tests.board.conftest import GATEWAY, SITE, FleetFixture
+from tests.support import ROOT, GatewayProcess, serial_board
+
+PASSWORD = "kopi-Gayo-7731!"
+BOARD_ID = "tkg-air-0001"
+#: The board samples every 0.3 s and retries soon, so its first reading comes quickly.
+QUICK = ["interval_s=0.3", "coap_ack_timeout_ms=300", "retry_max_s=1", "watchdog_ms=60000"]
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[GatewayProcess]:
+    gw = GatewayProcess(tmp_path / "gw", gateway_id=GATEWAY, site=SITE)
+    gw.start()
+    try:
+        yield gw
+    finally:
+        gw.close()
+
+
+async def simpul(*args: str) -> tuple[int, str, str, list[str]]:
+    """``simpul ARGS`` as its own process: (exit code, stdout, stderr, its argv as the kernel
+    saw it)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fleet.cli", *args,
+        cwd=ROOT, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    argv = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")  # noqa: ASYNC240
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode(), [a.decode() for a in argv]
+
+
+async def test_flash_installs_enrols_labels_and_waits_for_the_first_acknowledged_reading(
+    tmp_path: Path, fleet: FleetFixture, gateway: GatewayProcess
+) -> None:
+    wifi = tmp_path / "wifi.txt"
+    wifi.write_text(f"ssid=kantor-camat\npassword={PASSWORD}\n")
+    host, port = gateway.address
+    async with serial_board("mpy", tmp_path / "boards") as board:
+        assert board.serial_path is not None
+        code, out, err, argv = await simpul(
+            "board", "flash", board.serial_path, "--kind", "air", "--site", SITE,
+            "--gateway", GATEWAY, "--gateway-address", f"{host}:{port}",
+            "--board-id", BOARD_ID, "--fleet-dir", str(fleet.dir), "--wifi-file", str(wifi),
+            "--label", str(tmp_path / "label"), "--operator", "ani",
+            *(arg for pair in QUICK for arg in ("--set", pair)), "--wait", "60",
+        )  # fmt: skip
+        assert code == 0, err + out
+        verdict = out.strip().splitlines()
+        assert len(verdict) == 1, out
+        assert verdict[0].startswith(f"OK: {BOARD_ID} (air, {SITE}) flashed")
+        assert "acknowledged its first reading" in verdict[0]
+        flash = board.root / "flash"
+        assert_files_verified(flash)
+        assert board.config["board_id"] == BOARD_ID  # the boot after the flash read it
+        console = (board.root / "console.log").read_text()
+
+    # Enrolled through the audited path, and listed by the fleet's own command.
+    with FleetStore(fleet.db, create=False) as store:
+        enrolled = store.board(BOARD_ID)
+        audit = store.audit_entries()
+    assert enrolled is not None
+    assert (enrolled.kind, enrolled.site_id, enrolled.gateway_id) == ("air", SITE, GATEWAY)
+    assert [(e.operator, e.action, e.target, e.result) for e in audit][-1] == (
+        "ani", "board.add", BOARD_ID, "ok"
+    )  # fmt: skip
+    code, listing, _, _ = await simpul("fleet", "boards", "--fleet-dir", str(fleet.dir))
+    assert code == 0
+    assert BOARD_ID in listing
+    # The gateway stored its readings under its new id.
+    assert any(board_id == BOARD_ID for board_id, _, _ in gateway.stored())
+
+    # The label's QR code decodes to the enrolment.
+    found = zxingcpp.read_barcodes(Image.open(tmp_path / "label" / f"{BOARD_ID}.png"))
+    assert len(found) == 1
+    decoded = json.loads(found[0].text)
+    assert decoded == {"id": BOARD_ID, "kind": "air", "site": SITE,
+                       "enrolled": decoded["enrolled"]}  # fmt: skip
+    assert (tmp_path / "label" / f"{BOARD_ID}.pdf").read_bytes().startswith(b"%PDF-")
+
+    # The Wi-Fi password went to the board's secrets file only.
+    secrets = json.loads((flash / "secrets.json").read_text())
+    assert secrets["wifi_password"] == PASSWORD
+    assert len(bytes.fromhex(secrets["board_key"])) == 32
+    for where, text in {
+        "argv": " ".join(argv), "stdout": out, "stderr": err, "console": console,
+        "gateway log": gateway.stderr_text(), "config": (flash / "config.json").read_text(),
+    }.items():  # fmt: skip
+        assert PASSWORD not in text, f"the Wi-Fi password is in the {where}"
+
+
+def assert_files_verified(flash: Path) -> None:
+    """Every file on the board's flash is the one compiled here, by SHA-256."""
+    compiled = provision.compile_firmware()
+    identity = provision.Identity(BOARD_ID, "air", SITE, GATEWAY, "h", 1, b"\0" * 32)
+    expected = provision.board_files(identity, {}, compiled)
+    checked = 0
+    for file in expected:
+        if file.path.endswith((".mpy", ".py")):
+            on_board = (flash / file.path.lstrip("/")).read_bytes()
+            assert hashlib.sha256(on_board).hexdigest() == file.sha256, file.path
+            checked += 1
+    assert checked >= 20
+    assert not list(flash.rglob("*.part"))
+    assert json.loads((flash / "slots.json").read_text())["active"] == "a"
+
+
+async def test_flash_refuses_a_board_that_does_not_run_micropython(
+    tmp_path: Path, fleet: FleetFixture
+) -> None:
+    # The CPython engine is honest: its REPL is CPython's, which loads no .mpy files.
+    async with serial_board("cpython", tmp_path / "boards") as board:
+        assert board.serial_path is not None
+        before = (board.root / "flash" / "config.json").read_bytes()
+        code, _, err, _ = await simpul(
+            "board", "flash", board.serial_path, "--kind", "air", "--site", SITE,
+            "--gateway", GATEWAY, "--fleet-dir", str(fleet.dir),
+        )  # fmt: skip
+        assert code == 1
+        errors = [line for line in err.splitlines() if line.startswith("simpul board flash:")]
+        assert len(errors) == 1
+        assert "not MicroPython" in errors[0]
+        assert (board.root / "flash" / "config.json").read_bytes() == before
+    with FleetStore(fleet.db, create=False) as store:
+        assert store.boards() == []
+
+
+def test_the_wifi_file_is_read_and_checked(tmp_path: Path) -> None:
+    path = tmp_path / "wifi"
+    path.write_text("# pump house\nssid = pompa-2\npassword = a=b c\n")
+    wifi = provision.read_wifi_file(path)
+    assert (wifi.ssid, wifi.password) == ("pompa-2", "a=b c")
+    assert "a=b c" not in repr(wifi)
+    path.write_text("ssid=x\n")
+    with pytest.raises(ValueError, match="password"):
+        provision.read_wifi_file(path)
