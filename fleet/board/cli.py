@@ -236,8 +236,13 @@ def _flash(args: argparse.Namespace) -> int:
             staged = [transfer.stage(f) for f in files]
             transfer.commit(staged)
             # Readings buffered under the board's old identity must not go out under its new.
+            # (A fresh MicroPython has no /data at all.)
             repl.exec(
-                "for _n in os.listdir('/data/buf') if 'buf' in os.listdir('/data') else []:\n"
+                "try:\n"
+                "    _b = os.listdir('/data/buf')\n"
+                "except OSError:\n"
+                "    _b = []\n"
+                "for _n in _b:\n"
                 "    os.remove('/data/buf/' + _n)\n"
             )
             progress.say(f"  {len(staged)} files verified by SHA-256 on the board and in place")

@@ -18,7 +18,15 @@ from fleet.board.transfer import Progress
 def install_micropython(port: str, firmware: Path, progress: Progress) -> str:
     """Erase the board's flash and write ``firmware`` (a MicroPython ``.bin``) where its
     chip boots from; return the chip's name. :class:`NoBootloader` if none answers."""
-    from esptool.cmds import detect_chip, erase_flash, reset_chip, write_flash
+    from esptool.cmds import (
+        detect_chip,
+        detect_flash_size,
+        erase_flash,
+        erase_region,
+        reset_chip,
+        write_flash,
+    )
+    from esptool.util import flash_size_bytes
     from esptool.logger import TemplateLogger, log
     from esptool.util import FatalError
 
@@ -63,7 +71,12 @@ def install_micropython(port: str, firmware: Path, progress: Progress) -> str:
             f" BOOT, and try again ({str(exc).splitlines()[0] if str(exc) else 'no answer'})"
         ) from None
     try:
-        erase_flash(esp)
+        esp = _with_stub(esp)
+        if esp.IS_STUB:
+            erase_flash(esp)
+        else:
+            # The ROM has no whole-chip erase; starting a write over the chip erases it.
+            erase_region(esp, 0, flash_size_bytes(detect_flash_size(esp) or "4MB"))
         write_flash(esp, [(esp.BOOTLOADER_FLASH_OFFSET, str(firmware))])
         reset_chip(esp, "hard-reset")
         return str(esp.CHIP_NAME)
@@ -71,3 +84,15 @@ def install_micropython(port: str, firmware: Path, progress: Progress) -> str:
         raise NoBootloader(f"writing MicroPython on {port} failed: {exc}") from None
     finally:
         esp._port.close()
+
+
+def _with_stub(esp: Any) -> Any:
+    """esptool's flasher stub (faster, compressed writes, a whole-chip erase) where the chip
+    runs it; the ROM loader itself where it refuses it (a chip in secure download mode, or
+    the emulated ESP32, which offers only the ROM's commands)."""
+    from esptool.util import FatalError
+
+    try:
+        return esp.run_stub()
+    except FatalError:
+        return esp

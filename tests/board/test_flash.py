@@ -1,7 +1,9 @@
-"""``simpul board flash`` end to end: an emulated board on the real MicroPython VM, its pty,
-a real fleet.db and a real gateway process. The board ends flashed (every file checked by
-SHA-256 against what was compiled), enrolled, labelled and reporting, and the Wi-Fi password
-is nowhere it should not be."""
+"""``simpul board flash`` end to end: a blank emulated ESP32 on the real MicroPython VM, its
+serial port as an RFC 2217 server (DTR/RTS on EN/IO0), a real fleet.db and a real gateway
+process. One command writes MicroPython with esptool (entering the ROM by its own reset),
+then the firmware; the board ends flashed (every file checked by SHA-256 against what was
+compiled), enrolled, labelled and reporting, and the Wi-Fi password is nowhere it should
+not be."""
 
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ from PIL import Image
 
 from fleet.board import provision
 from fleet.store import FleetStore
+from hw.esp_image import micropython_firmware_bin
 from tests.board.conftest import GATEWAY, SITE, FleetFixture
-from tests.support import ROOT, GatewayProcess, serial_board
+from tests.support import ROOT, GatewayProcess, rfc2217_board, serial_board
 
 PASSWORD = "kopi-Gayo-7731!"
 BOARD_ID = "tkg-air-0001"
@@ -51,16 +54,20 @@ async def simpul(*args: str) -> tuple[int, str, str, list[str]]:
     return proc.returncode, out.decode(), err.decode(), [a.decode() for a in argv]
 
 
-async def test_flash_installs_enrols_labels_and_waits_for_the_first_acknowledged_reading(
+@pytest.mark.slow  # about a minute: esptool over RFC 2217 waits ~0.1 s per timeout change
+async def test_a_blank_board_becomes_an_enrolled_reporting_node_in_one_command(
     tmp_path: Path, fleet: FleetFixture, gateway: GatewayProcess
 ) -> None:
     wifi = tmp_path / "wifi.txt"
     wifi.write_text(f"ssid=kantor-camat\npassword={PASSWORD}\n")
+    micropython = tmp_path / "ESP32_GENERIC-v1.27.0.bin"
+    micropython.write_bytes(micropython_firmware_bin())
     host, port = gateway.address
-    async with serial_board("mpy", tmp_path / "boards") as board:
-        assert board.serial_path is not None
+    async with rfc2217_board("mpy", tmp_path / "boards", blank=True) as board:
+        assert board.rfc2217_url is not None
         code, out, err, argv = await simpul(
-            "board", "flash", board.serial_path, "--kind", "air", "--site", SITE,
+            "board", "flash", board.rfc2217_url, "--install-micropython", str(micropython),
+            "--kind", "air", "--site", SITE,
             "--gateway", GATEWAY, "--gateway-address", f"{host}:{port}",
             "--board-id", BOARD_ID, "--fleet-dir", str(fleet.dir), "--wifi-file", str(wifi),
             "--label", str(tmp_path / "label"), "--operator", "ani",
@@ -70,6 +77,7 @@ async def test_flash_installs_enrols_labels_and_waits_for_the_first_acknowledged
         verdict = out.strip().splitlines()
         assert len(verdict) == 1, out
         assert verdict[0].startswith(f"OK: {BOARD_ID} (air, {SITE}) flashed")
+        assert "MicroPython written on the ESP32" in err
         assert "acknowledged its first reading" in verdict[0]
         flash = board.root / "flash"
         assert_files_verified(flash)
