@@ -7,10 +7,14 @@ reach the file, and then the power goes, either as a :class:`PowerCut` raised in
 firmware (the engine restarts the board) or by SIGKILL of the whole process.
 ``cut_at_life_write = N`` does the same at the Nth write of the board's life, over every
 boot (``life_writes`` counts them), for faults in a step that spans a reboot.
+``capacity_bytes = N`` makes the flash that small (a nearly full board): ``os.statvfs``
+reports what its files leave free, in 4 kB blocks as LittleFS counts them, and a write that
+does not fit fails with ENOSPC, as the board's filesystem does.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 from dataclasses import dataclass
@@ -28,6 +32,12 @@ class FlashFaults:
     cut_at_life_write: int | None = None
     cut_by: Literal["reset", "kill"] = "reset"
     life_writes: int = 0
+    #: The filesystem's size (``None``: the board's 2 MB partition, never full).
+    capacity_bytes: int | None = None
+
+
+#: LittleFS's block on the ESP32's flash.
+BLOCK_BYTES = 4096
 
 
 class _File:
@@ -51,6 +61,10 @@ class _File:
             if faults.cut_by == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
             raise PowerCut(f"power cut during flash write {self._flash.writes}")
+        if faults.capacity_bytes is not None:
+            free = faults.capacity_bytes - self._flash.used_bytes()
+            if len(data) > free:
+                raise OSError(errno.ENOSPC, "ENOSPC")
         return self._raw.write(data)
 
     def __getattr__(self, name: str) -> Any:
@@ -96,6 +110,16 @@ class Flash:
             return self.host_path(path).stat().st_size
         except OSError:
             return -1
+
+    def used_bytes(self) -> int:
+        """What the files and directories take, in whole blocks (as LittleFS allocates)."""
+        used = BLOCK_BYTES  # the root directory
+        for path in self.root.rglob("*"):
+            if path.is_dir():
+                used += BLOCK_BYTES
+            elif path.is_file():
+                used += -(-path.stat().st_size // BLOCK_BYTES) * BLOCK_BYTES
+        return used
 
     def listdir(self, path: str) -> list[str]:
         return sorted(os.listdir(self.host_path(path)))

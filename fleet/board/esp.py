@@ -26,9 +26,8 @@ def install_micropython(port: str, firmware: Path, progress: Progress) -> str:
         reset_chip,
         write_flash,
     )
-    from esptool.util import flash_size_bytes
     from esptool.logger import TemplateLogger, log
-    from esptool.util import FatalError
+    from esptool.util import FatalError, flash_size_bytes
 
     if not firmware.is_file():
         raise NoBootloader(f"no MicroPython image at {firmware}")

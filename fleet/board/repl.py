@@ -53,11 +53,13 @@ class SerialLike(Protocol):
 
 
 class _Silence(Exception):
-    """Nothing more came within the time allowed; ``got`` is what did."""
+    """Nothing more came within the time allowed; ``got`` is what did. ``reset``: the ROM's
+    first line came instead: the board restarted under us."""
 
-    def __init__(self, got: bytes) -> None:
-        super().__init__("timeout")
+    def __init__(self, got: bytes, *, reset: bool = False) -> None:
+        super().__init__("reset" if reset else "timeout")
         self.got = got
+        self.reset = reset
 
 
 @dataclass(frozen=True)
@@ -163,7 +165,7 @@ class RawRepl:
             if RESET_MARK in self._buffer:  # the ROM's first line after a reset
                 got += self._buffer
                 self._buffer.clear()
-                raise _Silence(bytes(got))
+                raise _Silence(bytes(got), reset=True)
             data = self._read_some()
             if data:
                 self._buffer += data
@@ -248,7 +250,13 @@ class RawRepl:
             output = self._read_until(CTRL_D, timeout, out)
             error = self._read_until(CTRL_D, timeout)[:-1]
             self._read_until(b">", timeout)
-        except _Silence:
+        except _Silence as silence:
+            if silence.reset:
+                raise BoardLost(
+                    f"the board on {self.name} reset while it ran code (EN pressed, DTR/RTS"
+                    " toggled, or its power dipped): what was half-sent is not used; run the"
+                    " command again"
+                ) from None
             raise BoardLost(lost) from None
         if error:
             text = error.decode(errors="replace")

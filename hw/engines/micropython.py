@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from hw.flash import Flash
+from hw.flash import BLOCK_BYTES, Flash
 
 # --- time -----------------------------------------------------------------------------------
 
@@ -180,7 +180,12 @@ class FlashFilesystem:
         return (mode, 0, 0, 0, 0, 0, 0 if mode == S_IFDIR else st.st_size, t, t, t)
 
     def statvfs(self) -> tuple[int, ...]:
-        return STATVFS
+        capacity = self.flash.faults.capacity_bytes
+        if capacity is None:
+            return STATVFS
+        blocks = capacity // BLOCK_BYTES
+        free = max(0, blocks - self.flash.used_bytes() // BLOCK_BYTES)
+        return (BLOCK_BYTES, BLOCK_BYTES, blocks, free, free, *STATVFS[5:])
 
     def remove(self, path: str) -> None:
         if self.isdir(path):

@@ -20,9 +20,12 @@ from PIL import Image
 
 from fleet.board import provision
 from fleet.store import FleetStore
+from hw.engines.base import BoardRunner
 from hw.esp_image import micropython_firmware_bin
+from hw.flash import Flash
+from hw.uart import auto_reset
 from tests.board.conftest import GATEWAY, SITE, FleetFixture
-from tests.support import ROOT, GatewayProcess, rfc2217_board, serial_board
+from tests.support import ROOT, GatewayProcess, eventually, rfc2217_board, serial_board
 
 PASSWORD = "kopi-Gayo-7731!"
 BOARD_ID = "tkg-air-0001"
@@ -150,6 +153,65 @@ async def test_flash_refuses_a_board_that_does_not_run_micropython(
         assert len(errors) == 1
         assert "not MicroPython" in errors[0]
         assert (board.root / "flash" / "config.json").read_bytes() == before
+    with FleetStore(fleet.db, create=False) as store:
+        assert store.boards() == []
+
+
+def _flash_files(board: BoardRunner) -> dict[str, bytes]:
+    root = board.root / "flash"
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()
+            and not str(p.relative_to(root)).startswith("data/")}  # fmt: skip
+
+
+async def test_a_nearly_full_flash_is_refused_before_anything_is_written(
+    tmp_path: Path, fleet: FleetFixture
+) -> None:
+    async with serial_board("mpy", tmp_path / "boards") as board:
+        assert board.serial_path is not None
+        # 16 kB left: the firmware needs far more.
+        board.faults.flash.capacity_bytes = Flash(board.root / "flash").used_bytes() + 16 * 1024
+        before = _flash_files(board)
+        code, out, err, _ = await simpul(
+            "board", "flash", board.serial_path, "--kind", "air", "--site", SITE,
+            "--gateway", GATEWAY, "--board-id", BOARD_ID, "--fleet-dir", str(fleet.dir),
+        )  # fmt: skip
+        assert code == 1, out + err
+        errors = [line for line in err.splitlines() if line.startswith("simpul board flash:")]
+        assert len(errors) == 1, err
+        assert "kB free, the files need" in errors[0]
+        assert "nothing was written" in errors[0]
+        assert _flash_files(board) == before
+    with FleetStore(fleet.db, create=False) as store:
+        assert store.boards() == []
+
+
+async def test_a_reset_mid_transfer_ends_in_a_message_and_the_board_boots_its_old_files(
+    tmp_path: Path, fleet: FleetFixture
+) -> None:
+    # What toggling DTR/RTS does through a dev board's auto-reset circuit: EN goes low.
+    assert auto_reset(dtr=False, rts=True) == (False, True)
+    async with rfc2217_board("mpy", tmp_path / "boards") as board:
+        assert board.rfc2217_url is not None
+        assert board.chip is not None
+        before = _flash_files(board)
+        boots = board.record.boots
+        flash = asyncio.create_task(simpul(
+            "board", "flash", board.rfc2217_url, "--kind", "air", "--site", SITE,
+            "--gateway", GATEWAY, "--board-id", BOARD_ID, "--fleet-dir", str(fleet.dir),
+        ))  # fmt: skip
+        staging = await eventually(
+            lambda: any((board.root / "flash").rglob("*.part")), 60, step=0.01
+        )
+        assert staging, "the transfer never started"
+        await board.chip.press_en()
+        code, out, err, _ = await flash
+        assert code == 1, out + err
+        errors = [line for line in err.splitlines() if line.startswith("simpul board flash:")]
+        assert len(errors) == 1, err
+        assert "reset" in errors[0]
+        # The board boots what it had: no half-sent file is in use.
+        assert await eventually(lambda: board.record.boots > boots, 30)
+        assert {k: v for k, v in _flash_files(board).items() if not k.endswith(".part")} == before
     with FleetStore(fleet.db, create=False) as store:
         assert store.boards() == []
 

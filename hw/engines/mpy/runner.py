@@ -24,6 +24,7 @@ from hw.engines.base import BoardRunner
 from hw.engines.micropython import machine_facts
 from hw.engines.mpy.host import VmCrash, VmProcess, cpu_seconds
 from hw.flash import Flash, PowerCut
+from hw.serial_repl import BoardGone
 
 
 class VmBoardRunner(BoardRunner):
@@ -90,6 +91,9 @@ class VmBoardRunner(BoardRunner):
         self._exec_out = out
         try:
             return await self.vm.execute(source, single)
+        except VmCrash as crash:
+            # The VM ended under the REPL's code (EN pulled, power off): no answer will come.
+            raise BoardGone(str(crash)) from None
         finally:
             self._exec_out = None
 
