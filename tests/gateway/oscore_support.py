@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -60,3 +62,57 @@ async def answer_code(client: Context, request: Message) -> str:
     except NotAProtectedMessage as exc:
         return str(exc.plain_message.code)
     return str(response.code)
+
+
+class UdpTap:
+    """A UDP relay between one client and a gateway that keeps every datagram the client
+    sends (a captured packet to replay later)."""
+
+    def __init__(self, gateway: tuple[str, int]) -> None:
+        self.gateway = gateway
+        self.captured: list[bytes] = []
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.setblocking(False)
+        self.port: int = self._sock.getsockname()[1]
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> UdpTap:
+        self._task = asyncio.create_task(self._relay())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._sock.close()
+
+    async def _relay(self) -> None:
+        loop = asyncio.get_running_loop()
+        client: tuple[str, int] | None = None
+        while True:
+            data, addr = await loop.sock_recvfrom(self._sock, 4096)
+            if addr[1] == self.gateway[1]:
+                if client is not None:
+                    await loop.sock_sendto(self._sock, data, client)
+            else:
+                client = addr
+                self.captured.append(data)
+                await loop.sock_sendto(self._sock, data, self.gateway)
+
+
+async def send_raw(datagram: bytes, to: tuple[str, int], *, new_mid: bool = True) -> bytes:
+    """Send ``datagram`` from a fresh socket (with another message ID unless told, so CoAP
+    deduplication does not absorb it) and return the answer."""
+    data = bytearray(datagram)
+    if new_mid:
+        data[2:4] = (int.from_bytes(data[2:4], "big") ^ 0x5A5A).to_bytes(2, "big")
+    loop = asyncio.get_running_loop()
+    raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    raw.setblocking(False)
+    try:
+        await loop.sock_sendto(raw, bytes(data), to)
+        answer, _ = await asyncio.wait_for(loop.sock_recvfrom(raw, 4096), 5)
+    finally:
+        raw.close()
+    return answer

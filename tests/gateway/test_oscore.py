@@ -3,9 +3,8 @@ gateway's aiocoap OSCORE server side, over UDP on 127.0.0.1."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,8 +13,16 @@ import pytest
 from aiocoap import GET, POST, Context, Message
 
 from gateway.daemon import Gateway
+from gateway.oscore.contexts import RESTORE_JUMP
 from tests.gateway.conftest import db_rows, gateway_config, senml_pack
-from tests.gateway.oscore_support import answer_code, board_key, oscore_client, write_keys_file
+from tests.gateway.oscore_support import (
+    UdpTap,
+    answer_code,
+    board_key,
+    oscore_client,
+    send_raw,
+    write_keys_file,
+)
 
 B1 = board_key("b1", b"\x01")
 B2 = board_key("b2", b"\x02")
@@ -109,49 +116,63 @@ async def test_board_id_other_than_the_keys_owner_is_refused(
 async def test_replayed_datagram_gets_401_and_is_stored_once(
     secured: Gateway, tmp_path: Path
 ) -> None:
-    host, port = secured.bound_address
-    captured: list[bytes] = []
-    # A UDP proxy between client and gateway keeps the first protected request it passes.
-    proxy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    proxy.bind(("127.0.0.1", 0))
-    proxy.setblocking(False)
-    proxy_port = proxy.getsockname()[1]
-    loop = asyncio.get_running_loop()
-
-    async def relay() -> None:
-        client_addr = None
-        while True:
-            data, addr = await loop.sock_recvfrom(proxy, 2048)
-            if addr[1] != port:
-                client_addr = addr
-                captured.append(data)
-                await loop.sock_sendto(proxy, data, (host, port))
-            elif client_addr is not None:
-                await loop.sock_sendto(proxy, data, client_addr)
-
-    task = asyncio.create_task(relay())
-    try:
-        async with oscore_client(tmp_path / "b1", B1, "127.0.0.1", proxy_port) as client:
-            request = pack_request(secured)
-            request.set_request_uri(f"coap://127.0.0.1:{proxy_port}/readings")
-            response = await client.request(request).response
-        assert str(response.code) == "2.04 Changed"
-    finally:
-        task.cancel()
-        proxy.close()
-    # The same bytes again, with a new message ID so CoAP deduplication does not absorb them.
-    replay = bytearray(captured[0])
-    replay[2:4] = (int.from_bytes(replay[2:4], "big") ^ 0x5A5A).to_bytes(2, "big")
-    raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    raw.setblocking(False)
-    try:
-        await loop.sock_sendto(raw, bytes(replay), (host, port))
-        answer, _ = await asyncio.wait_for(loop.sock_recvfrom(raw, 2048), 5)
-    finally:
-        raw.close()
+    async with (
+        UdpTap(secured.bound_address) as tap,
+        oscore_client(tmp_path / "b1", B1, "127.0.0.1", tap.port) as client,
+    ):
+        request = pack_request(secured)
+        request.set_request_uri(f"coap://127.0.0.1:{tap.port}/readings")
+        response = await client.request(request).response
+    assert str(response.code) == "2.04 Changed"
+    answer = await send_raw(tap.captured[0], secured.bound_address)
     assert answer[1] == 0x81  # 4.01
     assert readings_stored(secured.config.state_dir) == 1
     assert secured.stats()["security"]["refused"]["replayed"] == 1
+
+
+async def test_restored_copy_of_the_state_dir_reinitialises_its_contexts(
+    tmp_path: Path,
+) -> None:
+    """A backup taken at a clean stop, used again after the original went on: the copy's
+    sender sequence numbers jump ahead and a packet the original accepted after the backup
+    is not accepted by the copy (its replay window is not trusted: Echo first)."""
+    keys = write_keys_file(tmp_path / "keys.json", [B1])
+    state, backup = tmp_path / "state", tmp_path / "backup"
+    settings = {"security.plain_coap": False, "security.keys_file": keys}
+    gw = Gateway(gateway_config(state, **settings))
+    await gw.start()
+    async with oscore_client(tmp_path / "b1", B1, *gw.bound_address) as client:
+        response = await client.request(pack_request(gw)).response
+        assert str(response.code) == "2.04 Changed"
+        await gw.stop()
+        shutil.copytree(state, backup)  # the backup (new files: new inodes and ctimes)
+        sequence = next((state / "oscore").glob("*/*/sequence.json"))
+        sent_before = json.loads(sequence.read_text())["next-to-send"]
+        gw = Gateway(gateway_config(state, **settings))
+        await gw.start()
+        assert gw.stats()["security"]["restored"] is False
+        async with UdpTap(gw.bound_address) as tap:
+            secctx = next(iter(client.client_credentials.values()))
+            client.client_credentials[f"coap://127.0.0.1:{tap.port}/*"] = secctx
+            request = pack_request(gw, start_s=1_700_000_100)
+            request.set_request_uri(f"coap://127.0.0.1:{tap.port}/readings")
+            response = await client.request(request).response
+            assert str(response.code) == "2.04 Changed"
+        await gw.stop()
+    shutil.rmtree(state)
+    backup.rename(state)  # the backup restored in place
+    gw = Gateway(gateway_config(state, **settings))
+    await gw.start()
+    try:
+        assert gw.stats()["security"]["restored"] is True
+        sent_after = json.loads(sequence.read_text())["next-to-send"]
+        assert sent_after >= sent_before + RESTORE_JUMP
+        await send_raw(tap.captured[-1], gw.bound_address)
+        # Answered with a protected 4.01 and an Echo (outer code 2.04), not accepted:
+        assert gw.stats()["security"]["refused"]["echo_challenge"] == 1
+        assert readings_stored(state) == 1
+    finally:
+        await gw.stop()
 
 
 async def test_well_known_core_is_open_and_lists_nothing_protected(secured: Gateway) -> None:
