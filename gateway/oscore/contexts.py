@@ -110,6 +110,9 @@ class BoardContext(oscore.FilesystemSecurityContext):  # type: ignore[misc]
             # returns, with no await between: answer under the key the board used.
             self._answering = previous
             return result
+        except Exception:  # aiocoap 0.4.17 raises AttributeError for a Group OSCORE flag
+            self.refused["bad_cose"] += 1
+            raise coap_error.Unauthorized("OSCORE message not understood") from None
         self._answering = self
         if self.previous is not None:
             self.previous.retire()
