@@ -43,6 +43,10 @@ Example::
     max_bytes = 2_000_000_000
     policy = "refuse"            # or "drop_oldest"
 
+    [gateway.security]           # OSCORE between boards and the gateway (gateway.oscore)
+    plain_coap = false           # true: lab only, anyone may post under any name
+    keys_file = "/etc/simpul/boards.keys.json"
+
     [gateway.ota]                # signed releases for the boards (gateway.ota)
     root_public_key = "/etc/simpul/root.pub"
     hw = "esp32"
@@ -411,6 +415,30 @@ class OtaConfig:
 
 
 @dataclass(frozen=True)
+class SecurityConfig:
+    """Who may talk to the gateway's CoAP server (``gateway.security``, ``gateway.oscore``).
+
+    Boards speak OSCORE (RFC 8613) with per-board keys; the keys reach the gateway from a keys
+    file (``simpul gateway boards import`` or ``keys_file``) or sealed in the control
+    channel's desired document.
+    """
+
+    #: Lab only: also accept plain (unprotected) CoAP from anyone, under any board's name.
+    #: The gateway's health and its log at start say so. Off: only ``/.well-known/core``
+    #: answers plain CoAP; everything else needs an enrolled board's OSCORE keys (4.01).
+    plain_coap: bool = True
+    #: A keys file (``gateway.oscore.keys``) imported at every start; unset: none.
+    keys_file: Path | None = None
+    #: Milliseconds between checks for boards enrolled or re-keyed meanwhile (by the
+    #: control channel or ``simpul gateway boards import``).
+    reload_interval_ms: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.reload_interval_ms < 1:
+            raise ValueError("reload_interval_ms must be at least 1")
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     """Everything the gateway daemon needs to run."""
 
@@ -430,6 +458,7 @@ class GatewayConfig:
     ota: OtaConfig = field(default_factory=OtaConfig)
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
     #: A board counts as online when it was heard within this many seconds.
     online_window_s: int = 900
     #: The TOML file this configuration was read from (set by :func:`load_config`; the

@@ -35,9 +35,14 @@ from gateway.intake.gate import BoundedMessageManager, Gate, GatedUDP6, QuietLog
 from gateway.intake.requests import Counters
 from gateway.intake.resources import Admission, build_site
 from gateway.intake.writer_link import WriterLink
+from gateway.oscore.contexts import REASONS as OSCORE_REASONS
+from gateway.oscore.contexts import Contexts
+from gateway.oscore.keys import decode_keys_file
+from gateway.oscore.site import GatewayOscoreSite
 from gateway.ota.cache import load_root_key
 from gateway.ota.hints import UpdateHints
 from gateway.ota.serve import ReleaseFiles
+from gateway.store.board_keys import BoardKeyTable
 from gateway.store.control import ControlStore
 from gateway.store.registry import StoreReader
 from gateway.store.releases import ReleaseTable
@@ -98,6 +103,11 @@ class Gateway:
         self._releases: ReleaseFiles | None = None
         self._ota_table: ReleaseTable | None = None
         self._control_table: ControlStore | None = None
+        self._keys: BoardKeyTable | None = None
+        self._keys_mark: tuple[int, int] | None = None
+        self._watch: asyncio.Task[None] | None = None
+        #: Every enrolled board's OSCORE security context.
+        self.oscore = Contexts(config.state_dir, self.counters.refused)
         #: Which boards are told an update is due (set when started).
         self.hints: UpdateHints | None = None
         self._context: aiocoap.Context | None = None
@@ -122,13 +132,53 @@ class Gateway:
         self.hints = UpdateHints(self._ota_table, control=self._control_table)
         self.hints.remember(self._store.boards_health())
         try:
+            self._start_oscore()
             await self.writer.start()
             await self._bind()
             await self.uplinks.start()
             self._budget = asyncio.create_task(self._watch_budget(), name="outbox-budget")
+            self._watch = asyncio.create_task(self._watch_keys(), name="board-keys")
         except BaseException:
             await self.stop()
             raise
+
+    def _start_oscore(self) -> None:
+        """Import the keys file, open the boards' contexts; say loudly if plain CoAP is on."""
+        security = self.config.security
+        if security.plain_coap:
+            log.warning(
+                "LAB MODE: security.plain_coap is on; anyone on the network may post readings"
+                " under any board's name (unprotected CoAP)"
+            )
+        keys = BoardKeyTable(self.config.db_path)
+        try:
+            if security.keys_file is not None:
+                try:
+                    data = security.keys_file.read_bytes()
+                except OSError as exc:
+                    raise StateDirError(
+                        f"security.keys_file: cannot read {security.keys_file}: {exc.strerror}"
+                    ) from None
+                keys.put(decode_keys_file(data), source="file")
+        finally:
+            keys.close()
+        self._keys = BoardKeyTable(self.config.db_path, read_only=True)
+        self._keys_mark = self._keys.mark()
+        self.oscore.start(self._keys.all())
+        log.info("OSCORE: %d boards enrolled", self.oscore.boards)
+
+    async def _watch_keys(self) -> None:
+        """Follow the ``board_keys`` table: boards enrolled, re-keyed or removed meanwhile."""
+        while self._keys is not None:
+            await asyncio.sleep(self.config.security.reload_interval_ms / 1000)
+            try:
+                mark = self._keys.mark()
+                if mark != self._keys_mark:
+                    self.oscore.sync(self._keys.all())
+                    self._keys_mark = mark
+                    log.info("OSCORE: %d boards enrolled", self.oscore.boards)
+            except Exception as exc:  # a busy store: try again at the next round
+                log.warning("cannot follow board keys: %s", exc)
 
     def _prepare_state_dir(self) -> None:
         state_dir = self.config.state_dir
@@ -151,12 +201,14 @@ class Gateway:
             spool=self.spool,
             releases=self._releases,
             hints=self.hints,
+            plain_coap=self.config.security.plain_coap,
         )
         site.gate = self.gate
         site.max_dedup_entries = self.config.limits.max_dedup_entries
+        protected = GatewayOscoreSite(site, self.oscore.credentials, self.counters.refused)
         try:
             self._context = await ServerContext.create_server_context(
-                site, bind=(host, port), transports=["udp6"]
+                protected, bind=(host, port), transports=["udp6"]
             )
         except OSError as exc:
             reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
@@ -191,6 +243,7 @@ class Gateway:
             "readings_stored": self.counters.readings_stored,
             "duplicates": self.counters.duplicates,
             "refused": dict(self.counters.refused),
+            "security": self.security_stats(),
             # What never reached a resource: screened out by the gate, by reason.
             "screened": dict(self.gate.refused),
             "intake": {
@@ -237,6 +290,17 @@ class Gateway:
             },
         }
 
+    def security_stats(self) -> dict[str, Any]:
+        """Who may talk to the gateway, and what it refused (OSCORE and plain CoAP)."""
+        refused = self.counters.refused
+        return {
+            "plain_coap": self.config.security.plain_coap,
+            "boards_enrolled": self.oscore.boards,
+            "restored": self.oscore.restored,
+            "instance": self.oscore.binding.instance,
+            "refused": {reason: refused.get(reason, 0) for reason in OSCORE_REASONS},
+        }
+
     def _dedup_entries(self) -> int:
         if self._context is None:
             return 0
@@ -264,14 +328,19 @@ class Gateway:
     async def stop(self) -> None:
         """Stop accepting requests, let the writer commit what it has, stop the uplinks."""
         # Requests in hand get their answer before the socket closes.
-        if self._budget is not None:
-            self._budget.cancel()
-            await asyncio.gather(self._budget, return_exceptions=True)
-            self._budget = None
+        for task in (self._budget, self._watch):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._budget = self._watch = None
         await self.admission.close(_DRAIN_TIMEOUT_S)
         if self._context is not None:
             await self._context.shutdown()
             self._context = None
+        self.oscore.close()
+        if self._keys is not None:
+            self._keys.close()
+            self._keys = None
         await self.writer.stop()
         await self.uplinks.stop()
         if self._store is not None:

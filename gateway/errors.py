@@ -296,3 +296,28 @@ class ControlRefused(GatewayError, ValueError):
     @classmethod
     def rebuild(cls, message: str, hint: int | None) -> GatewayError:
         return cls("malformed", message)  # the reason does not travel between processes
+
+
+class BoardMismatch(GatewayError, PermissionError):
+    """A request protected with one board's OSCORE keys names another board in its payload."""
+
+    code = FORBIDDEN
+    reason = "board_mismatch"
+
+
+class BadBoardKeys(GatewayError, ValueError):
+    """Board key material (a keys file, a desired document's entry) that cannot be used."""
+
+    reason = "bad_board_keys"
+
+
+class SealRefused(GatewayError, ValueError):
+    """A sealed board key that does not open: tampered, or sealed for another gateway."""
+
+    reason = "seal_refused"
+
+
+class NotProtected(Unauthorized):
+    """A plain CoAP request while the gateway accepts only OSCORE (no lab flag): 4.01."""
+
+    reason = "not_protected"

@@ -69,6 +69,7 @@ OPTIONS: Final[dict[int, OptionRule]] = {
     6: OptionRule("Observe", False, 0, 3),
     7: OptionRule("Uri-Port", False, 0, 2),
     8: OptionRule("Location-Path", True, 0, 255, True),
+    9: OptionRule("OSCORE", False, 0, 255),  # RFC 8613 (its value is checked by aiocoap)
     11: OptionRule("Uri-Path", True, 0, 255, True),
     12: OptionRule("Content-Format", False, 0, 2),
     14: OptionRule("Max-Age", False, 0, 4),

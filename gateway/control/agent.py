@@ -45,6 +45,7 @@ from gateway.config import GatewayConfig, parse_bind
 from gateway.control import messages, topics
 from gateway.control.apply import Controller
 from gateway.control.gwhealth import UplinkProgress, boards_state, gateway_health
+from gateway.oscore import seal
 from gateway.store.control import EVENTS_DROPPED, BoardMark, ControlStore, Event
 from gateway.store.schema import now_ms
 from gateway.uplinks.mqtt import new_client
@@ -278,6 +279,8 @@ class ControlAgent:
             ),
             "boards": boards_state(controller.reader, controller.releases),
             "rollout": controller.rollout_report,
+            # What the fleet seals board keys to (gateway.oscore.seal).
+            "seal_key": seal.public_bytes(controller.seal_key),
         }
 
     def _flush(self) -> None:

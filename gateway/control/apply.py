@@ -23,6 +23,7 @@ own releases, and the rollout's waves as this gateway drives them.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -31,8 +32,11 @@ from typing import Any, Final
 
 from gateway.config import ControlConfig, GatewayConfig, load_config
 from gateway.control import messages, reconciler
-from gateway.errors import ControlRefused, GatewayError
+from gateway.errors import BadBoardKeys, ControlRefused, GatewayError, SealRefused
+from gateway.oscore import seal, seal_key
+from gateway.oscore.keys import BoardKey, KeyMaterial, check_unique
 from gateway.ota.cache import ReleaseCache
+from gateway.store.board_keys import BoardKeyTable
 from gateway.store.control import BoardCommand, ControlStore, Event
 from gateway.store.registry import StoreReader
 from gateway.store.releases import ReleaseTable
@@ -89,6 +93,9 @@ class Controller:
     ) -> None:
         self.config = config
         self.root = root
+        #: The key board keys are sealed to (its public part goes in the state message).
+        self.seal_key = seal_key.load_or_create(config.state_dir)
+        self.board_keys = BoardKeyTable(config.db_path)
         self.store = store
         self.releases = releases
         self.cache = cache
@@ -128,6 +135,10 @@ class Controller:
         except Exception as exc:  # a root key changed since: the document no longer holds
             log.warning("stored desired document %d no longer verifies: %s", stored.seq, exc)
             return
+        try:
+            self._enrol(doc, self._open_keys(doc))
+        except ControlRefused as exc:  # the seal key changed since: keep the enrolled keys
+            log.warning("stored desired document %d: %s", stored.seq, exc)
         self._use(doc, stored.seq)
         self.reconcile()
 
@@ -148,6 +159,7 @@ class Controller:
                 raise _refused("replayed", f"another document with applied seq {seq}")
             if stored is not None and seq < stored.seq:
                 raise _refused("stale", f"seq {seq} is below the applied {stored.seq}")
+            keys = self._open_keys(doc)
         except ControlRefused as refused:
             self.refuse(refused.why, str(refused), topic="desired")
             return Outcome()
@@ -156,10 +168,48 @@ class Controller:
             return Outcome()
         self._keep_revocations(verified)
         self.store.save_desired(seq, data, now_ms())
+        self._enrol(doc, keys)
         self._use(doc, seq)
         self.reconcile()
         log.info("applied desired document %d", seq)
         return Outcome(applied=True)
+
+    def _open_keys(self, doc: messages.Desired) -> list[BoardKey]:
+        """Every board's sealed key material, opened; refused whole if one does not open."""
+        keys: list[BoardKey] = []
+        for board_id, entry in sorted(doc.boards.items()):
+            if entry.oscore is None:
+                continue
+            try:
+                plain = seal.open_sealed(
+                    entry.oscore,
+                    self.seal_key,
+                    site=self.config.site,
+                    gateway=self.config.gateway_id,
+                    board_id=board_id,
+                )
+                material = KeyMaterial.from_json(json.loads(plain))
+            except (SealRefused, BadBoardKeys, ValueError) as exc:
+                raise _refused("sealed_key", f"board {board_id}: {exc}") from None
+            keys.append(BoardKey(board_id, material))
+        try:
+            check_unique(keys)
+        except BadBoardKeys as exc:
+            raise _refused("sealed_key", str(exc)) from None
+        return keys
+
+    def _enrol(self, doc: messages.Desired, keys: list[BoardKey]) -> None:
+        """Make the document's sealed keys the enrolled boards (of source ``control``)."""
+        try:
+            changed = self.board_keys.put(keys, source="control")
+        except BadBoardKeys as exc:  # a sid a keys-file board holds
+            self.refuse("sealed_key", str(exc), topic="desired")
+            return
+        enrolled = {k.board_id for k in keys}
+        gone = [b for b in self.board_keys.boards(source="control") if b not in enrolled]
+        self.board_keys.remove(gone)
+        if changed or gone:
+            log.info("board keys: %d enrolled or re-keyed, %d removed", len(changed), len(gone))
 
     def _use(self, doc: messages.Desired, seq: int) -> None:
         self.doc, self.doc_seq = doc, seq

@@ -16,7 +16,8 @@ only the root public key can check it, whoever runs the broker. On the wire an *
     desired = {"type": "desired", "v": 1, "site": tstr, "gateway": tstr,
                "seq": uint,           ; per gateway; a gateway applies only a higher one
                "issued": uint,        ; Unix seconds
-               "boards": {* board_id => {"kind": tstr, "release": uint}},  ; 0: none set
+               "boards": {* board_id => {"kind": tstr, "release": uint,  ; 0: none set
+                                         ? "oscore": bstr}},  ; sealed key material
                "releases": [* uint],  ; releases the gateway must hold
                "rollout": null / rollout,
                "config": {* tstr => scalar}}
@@ -84,6 +85,7 @@ REFUSAL_REASONS: Final = (
     "stale",
     "expired",
     "too_far",
+    "sealed_key",
 )
 #: How far a command's ``issued`` may be ahead of the gateway's clock (clocks drift).
 CLOCK_SKEW_S: Final = 300
@@ -112,6 +114,9 @@ class BoardEntry:
     kind: str
     #: The release it should run outside a rollout (0: none set).
     release: int = 0
+    #: The board's OSCORE key material sealed to this gateway (``gateway.oscore.seal``);
+    #: None: the board's keys come from elsewhere (a keys file).
+    oscore: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,10 +198,7 @@ class Desired:
             "gateway": self.gateway,
             "seq": self.seq,
             "issued": self.issued,
-            "boards": {
-                board: {"kind": entry.kind, "release": entry.release}
-                for board, entry in sorted(self.boards.items())
-            },
+            "boards": {board: _board_entry(entry) for board, entry in sorted(self.boards.items())},
             "releases": sorted(set(self.releases)),
             "rollout": rollout,
             "config": dict(self.config),
@@ -347,6 +349,13 @@ def decode_payload(payload: object) -> Desired | Command:
     raise ControlRefused("malformed", f"control payload of type {kind!r}")
 
 
+def _board_entry(entry: BoardEntry) -> dict[str, Any]:
+    body: dict[str, Any] = {"kind": entry.kind, "release": entry.release}
+    if entry.oscore is not None:
+        body["oscore"] = entry.oscore
+    return body
+
+
 def _desired(body: dict[Any, Any]) -> Desired:
     _fields(body, _DESIRED_FIELDS, "desired-state document")
     boards_raw = body["boards"]
@@ -356,9 +365,12 @@ def _desired(body: dict[Any, Any]) -> Desired:
     for board, entry in boards_raw.items():
         if not is_board_id(board):
             raise _bad(f"board id {board!r:.40} is not valid")
-        if not isinstance(entry, dict) or set(entry) != {"kind", "release"}:
-            raise _bad(f"board {board}: not a map of kind and release")
-        boards[board] = BoardEntry(_text(entry, "kind"), _uint(entry, "release"))
+        if not isinstance(entry, dict) or set(entry) - {"oscore"} != {"kind", "release"}:
+            raise _bad(f"board {board}: not a map of kind, release and perhaps oscore")
+        sealed = entry.get("oscore")
+        if sealed is not None and not isinstance(sealed, bytes):
+            raise _bad(f"board {board}: oscore is not a byte string")
+        boards[board] = BoardEntry(_text(entry, "kind"), _uint(entry, "release"), sealed)
     releases = body["releases"]
     if not isinstance(releases, list) or not all(_is_uint(r) for r in releases):
         raise _bad("releases is not a list of unsigned integers")

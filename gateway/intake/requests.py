@@ -16,7 +16,13 @@ from typing import Any
 from gateway.codec import cbor, strict_json
 from gateway.codec.senml import Reading, decode_senml_cbor, decode_senml_json, is_board_id
 from gateway.config import LimitsConfig
-from gateway.errors import BadPayload, BadQuery, PayloadTooLarge, UnsupportedContentFormat
+from gateway.errors import (
+    BadPayload,
+    BadQuery,
+    BoardMismatch,
+    PayloadTooLarge,
+    UnsupportedContentFormat,
+)
 from gateway.ota.report import ota_report
 from gateway.store.writer import SequenceRange
 
@@ -115,6 +121,16 @@ def decode_readings(
     if seq is not None and any(r.board_id != readings[0].board_id for r in readings):
         raise BadQuery("sequence queries need a pack from a single board")
     return readings
+
+
+def check_board(readings: list[Reading], board_id: str) -> None:
+    """Raise :class:`BoardMismatch` unless every reading is ``board_id``'s (the board whose
+    OSCORE keys protected the request)."""
+    for reading in readings:
+        if reading.board_id != board_id:
+            raise BoardMismatch(
+                f"keys of {board_id} cannot send readings of {reading.board_id[:40]!r}"
+            )
 
 
 def decode_health(payload: bytes, content_format: int | None) -> tuple[str, dict[str, Any]]:

@@ -14,7 +14,7 @@ import contextlib
 import json
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from aiocoap import CHANGED, CONTENT, CONTINUE, UNAUTHORIZED, Message
 from aiocoap import error as coap_error
@@ -23,8 +23,10 @@ from aiocoap.resource import Resource, Site, WKCResource
 from gateway.config import LimitsConfig
 from gateway.errors import (
     BadQuery,
+    BoardMismatch,
     GatewayError,
     MethodNotAllowed,
+    NotProtected,
     OutboxFull,
     PeerBusy,
     StoreUnavailable,
@@ -50,6 +52,8 @@ from gateway.ota.hints import CBOR as HINT_FORMAT
 from gateway.ota.hints import UpdateHints
 from gateway.ota.serve import MAX_SZX, ReleaseFiles, block
 from gateway.store.schema import now_ms
+
+_WKC: Final = (".well-known", "core")
 
 
 class Admission:
@@ -112,12 +116,21 @@ def _budget(request: Message) -> int:
     return max(AMPLIFICATION * size, 24) - len(request.token)
 
 
+def board_of(request: Message) -> str | None:
+    """The board whose OSCORE keys protected ``request`` (aiocoap's site wrapper sets its
+    remote to an ``OSCOREAddress``), or None for a plain CoAP request."""
+    context = getattr(request.remote, "security_context", None)
+    board: str | None = getattr(context, "board_id", None)
+    return board
+
+
 def _address(request: Message) -> str | None:
     """The peer as ``host:port`` (IPv4-mapped addresses shown as IPv4)."""
-    sockaddr = getattr(request.remote, "sockaddr", None)  # UDP: cheaper than .hostinfo
+    remote = getattr(request.remote, "underlying_address", None) or request.remote
+    sockaddr = getattr(remote, "sockaddr", None)  # UDP: cheaper than .hostinfo
     if sockaddr is None:
         try:
-            return str(request.remote.hostinfo)
+            return str(remote.hostinfo)
         except Exception:  # some transports cannot name their peer; it is informative only
             return None
     host: str = sockaddr[0].removeprefix("::ffff:")
@@ -129,6 +142,8 @@ class _IntakeResource(Resource):  # type: ignore[misc]
 
     path: ClassVar[str]
     allowed: ClassVar[str] = "POST"
+    #: Listed in ``/.well-known/core``: only when anonymous peers may use it (lab flag).
+    listed = True
 
     def __init__(
         self,
@@ -149,6 +164,9 @@ class _IntakeResource(Resource):  # type: ignore[misc]
 
     async def needs_blockwise_assembly(self, request: Message) -> bool:
         return False  # Block1 is assembled here, within bounds (gateway.intake.blockwise)
+
+    def get_link_description(self) -> dict[str, Any] | None:
+        return super().get_link_description() if self.listed else None
 
     async def render(self, request: Message) -> Message:
         peer = _peer(request)
@@ -209,6 +227,7 @@ class ReadingsResource(_IntakeResource):
             seq=seq,
             address=_address(request),
             received_ms=now_ms(),
+            board=board_of(request),
         )
         if self._hints is None:
             return Message(code=CHANGED)
@@ -225,6 +244,9 @@ class HealthResource(_IntakeResource):
     async def render_post(self, request: Message) -> Message:
         check_size(len(request.payload), self._limits)
         board_id, report = decode_health(request.payload, _content_format(request))
+        board = board_of(request)
+        if board is not None and board != board_id:
+            raise BoardMismatch(f"keys of {board} cannot send the health of {board_id[:40]!r}")
         address = _address(request)
         await self._writer.submit_health(board_id, report, address=address, received_ms=now_ms())
         if self._hints is None:
@@ -244,8 +266,8 @@ def _changed(hint: bytes | None) -> Message:
 class GatewayHealthResource(Resource):  # type: ignore[misc]
     """``GET /gateway``: the gateway's own health as JSON (what ``Gateway.stats()`` says).
 
-    Only with the lab flag ``limits.open_gateway_stats``: until the management API is
-    authenticated, anyone else gets 4.01, and the resource is not listed.
+    To enrolled boards (OSCORE) and, with the lab flag ``limits.open_gateway_stats``, to
+    anyone; anyone else gets 4.01, and the resource is not listed.
     """
 
     rt = "simpul.gateway"
@@ -260,7 +282,7 @@ class GatewayHealthResource(Resource):  # type: ignore[misc]
         return super().get_link_description() if self._open else None
 
     async def render_get(self, request: Message) -> Message:
-        if not self._open:
+        if not self._open and board_of(request) is None:
             return error_response(
                 Unauthorized("the gateway's statistics are for its operators"),
                 budget=_budget(request),
@@ -315,6 +337,10 @@ class OtaResource(Resource):  # type: ignore[misc]
     """
 
     rt = "simpul.ota"
+    listed = True
+
+    def get_link_description(self) -> dict[str, Any] | None:
+        return super().get_link_description() if self.listed else None
 
     def __init__(
         self, files: ReleaseFiles, counters: Counters, addresses: AddressCheck | None = None
@@ -329,7 +355,9 @@ class OtaResource(Resource):  # type: ignore[misc]
 
     async def render_get(self, request: Message) -> Message:
         host = _peer(request).rsplit(":", 1)[0]
-        if not self._addresses.verified(host, request.opt.echo):
+        # A request an enrolled board protected is fresh (OSCORE's replay window): no need to
+        # check that its address answers.
+        if board_of(request) is None and not self._addresses.verified(host, request.opt.echo):
             self._counters.refused["echo_challenge"] += 1
             challenge = Message(code=UNAUTHORIZED)
             challenge.opt.echo = self._addresses.challenge(host)
@@ -361,9 +389,11 @@ class GatewaySite(Site):  # type: ignore[misc]
     which is a large part of its per-request cost.
     """
 
-    def __init__(self, counters: Counters) -> None:
+    def __init__(self, counters: Counters, *, plain_coap: bool = True) -> None:
         super().__init__()
         self._counters = counters
+        #: Lab flag (``security.plain_coap``): serve unprotected requests too.
+        self.plain_coap = plain_coap
         self._by_path: dict[tuple[str, ...], Any] = {}
         #: Resources that take every path below their first segment (``/ota/...``).
         self._by_prefix: dict[str, Any] = {}
@@ -382,6 +412,9 @@ class GatewaySite(Site):  # type: ignore[misc]
 
     async def render_to_pipe(self, pipe: Any) -> None:
         request = pipe.request
+        if not self.plain_coap and board_of(request) is None and request.opt.uri_path != _WKC:
+            self._counters.refused[NotProtected.reason] += 1
+            raise Refusal(NotProtected("protect requests with OSCORE (RFC 8613)"), _budget(request))
         if request.opt.uri_path_abbrev is None:
             path = request.opt.uri_path
             child = self._by_path.get(path)
@@ -407,10 +440,13 @@ def build_site(
     spool: Block1Spool | None = None,
     releases: ReleaseFiles | None = None,
     hints: UpdateHints | None = None,
+    *,
+    plain_coap: bool = True,
 ) -> Site:
     """The gateway's resource tree, ``/.well-known/core`` included (``/gateway`` with stats,
-    ``/ota/...`` with cached releases)."""
-    site = GatewaySite(counters)
+    ``/ota/...`` with cached releases). Without ``plain_coap``, only ``/.well-known/core``
+    answers unprotected requests, and it lists nothing else."""
+    site = GatewaySite(counters, plain_coap=plain_coap)
     if spool is None:
         spool = Block1Spool(
             max_bytes=limits.max_request_bytes, max_transfers=limits.max_block1_transfers
@@ -419,11 +455,15 @@ def build_site(
         (".well-known", "core"), CoreResource(site.get_resources_as_linkheader, impl_info=None)
     )
     for path, cls in (("readings", ReadingsResource), ("health", HealthResource)):
-        site.add_resource((path,), cls(writer, limits, counters, admission, spool, hints))
+        resource = cls(writer, limits, counters, admission, spool, hints)
+        resource.listed = plain_coap
+        site.add_resource((path,), resource)
     if stats is not None:
         site.add_resource(
             ("gateway",), GatewayHealthResource(stats, open_to_all=limits.open_gateway_stats)
         )
     if releases is not None:
-        site.add_prefix_resource("ota", OtaResource(releases, counters))
+        ota = OtaResource(releases, counters)
+        ota.listed = plain_coap
+        site.add_prefix_resource("ota", ota)
     return site

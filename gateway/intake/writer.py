@@ -5,7 +5,9 @@ and SQLite; in a process of its own, the writer uses the machine's other core. T
 over a Unix socket pair in compact frames:
 
 * request ``[length][id][kind][content-format][received ms][seq first][seq count]
-  [address length] address payload`` — the raw payload, so decoding happens here too;
+  [address length][board length] address board payload`` — the raw payload, so decoding
+  happens here too; ``board`` is the board the request's OSCORE keys belong to (empty for
+  plain CoAP), and a pack naming any other board is refused (:class:`BoardMismatch`);
 * reply ``[length][id][stored][duplicates][hint][reason length] reason message`` — the
   reason is empty when the request was stored, else it names the :mod:`gateway.errors` class
   to raise, rebuilt from its message and hint (the Size1 or Max-Age its response carries).
@@ -41,7 +43,7 @@ from typing import Final
 from gateway import errors
 from gateway.config import LimitsConfig
 from gateway.errors import BadFrame, DecodeFault, GatewayError, StoreUnavailable
-from gateway.intake.requests import decode_readings
+from gateway.intake.requests import check_board, decode_readings
 from gateway.store.writer import (
     HealthJob,
     Job,
@@ -55,8 +57,9 @@ KIND_READINGS: Final = 1
 KIND_HEALTH: Final = 2
 
 #: length (of what follows), id, kind, content-format, received ms, seq first, seq count,
-#: address length. ``seq first`` is -1 when the request carries no sequence numbers.
-REQUEST_HEAD: Final = struct.Struct("<IIBHqqqH")
+#: address length, board length. ``seq first`` is -1 when the request carries no sequence
+#: numbers.
+REQUEST_HEAD: Final = struct.Struct("<IIBHqqqHH")
 #: length, id, stored, duplicates, hint (-1: none), reason length.
 REPLY_HEAD: Final = struct.Struct("<IIIIqH")
 #: The id of the reply the writer sends, unasked, once it has the database open.
@@ -81,6 +84,8 @@ class Request:
     seq: SequenceRange | None
     address: str | None
     payload: bytes
+    #: The board the request's OSCORE keys belong to; None for plain CoAP (lab only).
+    board: str | None = None
 
 
 def encode_request(
@@ -92,15 +97,17 @@ def encode_request(
     received_ms: int,
     seq: SequenceRange | None,
     address: str | None,
+    board: str | None = None,
 ) -> bytes:
     """One request frame."""
     addr = address.encode() if address is not None else b""
+    who = board.encode() if board is not None else b""
     first, count = (seq.first, seq.count) if seq is not None else (-1, 0)
-    length = REQUEST_HEAD.size - 4 + len(addr) + len(payload)
+    length = REQUEST_HEAD.size - 4 + len(addr) + len(who) + len(payload)
     head = REQUEST_HEAD.pack(
-        length, request_id, kind, content_format, received_ms, first, count, len(addr)
+        length, request_id, kind, content_format, received_ms, first, count, len(addr), len(who)
     )
-    return b"".join((head, addr, payload))
+    return b"".join((head, addr, who, payload))
 
 
 def decode_requests(buffer: bytearray) -> tuple[list[Request], int]:
@@ -112,8 +119,8 @@ def decode_requests(buffer: bytearray) -> tuple[list[Request], int]:
     at, end = 0, len(buffer)
     unpack = REQUEST_HEAD.unpack_from
     while end - at >= REQUEST_HEAD.size:
-        length, request_id, kind, cf, received, first, count, addr_len = unpack(buffer, at)
-        if not REQUEST_HEAD.size - 4 + addr_len <= length <= MAX_FRAME_BYTES:
+        length, request_id, kind, cf, received, first, count, addr_len, who_len = unpack(buffer, at)
+        if not REQUEST_HEAD.size - 4 + addr_len + who_len <= length <= MAX_FRAME_BYTES:
             raise BadFrame(f"request frame of {length} bytes with a {addr_len}-byte address")
         if first < -1 or count < 0 or (first == -1) != (count == 0):
             raise BadFrame(f"request frame with sequence range {first}, {count}")
@@ -123,11 +130,13 @@ def decode_requests(buffer: bytearray) -> tuple[list[Request], int]:
         addr_at = at + REQUEST_HEAD.size
         try:
             address = bytes(buffer[addr_at : addr_at + addr_len]).decode() if addr_len else None
+            who_at = addr_at + addr_len
+            board = bytes(buffer[who_at : who_at + who_len]).decode() if who_len else None
         except UnicodeDecodeError:
-            raise BadFrame("request frame with an address that is not UTF-8") from None
-        payload = bytes(buffer[addr_at + addr_len : frame_end])
+            raise BadFrame("request frame with an address or board that is not UTF-8") from None
+        payload = bytes(buffer[who_at + who_len : frame_end])
         seq = SequenceRange(first, count) if first >= 0 else None
-        requests.append(Request(request_id, kind, cf, received, seq, address, payload))
+        requests.append(Request(request_id, kind, cf, received, seq, address, payload, board))
         at = frame_end
     return requests, at
 
@@ -198,6 +207,8 @@ def _job(request: Request, limits: LimitsConfig) -> Job:
         readings = decode_readings(
             request.payload, request.content_format, request.seq, request.received_ms, limits
         )
+        if request.board is not None:
+            check_board(readings, request.board)
         return ReadingsJob(readings, request.address, request.seq, request.received_ms)
     if request.kind == KIND_HEALTH:
         # Decoded and checked in the CoAP process already: "<board id>\n<health as JSON>".

@@ -128,13 +128,16 @@ class WriterLink:
         seq: SequenceRange | None,
         address: str | None,
         received_ms: int,
+        board: str | None = None,
     ) -> SubmitResult:
         """Decode and store a SenML pack (duplicates ignored); returns after COMMIT.
 
-        Raises the :class:`gateway.errors.GatewayError` the writer found (bad payload...).
+        ``board`` is the board whose OSCORE keys protected the request: a pack naming
+        another is refused. Raises the :class:`gateway.errors.GatewayError` the writer found
+        (bad payload, board mismatch...).
         """
         return await self._submit(
-            writer.KIND_READINGS, payload, content_format, received_ms, seq, address
+            writer.KIND_READINGS, payload, content_format, received_ms, seq, address, board
         )
 
     async def submit_health(
@@ -152,6 +155,7 @@ class WriterLink:
         received_ms: int,
         seq: SequenceRange | None,
         address: str | None,
+        board: str | None = None,
     ) -> asyncio.Future[SubmitResult]:
         if not self._accepting or self._loop is None:
             raise StoreUnavailable("store is not accepting writes (gateway stopping)")
@@ -167,6 +171,7 @@ class WriterLink:
                 received_ms=received_ms,
                 seq=seq,
                 address=address,
+                board=board,
             )
         )
         self._schedule_flush()

@@ -20,6 +20,7 @@ One file (``<state_dir>/gateway.db``, WAL mode) holds everything the gateway kee
     board_commands   commands waiting for a board's next contact (reboot)
     control_events   events not yet published (bounded: the oldest are dropped, counted)
     control_marks    what each board's last health said, to derive events from changes
+    board_keys       each enrolled board's OSCORE key material (and the one before a rotation)
 
 **Versions.** ``PRAGMA user_version`` is the schema version. :func:`prepare` creates a new
 file at :data:`SCHEMA_VERSION`, or migrates an older one forward, one step per version, each
@@ -42,7 +43,7 @@ from typing import Final
 from gateway.errors import StateDirError, StoreCorrupt
 
 #: The version :func:`prepare` leaves every file at.
-SCHEMA_VERSION: Final = 5
+SCHEMA_VERSION: Final = 6
 #: Busy waits on the write lock (another process's cursor update, a checkpoint).
 _BUSY_TIMEOUT_MS: Final = 5000
 
@@ -204,12 +205,30 @@ def _to_v5(db: sqlite3.Connection) -> None:
             db.execute(statement)
 
 
+_SCHEMA_V6: Final = """
+CREATE TABLE board_keys (
+    board_id   TEXT    PRIMARY KEY,
+    sid        BLOB    NOT NULL UNIQUE,   -- the board's OSCORE Sender ID (its kid)
+    material   TEXT    NOT NULL,          -- key material as JSON (gateway.oscore.keys)
+    previous   TEXT,                      -- the material before the last rotation
+    source     TEXT    NOT NULL,          -- 'file' (boards import) or 'control' (desired)
+    updated_ms INTEGER NOT NULL           -- grows at every change (the daemon polls it)
+)
+"""
+
+
+def _to_v6(db: sqlite3.Connection) -> None:
+    """Version 6: the enrolled boards' OSCORE keys (``gateway.store.board_keys``)."""
+    db.execute(_SCHEMA_V6)
+
+
 #: ``_MIGRATIONS[v]`` takes a file from version ``v`` to ``v + 1``.
 _MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {
     1: _to_v2,
     2: _to_v3,
     3: _to_v4,
     4: _to_v5,
+    5: _to_v6,
 }
 
 

@@ -261,6 +261,7 @@ def run_control(config: GatewayConfig, stop: EventType) -> None:
             readings_uplinks=[FILE_UPLINK] if config.uplinks.file.enabled else [],
             batch_uplinks=enabled_batch_uplinks(config),
         ).run(stopping)
+        controller.board_keys.close()
     finally:
         reader.close()
         cache.close()

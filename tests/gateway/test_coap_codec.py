@@ -69,7 +69,7 @@ def verdict(*options: coap.Option) -> coap.Verdict:
 @pytest.mark.parametrize(
     ("options", "code", "reason"),
     [
-        ((coap.Option(9, b"\x01"),), coap.BAD_OPTION, "bad_option"),  # unknown critical
+        ((coap.Option(13, b"\x01"),), coap.BAD_OPTION, "bad_option"),  # unknown critical
         ((coap.Option(11, b"\xff"),), coap.BAD_OPTION, "bad_option"),  # not UTF-8
         ((coap.Option(3, b"a"), coap.Option(3, b"b")), coap.BAD_OPTION, "bad_option"),
         ((coap.Option(27, b"\x00" * 4),), coap.BAD_OPTION, "bad_option"),  # Block1 too long

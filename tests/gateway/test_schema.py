@@ -74,7 +74,7 @@ def test_a_version_1_store_migrates_with_every_reading_cursor_and_batch_intact(
     assert len(before["readings"]) == 42
 
     assert prepare(db_path) == 1
-    assert user_version(db_path) == SCHEMA_VERSION == 5
+    assert user_version(db_path) == SCHEMA_VERSION == 6
     after = dump(db_path)
     # Version 3's OTA tables exist, empty, with version 4's column of the release each runs,
     # and version 5's control tables.

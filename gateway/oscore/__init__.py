@@ -1,0 +1,1 @@
+"""OSCORE (RFC 8613) between boards and the gateway: key material, sealed keys, contexts."""
