@@ -8,7 +8,12 @@
 // "FAIL name: traceback" per test and "N passed, M failed" last; exits 0 only if every
 // test passed and at least one ran. --vm names the npm package's module, wherever it was
 // installed (hw/engines/mpy/vm_package.py).
+//
+// The VM gets a ``simpul_host`` module answering the one call of the VM engine's bridge
+// that firmware code makes without a board: ``aes`` (hw/engines/mpy/rom/cryptolib.py, on
+// --path hw/engines/mpy/rom), done here with Node's AES as host.py does it with Python's.
 
+import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -50,6 +55,21 @@ def _simpul_run(name):
     return failed == 0 and passed > 0
 `;
 
+// ["aes", key hex, mode (1 ECB, 2 CBC), encrypt, iv hex, data hex] -> [hex]; else {"e": 22}.
+function hostCall(request) {
+  const [op, key, mode, encrypt, iv, data] = JSON.parse(request);
+  const bits = key.length * 4;
+  if (op !== "aes" || ![128, 192, 256].includes(bits) || ![1, 2].includes(mode)) {
+    return JSON.stringify({ e: 22 });
+  }
+  const name = `aes-${bits}-${mode === 1 ? "ecb" : "cbc"}`;
+  const args = [name, Buffer.from(key, "hex"), mode === 1 ? null : Buffer.from(iv, "hex")];
+  const cipher = encrypt ? crypto.createCipheriv(...args) : crypto.createDecipheriv(...args);
+  cipher.setAutoPadding(false);
+  const out = Buffer.concat([cipher.update(Buffer.from(data, "hex")), cipher.final()]);
+  return JSON.stringify([out.toString("hex")]);
+}
+
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
   const { loadMicroPython } = await import(pathToFileURL(opts.vm).href);
@@ -58,6 +78,7 @@ async function main() {
     stdout: (line) => process.stdout.write(line + "\n"),
     stderr: (line) => process.stdout.write(line + "\n"),
   });
+  mp.registerJsModule("simpul_host", { call: hostCall });
   const libs = [];
   opts.paths.forEach((dir, i) => {
     const target = `/lib${i}`;
