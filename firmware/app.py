@@ -10,6 +10,7 @@ sampler keeps going while the gateway is away. The serial console gets one line 
     R <seq> <code>                  the gateway refused a record for good (counted)
     E <sensor> <kind> <message>     a sensor fault (counted)
     U <state> <detail>              an update's step (downloading, installed, confirmed...)
+    O oscore <sid rid>              requests go out under OSCORE (``oscore``), its IDs only
 
 Updates: a 2.04 from the gateway may carry ``{"ota": seq}`` (CBOR), a release due for this
 board. Between uploads the uploader then downloads it into the other slot (``updater``,
@@ -26,6 +27,7 @@ import cbor
 import coap
 import coapclient
 import health
+import oscore
 import otastate
 import ringbuf
 import senml
@@ -132,11 +134,14 @@ class Node:
         self._due = asyncio.Event()
         self._health_due = True
         self._batch_limit = cfg["batch_bytes"]
+        # OSCORE when the board holds key material (/oscore.json), plain CoAP otherwise.
+        self.security = oscore.load(flash)
         self.client = coapclient.Client(
             board,
             board.udp(cfg["gateway_host"], cfg["gateway_port"]),
             cfg["coap_ack_timeout_ms"],
             cfg["coap_max_retransmit"],
+            self.security,
         )
 
     # -- sampling --------------------------------------------------------------------
@@ -410,6 +415,8 @@ class Node:
         )
         if self._settled:
             self.board.log("U %s %s" % (self.ota.state, self.ota.detail or ""))
+        if self.security is not None:
+            self.board.log("O oscore %r" % (self.security,))
         await asyncio.gather(self._sample_loop(), self._upload_loop())
 
 

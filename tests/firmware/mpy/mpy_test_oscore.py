@@ -11,7 +11,7 @@ import oscore
 from errors import OscoreError
 
 
-def _h(s):
+def _h(s: str) -> bytes:
     return binascii.unhexlify(s)
 
 
@@ -23,20 +23,29 @@ ID_CONTEXT = _h("37cbf3210017a2d3")
 class FixedSequence:
     """The sequence numbers a test vector names, no flash."""
 
-    def __init__(self, seq):
+    def __init__(self, seq: int) -> None:
         self.next = seq
 
-    def take(self):
+    def take(self) -> int:
         self.next += 1
         return self.next - 1
 
 
-def _check_derivation(secret, salt, sid, rid, ctx, sender_key, recipient_key, common_iv):
+def _check_derivation(
+    secret: bytes,
+    salt: bytes,
+    sid: bytes,
+    rid: bytes,
+    ctx: bytes | None,
+    sender_key: str,
+    recipient_key: str,
+    common_iv: str,
+) -> None:
     keys = oscore.derive(secret, salt, sid, rid, ctx)
     assert keys == (_h(sender_key), _h(recipient_key), _h(common_iv)), keys
 
 
-def test_c1_key_derivation_with_master_salt():
+def test_c1_key_derivation_with_master_salt() -> None:
     _check_derivation(
         SECRET,
         SALT,
@@ -62,13 +71,13 @@ def test_c1_key_derivation_with_master_salt():
     assert oscore.nonce(iv, b"\x01", b"\x00") == _h("4722d4dd6d944169eefb54987c")
 
 
-def test_c1_info_encoding():
+def test_c1_info_encoding() -> None:
     assert oscore._info(b"", None, "Key", 16) == _h("8540f60a634b657910")
     assert oscore._info(b"\x01", None, "Key", 16) == _h("854101f60a634b657910")
     assert oscore._info(b"", None, "IV", 13) == _h("8540f60a6249560d")
 
 
-def test_c2_key_derivation_without_master_salt():
+def test_c2_key_derivation_without_master_salt() -> None:
     _check_derivation(
         SECRET,
         b"",
@@ -84,7 +93,7 @@ def test_c2_key_derivation_without_master_salt():
     assert oscore.nonce(iv, b"\x01", b"\x00") == _h("bf35ae297d2dace810c52e99f9")
 
 
-def test_c3_key_derivation_with_id_context():
+def test_c3_key_derivation_with_id_context() -> None:
     _check_derivation(
         SECRET,
         SALT,
@@ -97,14 +106,14 @@ def test_c3_key_derivation_with_id_context():
     )
 
 
-def _protected_request(ctx, unprotected):
+def _protected_request(ctx: oscore.Context, unprotected: bytes) -> tuple[bytes, bytes]:
     """The OSCORE message for an unprotected request, keeping its token and message ID."""
     msg = coap.decode(unprotected)
     code, opts, body, piv = ctx.protect(msg.code, msg.options, msg.payload)
     return coap.encode(msg.mtype, code, msg.mid, msg.token, opts, body), piv
 
 
-def test_c4_protected_request():
+def test_c4_protected_request() -> None:
     ctx = oscore.Context(SECRET, SALT, b"", b"\x01", FixedSequence(20))
     out, piv = _protected_request(ctx, _h("44015d1f00003974396c6f63616c686f737483747631"))
     assert piv == b"\x14"
@@ -113,7 +122,7 @@ def test_c4_protected_request():
     )
 
 
-def test_c5_protected_request():
+def test_c5_protected_request() -> None:
     ctx = oscore.Context(SECRET, b"", b"\x00", b"\x01", FixedSequence(20))
     out, _ = _protected_request(ctx, _h("440171c30000b932396c6f63616c686f737483747631"))
     assert out == _h("440271c30000b932396c6f63616c686f737463091400ff4ed339a5a379b0b8bc731fffb0"), (
@@ -121,7 +130,7 @@ def test_c5_protected_request():
     )
 
 
-def test_c6_protected_request_with_kid_context():
+def test_c6_protected_request_with_kid_context() -> None:
     ctx = oscore.Context(SECRET, SALT, b"", b"\x01", FixedSequence(20), ID_CONTEXT)
     out, _ = _protected_request(ctx, _h("44012f8eef9bbf7a396c6f63616c686f737483747631"))
     assert out == _h(
@@ -129,7 +138,7 @@ def test_c6_protected_request_with_kid_context():
     ), binascii.hexlify(out)
 
 
-def test_c7_response_without_partial_iv():
+def test_c7_response_without_partial_iv() -> None:
     ctx = oscore.Context(SECRET, SALT, b"", b"\x01", FixedSequence(21))
     response = coap.decode(_h("64445d1f0000397490ffdbaad1e9a7e7b2a813d3c31524378303cdafae119106"))
     inner = ctx.unprotect(response, b"\x14")
@@ -139,7 +148,7 @@ def test_c7_response_without_partial_iv():
     assert (inner.mtype, inner.mid, inner.token) == (coap.ACK, 0x5D1F, _h("00003974"))
 
 
-def test_c8_response_with_partial_iv():
+def test_c8_response_with_partial_iv() -> None:
     ctx = oscore.Context(SECRET, SALT, b"", b"\x01", FixedSequence(21))
     response = coap.decode(
         _h("64445d1f00003974920100ff4d4c13669384b67354b2b6175ff4b8658c666a6cf88e")
@@ -149,7 +158,7 @@ def test_c8_response_with_partial_iv():
     assert inner.payload == b"Hello World!"
 
 
-def test_response_refused_when_tampered_or_bound_to_another_request():
+def test_response_refused_when_tampered_or_bound_to_another_request() -> None:
     ctx = oscore.Context(SECRET, SALT, b"", b"\x01", FixedSequence(21))
     good = _h("64445d1f0000397490ffdbaad1e9a7e7b2a813d3c31524378303cdafae119106")
     tampered = bytearray(good)
@@ -169,7 +178,7 @@ def test_response_refused_when_tampered_or_bound_to_another_request():
         raise AssertionError("accepted an unprotected response")
 
 
-def test_option_encoding_round_trip_and_hostile_values():
+def test_option_encoding_round_trip_and_hostile_values() -> None:
     assert oscore.encode_option() == b""
     assert oscore.encode_option(b"\x14", b"") == _h("0914")
     assert oscore.encode_option(b"\x14", b"\x00") == _h("091400")
@@ -184,7 +193,7 @@ def test_option_encoding_round_trip_and_hostile_values():
         raise AssertionError("accepted the option " + bad)
 
 
-def test_partial_iv_and_ccm_round_trip():
+def test_partial_iv_and_ccm_round_trip() -> None:
     assert oscore.piv_bytes(0) == b"\x00"
     assert oscore.piv_bytes(20) == b"\x14"
     assert oscore.piv_bytes(0x10000) == b"\x01\x00\x00"
