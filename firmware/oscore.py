@@ -1,16 +1,12 @@
 """OSCORE (RFC 8613): the board's requests to its gateway, encrypted and bound to the board.
 
 The board is the client of one security context: AES-CCM-16-64-128 (COSE algorithm 10),
-HKDF-SHA-256, no ID Context. Its key material is ``/oscore.json``, written at provisioning::
+HKDF-SHA-256, no ID Context, its Sender ID the board's ``sid``, the gateway's ``rid``
+(empty). ``oscorekeys`` reads the key material (``/oscore.json``) and derives the keys at
+start; this module holds what runs for every request. Usage::
 
-    {"sid": "0a1b", "rid": "", "secret": "<32 hex digits or more>", "salt": ""}
-
-``sid`` is the board's Sender ID (the gateway's Recipient ID for it), ``rid`` the gateway's
-Sender ID (empty), ``secret`` the Master Secret, ``salt`` the Master Salt (may be empty).
-The secret never leaves this module: no log line, no repr carries it. Usage::
-
-    import oscore
-    ctx = oscore.load(board.flash)  # None without /oscore.json: plain CoAP
+    import oscorekeys
+    ctx = oscorekeys.load(board.flash)  # None without /oscore.json: plain CoAP
     code, opts, body, piv = ctx.protect(coap.POST, opts, payload)   # the outer request
     inner = ctx.unprotect(response, piv)  # the response's inner Message, or OscoreError
 
@@ -27,87 +23,25 @@ numbers it skips are never used, and none below the limit is used again.
 once more with that Echo inside, under a new sequence number.
 
 The cipher is ``cryptolib``'s AES, what the ESP32 port offers (in its AES hardware): CCM
-(RFC 3610) takes the CBC-MAC in one CBC call and the key stream in one ECB call; HMAC is
-built here on ``hashlib.sha256``, since MicroPython has no ``hmac``. Pure functions between
-bytes, but for the sequence store's flash.
+(RFC 3610) takes the CBC-MAC in one CBC call and the key stream in one ECB call. Pure
+functions between bytes, but for the sequence store's flash.
 """
 
-import hashlib
-import json
-from binascii import hexlify, unhexlify
+from binascii import hexlify
 
 import coap
 import cryptolib
 from errors import OscoreError
 
-PATH = "/oscore.json"
 SEQ_PATH = "/data/oscore_seq"
 SEQ_STEP = 32  # sequence numbers reserved by one flash write
 MAX_SEQ = (1 << 40) - 1  # RFC 8613 §7.2.1: a Partial IV is at most 5 bytes
 ALG = 10  # AES-CCM-16-64-128
-_NONCE = 13
+NONCE_BYTES = 13
 _TAG = 8
-_MAX_ID = _NONCE - 6  # 7 bytes
+_MAX_ID = NONCE_BYTES - 6  # 7 bytes
 # Options the outer message keeps in clear (Class U, RFC 8613 §4.1); all others go inside.
 _OUTER = (coap.URI_HOST, coap.URI_PORT, coap.PROXY_URI, 39, coap.OSCORE)
-
-
-# --- HKDF-SHA-256 (RFC 5869) ----------------------------------------------------------------
-
-
-def hmac_sha256(key: bytes, msg: bytes) -> bytes:
-    if len(key) > 64:
-        key = hashlib.sha256(key).digest()
-    key = key + bytes(64 - len(key))
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-    inner.update(msg)
-    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
-    outer.update(inner.digest())
-    return outer.digest()
-
-
-def hkdf(salt: bytes, secret: bytes, info: bytes, length: int) -> bytes:
-    # An empty salt pads to the same HMAC key as RFC 5869's HashLen zeros.
-    prk = hmac_sha256(salt, secret)
-    out = b""
-    block = b""
-    i = 1
-    while len(out) < length:
-        block = hmac_sha256(prk, block + info + bytes((i,)))
-        out += block
-        i += 1
-    return out[:length]
-
-
-def _bstr(b: bytes) -> bytes:
-    """A CBOR byte string (shorter than 256 bytes, as every OSCORE id is)."""
-    n = len(b)
-    return (bytes((0x40 | n,)) if n < 24 else bytes((0x58, n))) + b
-
-
-def _info(ident: bytes, id_context: bytes | None, kind: str, length: int) -> bytes:
-    """The HKDF info (RFC 8613 §3.2.1): [id, id_context, alg_aead, type, L] in CBOR."""
-    ctx = b"\xf6" if id_context is None else _bstr(id_context)
-    kind_str = kind.encode()
-    return (
-        b"\x85"
-        + _bstr(ident)
-        + ctx
-        + bytes((ALG, 0x60 | len(kind_str)))
-        + kind_str
-        + bytes((length,))
-    )
-
-
-def derive(
-    secret: bytes, salt: bytes, sid: bytes, rid: bytes, id_context: bytes | None = None
-) -> tuple[bytes, bytes, bytes]:
-    """(Sender Key, Recipient Key, Common IV) of a context (RFC 8613 §3.2.1)."""
-    return (
-        hkdf(salt, secret, _info(sid, id_context, "Key", 16), 16),
-        hkdf(salt, secret, _info(rid, id_context, "Key", 16), 16),
-        hkdf(salt, secret, _info(b"", id_context, "IV", _NONCE), _NONCE),
-    )
 
 
 # --- AES-CCM-16-64-128 (RFC 3610: M = 8, L = 2) on cryptolib's AES ---------------------------
@@ -179,6 +113,12 @@ def decrypt(key: bytes, nonce: bytes, aad: bytes, data: bytes) -> bytes:
 # --- the COSE object (RFC 8613 §5, §6) ----------------------------------------------------
 
 
+def bstr(b: bytes) -> bytes:
+    """A CBOR byte string (shorter than 256 bytes, as every OSCORE id is)."""
+    n = len(b)
+    return (bytes((0x40 | n,)) if n < 24 else bytes((0x58, n))) + b
+
+
 def piv_bytes(seq: int) -> bytes:
     """A sequence number as a Partial IV: big-endian, no leading zeros, 0 as one byte."""
     return coap.uint_option(seq) or b"\x00"
@@ -186,18 +126,18 @@ def piv_bytes(seq: int) -> bytes:
 
 def nonce(common_iv: bytes, id_piv: bytes, piv: bytes) -> bytes:
     """The AEAD nonce (§5.2): size of ID_PIV, ID_PIV and PIV padded, XOR the Common IV."""
-    n = bytearray(_NONCE)
+    n = bytearray(NONCE_BYTES)
     n[0] = len(id_piv)
     n[8 - len(id_piv) : 8] = id_piv
-    n[_NONCE - len(piv) :] = piv
+    n[NONCE_BYTES - len(piv) :] = piv
     return _xor(bytes(n), common_iv)
 
 
 def aad(request_kid: bytes, request_piv: bytes) -> bytes:
     """The Enc_structure (§5.4): ["Encrypt0", h'', external_aad], external_aad being
     bstr .cbor [1, [alg], request_kid, request_piv, h''] (no Class I options)."""
-    external = b"\x85\x01\x81" + bytes((ALG,)) + _bstr(request_kid) + _bstr(request_piv) + b"\x40"
-    return b"\x83\x68Encrypt0\x40" + _bstr(external)
+    external = b"\x85\x01\x81" + bytes((ALG,)) + bstr(request_kid) + bstr(request_piv) + b"\x40"
+    return b"\x83\x68Encrypt0\x40" + bstr(external)
 
 
 def encode_option(
@@ -299,18 +239,13 @@ class SenderSequence:
 class Context:
     """The board's security context: it protects requests and verifies their responses.
 
+    ``keys``: (Sender Key, Recipient Key, Common IV), from ``oscorekeys.derive``;
     ``sequence`` is anything with ``take()`` (a ``SenderSequence`` on a board).
     ``id_context`` is derived in and sent as 'kid context' when given (the board uses none).
     """
 
     def __init__(
-        self,
-        secret: bytes,
-        salt: bytes,
-        sid: bytes,
-        rid: bytes,
-        sequence,
-        id_context: bytes | None = None,
+        self, keys: tuple, sid: bytes, rid: bytes, sequence, id_context: bytes | None = None
     ) -> None:
         if len(sid) > _MAX_ID or len(rid) > _MAX_ID:
             raise OscoreError("Sender and Recipient IDs are at most 7 bytes")
@@ -319,9 +254,7 @@ class Context:
         self.sid = sid
         self.rid = rid
         self.id_context = id_context
-        self._sender_key, self._recipient_key, self._common_iv = derive(
-            secret, salt, sid, rid, id_context
-        )
+        self._sender_key, self._recipient_key, self._common_iv = keys
         self.sequence = sequence
 
     def __repr__(self) -> str:
@@ -369,27 +302,3 @@ class Context:
         inner.mid = response.mid
         inner.token = response.token
         return inner
-
-
-def load(flash, path: str = PATH, seq_path: str = SEQ_PATH) -> Context | None:
-    """The board's Context from ``/oscore.json``, or None when it has none (plain CoAP).
-    OscoreError for key material that is there but unusable: never a silent downgrade."""
-    try:
-        f = flash.open(path, "r")
-    except OSError:
-        return None
-    try:
-        text = f.read()
-    finally:
-        f.close()
-    try:
-        keys = json.loads(text)
-        sid = unhexlify(keys["sid"])
-        rid = unhexlify(keys["rid"])
-        secret = unhexlify(keys["secret"])
-        salt = unhexlify(keys.get("salt", ""))
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise OscoreError("key material unreadable: " + path) from None
-    if len(secret) < 16:
-        raise OscoreError("Master Secret shorter than 16 bytes")
-    return Context(secret, salt, sid, rid, SenderSequence(flash, seq_path))

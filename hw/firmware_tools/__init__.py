@@ -29,6 +29,10 @@ BOOT_PART = ("boot", "slots", "flashfs", "main")
 #: and tests/firmware/test_update_only.py that the app never imports them at load).
 UPDATE_ONLY = ("sha512", "ed25519", "cose", "manifest", "updater")
 
+#: Modules the application imports at start and drops (app.START_ONLY): OSCORE's key
+#: material and key derivation, done once.
+START_ONLY = ("oscorekeys",)
+
 
 def install_port_modules() -> None:
     """Give CPython what the ESP32 port has built in and the firmware imports: ``cryptolib``

@@ -10,13 +10,14 @@
 // installed (hw/engines/mpy/vm_package.py).
 //
 // The VM gets a ``simpul_host`` module answering the one call of the VM engine's bridge
-// that firmware code makes without a board: ``aes`` (hw/engines/mpy/rom/cryptolib.py, on
-// --path hw/engines/mpy/rom), done here with Node's AES as host.py does it with Python's.
+// that firmware code makes without a board (vm_host.mjs: ``aes``, for the VM engine's
+// cryptolib, hw/engines/mpy/rom/cryptolib.py, on --path hw/engines/mpy/rom).
 
-import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
+
+import { hostCall } from "./vm_host.mjs";
 
 function parseArgs(argv) {
   const opts = { vm: null, paths: [], heap: 1024 * 1024, module: null };
@@ -54,21 +55,6 @@ def _simpul_run(name):
     print("%d passed, %d failed" % (passed, failed))
     return failed == 0 and passed > 0
 `;
-
-// ["aes", key hex, mode (1 ECB, 2 CBC), encrypt, iv hex, data hex] -> [hex]; else {"e": 22}.
-function hostCall(request) {
-  const [op, key, mode, encrypt, iv, data] = JSON.parse(request);
-  const bits = key.length * 4;
-  if (op !== "aes" || ![128, 192, 256].includes(bits) || ![1, 2].includes(mode)) {
-    return JSON.stringify({ e: 22 });
-  }
-  const name = `aes-${bits}-${mode === 1 ? "ecb" : "cbc"}`;
-  const args = [name, Buffer.from(key, "hex"), mode === 1 ? null : Buffer.from(iv, "hex")];
-  const cipher = encrypt ? crypto.createCipheriv(...args) : crypto.createDecipheriv(...args);
-  cipher.setAutoPadding(false);
-  const out = Buffer.concat([cipher.update(Buffer.from(data, "hex")), cipher.final()]);
-  return JSON.stringify([out.toString("hex")]);
-}
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2));

@@ -16,6 +16,7 @@ import aiocoap
 import coap
 import coapclient
 import oscore
+import oscorekeys
 import pytest
 from aiocoap import resource
 from aiocoap.credentials import CredentialsMap
@@ -110,7 +111,7 @@ def provisioned(tmp: Path) -> Flash:
 async def post_reading(port: int, flash: Flash, payload: bytes = b"\x81\xa1\x00\x01") -> Any:
     """One reading POSTed as the app does, by a client over the board's key material."""
     link = UdpLink("127.0.0.1", port, LinkFaults())
-    client = coapclient.Client(HostBoard(), link, 500, 2, oscore.load(flash))
+    client = coapclient.Client(HostBoard(), link, 500, 2, oscorekeys.load(flash))
     try:
         return await client.request(
             coap.POST, "/readings", payload, coap.SENML_CBOR, ["s=1", "n=1"]
@@ -178,21 +179,21 @@ async def test_refusal_in_clear_from_a_gateway_that_does_not_know_the_board(
 
 
 def test_key_material_never_in_the_contexts_repr(tmp_path: Path) -> None:
-    ctx = oscore.load(provisioned(tmp_path))
+    ctx = oscorekeys.load(provisioned(tmp_path))
     assert repr(ctx) == "<OSCORE sid=0b01 rid=>"
     assert SECRET.hex() not in repr(vars(ctx))
 
 
 def test_unusable_key_material_is_refused_not_downgraded(tmp_path: Path) -> None:
     flash = provisioned(tmp_path)
-    assert oscore.load(Flash(tmp_path / "empty")) is None  # no key material: plain CoAP
+    assert oscorekeys.load(Flash(tmp_path / "empty")) is None  # no key material: plain CoAP
     flash.host_path("/oscore.json").write_text('{"sid": "0b01", "rid": ""}')
     with pytest.raises(OscoreError):
-        oscore.load(flash)
+        oscorekeys.load(flash)
     provision_oscore(flash, sid=SID, secret=SECRET)
     flash.host_path("/data/oscore_seq").write_text("3x")
     with pytest.raises(OscoreError):
-        oscore.load(flash)
+        oscorekeys.load(flash)
 
 
 def test_no_nonce_reused_over_1000_boots_with_power_cuts_at_every_flash_write(
@@ -204,7 +205,7 @@ def test_no_nonce_reused_over_1000_boots_with_power_cuts_at_every_flash_write(
     recorded: none twice, and a boot wastes at most one step of numbers."""
     flash_dir = tmp_path / "flash"
     provisioned(tmp_path)
-    _, _, common_iv = oscore.derive(SECRET, SALT, SID, b"")
+    _, _, common_iv = oscorekeys.derive(SECRET, SALT, SID, b"")
     faults = FlashFaults()
     rng = random.Random(8613)
     nonces: set[bytes] = set()
@@ -214,7 +215,7 @@ def test_no_nonce_reused_over_1000_boots_with_power_cuts_at_every_flash_write(
         faults.cut_at_write = None if boot % 4 == 0 else 1 + boot % 3
         flash = Flash(flash_dir, faults)
         try:
-            ctx = oscore.load(flash)
+            ctx = oscorekeys.load(flash)
             assert ctx is not None
             for _ in range(rng.randrange(1, 100)):
                 _, _, _, piv = ctx.protect(coap.POST, [(coap.URI_PATH, b"readings")], b"x")
