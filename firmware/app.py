@@ -10,6 +10,7 @@ sampler keeps going while the gateway is away. The serial console gets one line 
     R <seq> <code>                  the gateway refused a record for good (counted)
     E <sensor> <kind> <message>     a sensor fault (counted)
     U <state> <detail>              an update's step (downloading, installed, confirmed...)
+    O oscore <sid rid>              requests go out under OSCORE (``oscore``), its IDs only
 
 Updates: a 2.04 from the gateway may carry ``{"ota": seq}`` (CBOR), a release due for this
 board. Between uploads the uploader then downloads it into the other slot (``updater``,
@@ -40,6 +41,8 @@ MAX_BATCH_RECORDS = 64
 REBOOT_AFTER_CYCLES = 3
 # Imported only while an update runs, dropped after it (``unload``).
 UPDATE_ONLY = ("sha512", "ed25519", "cose", "manifest", "updater")
+# Imported at start only, dropped once the security context is made.
+START_ONLY = ("oscorekeys",)
 
 
 def make_sensors(kind, board, cfg):
@@ -132,11 +135,19 @@ class Node:
         self._due = asyncio.Event()
         self._health_due = True
         self._batch_limit = cfg["batch_bytes"]
+        # OSCORE when the board holds key material (/oscore.json), plain CoAP otherwise;
+        # the key derivation's code is needed only now.
+        import oscorekeys
+
+        self.security = oscorekeys.load(flash)
+        del oscorekeys
+        unload(START_ONLY)
         self.client = coapclient.Client(
             board,
             board.udp(cfg["gateway_host"], cfg["gateway_port"]),
             cfg["coap_ack_timeout_ms"],
             cfg["coap_max_retransmit"],
+            self.security,
         )
 
     # -- sampling --------------------------------------------------------------------
@@ -410,16 +421,19 @@ class Node:
         )
         if self._settled:
             self.board.log("U %s %s" % (self.ota.state, self.ota.detail or ""))
+        if self.security is not None:
+            self.board.log("O oscore %r" % (self.security,))
         await asyncio.gather(self._sample_loop(), self._upload_loop())
 
 
-def unload():
-    """Give the update-only modules' heap back (hw/firmware_tools UPDATE_ONLY names them):
-    each module's globals are cleared too, so that a stray reference to one keeps nothing
-    else alive. Not on CPython, where the emulator's boards share one set of modules."""
+def unload(names=UPDATE_ONLY):
+    """Give the update-only modules' heap back (hw/firmware_tools UPDATE_ONLY names them), or
+    the start-only ones': each module's globals are cleared too, so that a stray reference to
+    one keeps nothing else alive. Not on CPython, where the emulator's boards share one set
+    of modules."""
     if sys.implementation.name != "micropython":
         return
-    for name in UPDATE_ONLY:
+    for name in names:
         module = sys.modules.pop(name, None)
         if module is not None:
             module.__dict__.clear()

@@ -6,6 +6,14 @@ separate responses (an empty ACK first, then a CON response that this client ACK
 
     client = Client(board, board.udp("192.168.4.1", 5683))
     response = await client.request(coap.POST, "/readings", payload, coap.SENML_CBOR)
+
+With ``security`` (an ``oscore.Context``, from the board's ``/oscore.json``) every request
+goes out protected (RFC 8613) and ``request`` returns the verified inner response. A
+response in clear is the gateway refusing to verify the board (unknown, wrong key): nothing
+vouches for its code, so it raises ``CoapRefused`` (the app backs off and keeps its
+readings) rather than being acted on. A protected 4.01 with an Echo option (the gateway
+recovering its replay window, RFC 8613 Appendix B.1.2) is answered once: the same request
+again with that Echo inside, under a new sequence number.
 """
 
 import coap
@@ -19,8 +27,16 @@ SEPARATE_TIMEOUT_MS = 20000
 
 
 class Client:
-    def __init__(self, board, link, ack_timeout_ms=ACK_TIMEOUT_MS, max_retransmit=MAX_RETRANSMIT):
+    def __init__(
+        self,
+        board,
+        link,
+        ack_timeout_ms=ACK_TIMEOUT_MS,
+        max_retransmit=MAX_RETRANSMIT,
+        security=None,
+    ):
         self._board = board
+        self._security = security
         self._link = link
         self._ack_timeout_ms = ack_timeout_ms
         self._max_retransmit = max_retransmit
@@ -43,15 +59,36 @@ class Client:
         """Send a CON request; return the response Message (any response code). ``options``:
         more (number, value) pairs, e.g. Block2 or Echo.
 
-        Raises CoapTimeout when every retransmission went unanswered, CoapRefused on RST.
+        Raises CoapTimeout when every retransmission went unanswered, CoapRefused on RST (or,
+        with OSCORE, on a response in clear), OscoreError on one that does not verify.
         """
-        mid = self._next_mid()
-        token = self._board.urandom(4)
         opts = coap.uri_options(path, query)
         if content_format is not None:
             opts.append((coap.CONTENT_FORMAT, coap.uint_option(content_format)))
         if options:
             opts.extend(options)
+        security = self._security
+        if security is None:
+            return await self._exchange(code, opts, payload, path)
+        echoed = False
+        while True:
+            outer_code, outer_opts, body, piv = security.protect(code, opts, payload)
+            response = await self._exchange(outer_code, outer_opts, body, path)
+            del outer_opts, body
+            if response.option(coap.OSCORE) is None:
+                raise CoapRefused(response.code, None)
+            inner = security.unprotect(response, piv)
+            echo = inner.option(coap.ECHO)
+            if inner.code != coap.UNAUTHORIZED or echo is None or echoed:
+                return inner
+            echoed = True
+            opts = [o for o in opts if o[0] != coap.ECHO]
+            opts.append((coap.ECHO, echo))
+
+    async def _exchange(self, code, opts, payload, path):
+        """One CON request on the wire, retransmitted until answered: the response."""
+        mid = self._next_mid()
+        token = self._board.urandom(4)
         datagram = coap.encode(coap.CON, code, mid, token, opts, payload)
         timeout = self._initial_timeout()
         for attempt in range(self._max_retransmit + 1):

@@ -51,6 +51,11 @@ class CoapRefused(SimpulError):
         self.max_age = max_age
 
 
+class OscoreError(SimpulError):
+    """OSCORE (RFC 8613) refused: key material unusable, sequence numbers spent or their
+    store unreadable, or a response that is not protected or does not verify."""
+
+
 class ConfigError(SimpulError):
     """The board's config file is missing a field or has a bad value."""
 

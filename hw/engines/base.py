@@ -438,3 +438,16 @@ def provision_flash(flash: Flash, config: Mapping[str, Any]) -> None:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(dict(config), indent=1))
         tmp.replace(path)
+
+
+def provision_oscore(
+    flash: Flash, *, sid: bytes, secret: bytes, rid: bytes = b"", salt: bytes = b""
+) -> None:
+    """Write ``/oscore.json``, the board's OSCORE key material, as the technician's tool does
+    at provisioning (``firmware/oscore.py`` reads it): its Sender ID ``sid``, the gateway's
+    ``rid``, the Master Secret and Salt. The board then speaks OSCORE to its gateway."""
+    keys = {"sid": sid.hex(), "rid": rid.hex(), "secret": secret.hex(), "salt": salt.hex()}
+    path = flash.host_path("/oscore.json")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(keys))
+    tmp.replace(path)

@@ -4,10 +4,12 @@ Where MicroPython on an ESP32 answers something the emulator must answer itself,
 here: the shapes of ``os.stat``, ``os.ilistdir`` and ``os.statvfs`` over a board's flash and
 MicroPython's wording of their errors; ``time.ticks_*`` (from power-on, wrapping at 2**30);
 ``machine``'s reset causes with their codes and the ROM's boot line for each; ``machine.freq()``
-and ``machine.unique_id()``; the heap an ESP32 offers, behind ``board.mem()``.
+and ``machine.unique_id()``; the heap an ESP32 offers, behind ``board.mem()``; ``cryptolib``'s
+AES, which the ESP32 port does in its AES hardware (``CryptolibAes``).
 
 The CPython engine uses it directly (its board, and its REPL's ``os``, ``time``, ``machine``);
-the MicroPython VM engine's host answers the VM's calls with it (``hw/engines/mpy/host.py``).
+the MicroPython VM engine's host answers the VM's calls with it (``hw/engines/mpy/host.py``;
+its ``cryptolib`` is ``rom/cryptolib.py``, whose AES is done here through the bridge).
 So a figure or a code changes here for both engines at once, and they cannot drift apart.
 """
 
@@ -20,7 +22,10 @@ import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, Final
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from hw.flash import BLOCK_BYTES, Flash
 
@@ -200,3 +205,67 @@ class FlashFilesystem:
 
     def rmdir(self, path: str) -> None:
         self._guard(os.rmdir, self._host(path))
+
+
+# --- cryptolib ------------------------------------------------------------------------------
+
+CRYPTOLIB_MODES: Final = {1: "ECB", 2: "CBC"}  # MODE_ECB, MODE_CBC (the port also has CTR: 6)
+
+
+class CryptolibAes:
+    """``cryptolib.aes(key, mode[, IV])`` as the ESP32 port offers it, ECB and CBC: whole
+    16-byte blocks only, one direction per object (encrypt or decrypt, whichever comes
+    first), CBC chaining on from one call to the next, ``out_buf`` filled in place."""
+
+    def __init__(self, key: bytes, mode: int, IV: bytes | None = None) -> None:
+        if len(key) not in (16, 24, 32):
+            raise ValueError("key")
+        if mode not in CRYPTOLIB_MODES:
+            raise ValueError("mode")
+        self._key = bytes(key)
+        self._mode = mode
+        self._iv = bytes(IV) if IV is not None else bytes(16)
+        if len(self._iv) != 16:
+            raise ValueError("IV")
+        self._direction: str | None = None
+
+    def encrypt(self, in_buf: bytes, out_buf: bytearray | None = None) -> Any:
+        return self._run("encrypt", in_buf, out_buf)
+
+    def decrypt(self, in_buf: bytes, out_buf: bytearray | None = None) -> Any:
+        return self._run("decrypt", in_buf, out_buf)
+
+    def _run(self, direction: str, data: bytes, out: bytearray | None) -> Any:
+        if self._direction not in (None, direction):
+            raise ValueError("can't encrypt & decrypt")
+        self._direction = direction
+        data = bytes(data)
+        if len(data) % 16:
+            raise ValueError("blksize % 16")
+        if out is not None and len(out) < len(data):
+            raise ValueError("output too small")
+        mode = modes.ECB() if self._mode == 1 else modes.CBC(self._iv)
+        cipher = Cipher(algorithms.AES(self._key), mode)
+        ctx = cipher.encryptor() if direction == "encrypt" else cipher.decryptor()
+        result = ctx.update(data) + ctx.finalize()
+        if self._mode == 2 and data:
+            self._iv = (result if direction == "encrypt" else data)[-16:]
+        if out is None:
+            return result
+        out[: len(result)] = result
+        return out
+
+
+def cryptolib_aes(key: bytes, mode: int, encrypt: bool, iv: bytes, data: bytes) -> bytes:
+    """One call of the VM engine's ``cryptolib`` (its object keeps the CBC chaining)."""
+    aes = CryptolibAes(key, mode, iv)
+    return bytes(aes.encrypt(data) if encrypt else aes.decrypt(data))
+
+
+def cryptolib_module() -> ModuleType:
+    """The CPython engine's ``cryptolib``, for ``import cryptolib`` in the firmware."""
+    module = ModuleType("cryptolib", "MicroPython's cryptolib (AES), emulated on the host.")
+    module.aes = CryptolibAes  # type: ignore[attr-defined]
+    module.MODE_ECB = 1  # type: ignore[attr-defined]
+    module.MODE_CBC = 2  # type: ignore[attr-defined]
+    return module

@@ -29,9 +29,23 @@ BOOT_PART = ("boot", "slots", "flashfs", "main")
 #: and tests/firmware/test_update_only.py that the app never imports them at load).
 UPDATE_ONLY = ("sha512", "ed25519", "cose", "manifest", "updater")
 
+#: Modules the application imports at start and drops (app.START_ONLY): OSCORE's key
+#: material and key derivation, done once.
+START_ONLY = ("oscorekeys",)
+
+
+def install_port_modules() -> None:
+    """Give CPython what the ESP32 port has built in and the firmware imports: ``cryptolib``
+    (AES, from ``hw/engines/micropython.py``). ``hashlib`` and the rest CPython has."""
+    if "cryptolib" not in sys.modules:
+        from hw.engines.micropython import cryptolib_module
+
+        sys.modules["cryptolib"] = cryptolib_module()
+
 
 def firmware_module(name: str) -> ModuleType:
     """Import a firmware module (flat, as on the board) from the firmware directory."""
+    install_port_modules()
     path = str(FIRMWARE_DIR)
     if path not in sys.path:
         sys.path.insert(0, path)

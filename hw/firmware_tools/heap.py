@@ -45,8 +45,9 @@ from typing import Any
 from hw.engines.base import BoardSpec, provision_flash
 from hw.engines.fleet import Fleet, plan_fleet
 from hw.engines.mpy import vm_package
+from hw.engines.mpy.host import ROM as VM_ROM
 from hw.engines.mpy.runner import VmBoardRunner
-from hw.firmware_tools import FIRMWARE_DIR, UPDATE_ONLY, firmware_module
+from hw.firmware_tools import FIRMWARE_DIR, START_ONLY, UPDATE_ONLY, firmware_module
 from hw.flash import Flash
 
 # The firmware's run-time heap at most. Its code and run-time together must also fit the
@@ -193,14 +194,16 @@ async def measure_cpu(
 # --- during an update ------------------------------------------------------------------------
 
 # Modules the application holds: all but the boot part's entry point, the chip's board.py
-# (the VM has no machine module) and the update-only ones; ``vmboard.import_firmware`` loads
-# the same set on the VM engine.
-_NOT_APP = ("main", "boot", "board", *UPDATE_ONLY)
+# (the VM has no machine module), the update-only ones and the start-only ones (dropped
+# once used); ``vmboard.import_firmware`` loads the same set on the VM engine, start-only
+# ones included until the app drops them.
+_NOT_APP = ("main", "boot", "board", *UPDATE_ONLY, *START_ONLY)
 
 # Runs inside the VM (vm_heap_slices.mjs calls tick() until it returns False). Each ``yield``
 # ends one call; gc.mem_alloc() right after one is the live heap, collected at that return.
 _UPDATE_HARNESS = r"""
 import binascii
+import cryptolib  # built into the ESP32 port (C): not the firmware's heap
 import gc
 import json
 import sys
@@ -316,6 +319,7 @@ def measure_update_heap(
         harness.write_text(header + _UPDATE_HARNESS)
         cmd = [vm_package.node(), str(driver), "--vm", str(vm_package.vm_module())]
         cmd += ["--path", str(Path(tmp) / "mpy"), "--harness", str(harness)]
+        cmd += ["--path", str(VM_ROM)]  # the VM engine's cryptolib
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"the update heap harness failed:\n{done.stdout}\n{done.stderr}")

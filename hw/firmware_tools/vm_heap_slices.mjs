@@ -14,6 +14,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 
+import { hostCall } from "./vm_host.mjs";
+
 function parseArgs(argv) {
   const opts = { vm: null, paths: [], heap: 1024 * 1024, harness: null };
   for (let i = 0; i < argv.length; i++) {
@@ -46,6 +48,7 @@ async function main() {
       }
     }
   }
+  mp.registerJsModule("simpul_host", { call: hostCall }); // cryptolib's AES (vm_host.mjs)
   mp.runPython('import sys\nsys.path.insert(0, "/lib")');
   mp.runPython(fs.readFileSync(opts.harness, "utf8"));
   const tick = mp.globals.get("tick");

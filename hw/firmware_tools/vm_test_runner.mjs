@@ -8,10 +8,16 @@
 // "FAIL name: traceback" per test and "N passed, M failed" last; exits 0 only if every
 // test passed and at least one ran. --vm names the npm package's module, wherever it was
 // installed (hw/engines/mpy/vm_package.py).
+//
+// The VM gets a ``simpul_host`` module answering the one call of the VM engine's bridge
+// that firmware code makes without a board (vm_host.mjs: ``aes``, for the VM engine's
+// cryptolib, hw/engines/mpy/rom/cryptolib.py, on --path hw/engines/mpy/rom).
 
 import fs from "node:fs";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
+
+import { hostCall } from "./vm_host.mjs";
 
 function parseArgs(argv) {
   const opts = { vm: null, paths: [], heap: 1024 * 1024, module: null };
@@ -58,6 +64,7 @@ async function main() {
     stdout: (line) => process.stdout.write(line + "\n"),
     stderr: (line) => process.stdout.write(line + "\n"),
   });
+  mp.registerJsModule("simpul_host", { call: hostCall });
   const libs = [];
   opts.paths.forEach((dir, i) => {
     const target = `/lib${i}`;

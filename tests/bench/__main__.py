@@ -26,6 +26,7 @@ from tests.bench import load
 from tests.bench.board_verify import board_verify
 from tests.bench.console_paint import console_paint
 from tests.bench.drain import drain_backlog
+from tests.bench.firmware_oscore import firmware_oscore
 from tests.bench.fleet_ingest import fleet_ingest
 from tests.bench.fuzz import gateway_flood, gateway_fuzz
 from tests.bench.ota import ota_delta, ota_fanout
@@ -219,6 +220,7 @@ def uplink_catch_up(db_path: Path, timeout_s: float = 120.0) -> float | None:
 SCENARIOS: dict[str, Callable[[float], dict[str, Any]]] = {
     "gateway_vs_bare": gateway_vs_bare,
     "firmware_heap": firmware_heap,
+    "firmware_oscore": firmware_oscore,
     "signing_throughput": signing_throughput,
     "drain_backlog": drain_backlog,
     "board_verify": board_verify,

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE = ROOT / "firmware"
 MPY_TESTS = Path(__file__).resolve().parent / "mpy"
 RUNNER = ROOT / "hw" / "firmware_tools" / "vm_test_runner.mjs"
+VM_ROM = ROOT / "hw" / "engines" / "mpy" / "rom"  # cryptolib, which the VM engine provides
 
 MODULES = sorted(p.stem for p in MPY_TESTS.glob("mpy_test_*.py"))
 
@@ -33,7 +34,7 @@ def _run_on_vm(module: str) -> subprocess.CompletedProcess[str]:
         cmd = [vm_package.node(), str(RUNNER), "--vm", str(vm_package.vm_module())]
     except vm_package.VmError as e:
         pytest.fail(str(e))
-    cmd += ["--path", str(FIRMWARE), "--path", str(MPY_TESTS)]
+    cmd += ["--path", str(FIRMWARE), "--path", str(MPY_TESTS), "--path", str(VM_ROM)]
     cmd += ["--heap", str(ESP32_HEAP), module]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
 

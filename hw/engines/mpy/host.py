@@ -22,6 +22,7 @@ out; bytes travel as hex):
 ``ls``, ``stat``, ``statvfs``, ``remove``, ``rename``, ``mkdir``, ``rmdir``  the VFS
 ``udp.open host port``      a link id; ``udp.send link hex``; ``udp.close link``
 ``time_ms``, ``rssi``, ``urandom n``, ``mem allocated``
+``aes key mode enc iv hex``  ``cryptolib``'s AES on whole blocks: hex (``rom/cryptolib.py``)
 ``reset cause``             the chip restarts (the call never returns); ``deepsleep ms``
 ==========================  ===========================================================
 
@@ -43,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from hw.engines.chip import BoardReset, Faults, wall_clock_ms
-from hw.engines.micropython import FlashFilesystem, heap
+from hw.engines.micropython import FlashFilesystem, cryptolib_aes, heap
 from hw.engines.mpy import vm_package
 from hw.firmware_tools import FIRMWARE_DIR, UPDATE_ONLY
 from hw.flash import Flash, PowerCut
@@ -436,6 +437,12 @@ class VmProcess:
     def _mem(self, allocated: int) -> tuple[int, int]:
         return heap(allocated)
 
+    def _aes(self, key: str, mode: int, encrypt: bool, iv: str, data: str) -> str:
+        raw = cryptolib_aes(
+            bytes.fromhex(key), mode, encrypt, bytes.fromhex(iv), bytes.fromhex(data)
+        )
+        return raw.hex()
+
     def _reset(self, cause: str) -> None:
         raise BoardReset(cause)
 
@@ -475,6 +482,7 @@ _HANDLERS: dict[str, Callable[..., Any]] = {
     "rssi": VmProcess._rssi_now,
     "urandom": VmProcess._urandom,
     "mem": VmProcess._mem,
+    "aes": VmProcess._aes,
     "reset": VmProcess._reset,
     "deepsleep": VmProcess._deepsleep,
 }

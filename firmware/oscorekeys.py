@@ -1,0 +1,104 @@
+"""OSCORE key material and key derivation (RFC 8613 §3.2): what the board needs once, at
+start, to make its ``oscore.Context``; ``app`` imports it then and drops it, so its code is
+not on the heap while the board runs.
+
+``/oscore.json`` holds the board's key material, written at provisioning::
+
+    {"sid": "0a1b", "rid": "", "secret": "<32 hex digits or more>", "salt": ""}
+
+``sid`` is the board's Sender ID, ``rid`` the gateway's (empty), ``secret`` the Master Secret,
+``salt`` the Master Salt (may be empty). The secret stays in this module's locals: no log
+line, no repr carries it, and the Context keeps only the keys derived from it. HKDF-SHA-256
+is built on ``hashlib.sha256``, since MicroPython has no ``hmac``.
+
+    import oscorekeys
+    ctx = oscorekeys.load(board.flash)  # None without /oscore.json: plain CoAP
+"""
+
+import hashlib
+import json
+from binascii import unhexlify
+
+import oscore
+from errors import OscoreError
+
+PATH = "/oscore.json"
+
+
+def hmac_sha256(key: bytes, msg: bytes) -> bytes:
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    key = key + bytes(64 - len(key))
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+    inner.update(msg)
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+    outer.update(inner.digest())
+    return outer.digest()
+
+
+def hkdf(salt: bytes, secret: bytes, info: bytes, length: int) -> bytes:
+    # An empty salt pads to the same HMAC key as RFC 5869's HashLen zeros.
+    prk = hmac_sha256(salt, secret)
+    out = b""
+    block = b""
+    i = 1
+    while len(out) < length:
+        block = hmac_sha256(prk, block + info + bytes((i,)))
+        out += block
+        i += 1
+    return out[:length]
+
+
+def _info(ident: bytes, id_context: bytes | None, kind: str, length: int) -> bytes:
+    """The HKDF info (RFC 8613 §3.2.1): [id, id_context, alg_aead, type, L] in CBOR."""
+    ctx = b"\xf6" if id_context is None else oscore.bstr(id_context)
+    kind_str = kind.encode()
+    return (
+        b"\x85"
+        + oscore.bstr(ident)
+        + ctx
+        + bytes((oscore.ALG, 0x60 | len(kind_str)))
+        + kind_str
+        + bytes((length,))
+    )
+
+
+def derive(
+    secret: bytes, salt: bytes, sid: bytes, rid: bytes, id_context: bytes | None = None
+) -> tuple[bytes, bytes, bytes]:
+    """(Sender Key, Recipient Key, Common IV) of a context (RFC 8613 §3.2.1)."""
+    return (
+        hkdf(salt, secret, _info(sid, id_context, "Key", 16), 16),
+        hkdf(salt, secret, _info(rid, id_context, "Key", 16), 16),
+        hkdf(salt, secret, _info(b"", id_context, "IV", oscore.NONCE_BYTES), oscore.NONCE_BYTES),
+    )
+
+
+def context(secret, salt, sid, rid, sequence, id_context=None):
+    """The ``oscore.Context`` of this key material (``sequence``: see ``oscore.Context``)."""
+    keys = derive(secret, salt, sid, rid, id_context)
+    return oscore.Context(keys, sid, rid, sequence, id_context)
+
+
+def load(flash, path: str = PATH, seq_path: str = oscore.SEQ_PATH) -> oscore.Context | None:
+    """The board's Context from ``/oscore.json``, or None when it has none (plain CoAP).
+    OscoreError for key material that is there but unusable: never a silent downgrade."""
+    try:
+        f = flash.open(path, "r")
+    except OSError:
+        return None
+    try:
+        text = f.read()
+    finally:
+        f.close()
+    try:
+        keys = json.loads(text)
+        sid = unhexlify(keys["sid"])
+        rid = unhexlify(keys["rid"])
+        secret = unhexlify(keys["secret"])
+        salt = unhexlify(keys.get("salt", ""))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise OscoreError("key material unreadable: " + path) from None
+    if len(secret) < 16:
+        raise OscoreError("Master Secret shorter than 16 bytes")
+    return context(secret, salt, sid, rid, oscore.SenderSequence(flash, seq_path))
