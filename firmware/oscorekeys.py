@@ -23,6 +23,13 @@ import oscore
 from errors import OscoreError
 
 PATH = "/oscore.json"
+_MAX_ID = oscore.NONCE_BYTES - 6  # 7 bytes
+
+
+def bstr(b: bytes) -> bytes:
+    """A CBOR byte string (shorter than 256 bytes, as every OSCORE id is)."""
+    n = len(b)
+    return (bytes((0x40 | n,)) if n < 24 else bytes((0x58, n))) + b
 
 
 def hmac_sha256(key: bytes, msg: bytes) -> bytes:
@@ -51,11 +58,11 @@ def hkdf(salt: bytes, secret: bytes, info: bytes, length: int) -> bytes:
 
 def _info(ident: bytes, id_context: bytes | None, kind: str, length: int) -> bytes:
     """The HKDF info (RFC 8613 §3.2.1): [id, id_context, alg_aead, type, L] in CBOR."""
-    ctx = b"\xf6" if id_context is None else oscore.bstr(id_context)
+    ctx = b"\xf6" if id_context is None else bstr(id_context)
     kind_str = kind.encode()
     return (
         b"\x85"
-        + oscore.bstr(ident)
+        + bstr(ident)
         + ctx
         + bytes((oscore.ALG, 0x60 | len(kind_str)))
         + kind_str
@@ -74,10 +81,15 @@ def derive(
     )
 
 
-def context(secret, salt, sid, rid, sequence, id_context=None):
-    """The ``oscore.Context`` of this key material (``sequence``: see ``oscore.Context``)."""
+def context(secret, salt, sid, rid, flash, next, id_context=None, seq_path=oscore.SEQ_PATH):
+    """The ``oscore.Context`` of this key material, its next Sender Sequence Number ``next``
+    (``stored_sequence``), reserved in ``seq_path`` on ``flash`` (see ``oscore.Context``)."""
+    if len(sid) > _MAX_ID or len(rid) > _MAX_ID:
+        raise OscoreError("Sender and Recipient IDs are at most 7 bytes")
+    if sid == rid:
+        raise OscoreError("Sender and Recipient IDs must differ")
     keys = derive(secret, salt, sid, rid, id_context)
-    return oscore.Context(keys, sid, rid, sequence, id_context)
+    return oscore.Context(keys, sid, rid, flash, next, id_context, seq_path)
 
 
 def load(flash, path: str = PATH, seq_path: str = oscore.SEQ_PATH) -> oscore.Context | None:
@@ -101,4 +113,23 @@ def load(flash, path: str = PATH, seq_path: str = oscore.SEQ_PATH) -> oscore.Con
         raise OscoreError("key material unreadable: " + path) from None
     if len(secret) < 16:
         raise OscoreError("Master Secret shorter than 16 bytes")
-    return context(secret, salt, sid, rid, oscore.SenderSequence(flash, seq_path))
+    return context(secret, salt, sid, rid, flash, stored_sequence(flash, seq_path), None, seq_path)
+
+
+def stored_sequence(flash, path: str = oscore.SEQ_PATH) -> int:
+    """The Sender Sequence Number limit stored in ``path`` (``oscore.Context.take``): no
+    number below it may be used again; 0 for a key never used."""
+    try:
+        f = flash.open(path, "r")
+    except OSError:
+        return 0
+    try:
+        text = f.read()
+    finally:
+        f.close()
+    try:
+        return int(text)
+    except ValueError:
+        # Written only by rename, so this is a damaged flash: starting lower could reuse a
+        # nonce, so the board sends nothing rather than guess.
+        raise OscoreError("sequence store unreadable: " + path) from None
