@@ -15,12 +15,14 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gateway.oscore.keys import BoardKey, encode_keys_file, generate
+
 if TYPE_CHECKING:
-    from hw.engines.base import BoardRunner
+    from hw.engines.base import BoardRunner, BoardSpec
     from hw.engines.fleet import Fleet
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +47,11 @@ class GatewayProcess:
     ``port=None`` picks a free port once, so restarts keep it; ``port=0`` lets the gateway
     choose at each start (``port`` is then read from the ready line). ``env`` is added to the
     environment, e.g. ``SIMPUL_GATEWAY__…`` settings; ``site=None`` passes no ``--site``.
+
+    ``oscore_keys``: the gateway speaks only OSCORE (``security.plain_coap = false``) to these
+    boards, whose keys it imports from a keys file beside its state directory
+    (``security.keys_file``), plus :data:`HEALTH_READER`'s, with which :meth:`health` reads
+    its ``/gateway`` resource. ``oscore_fleet`` makes both ends of it in one call.
     """
 
     def __init__(
@@ -56,6 +63,7 @@ class GatewayProcess:
         site: str | None = "Test site",
         env: Mapping[str, str] | None = None,
         extra_args: tuple[str, ...] = (),
+        oscore_keys: Sequence[BoardKey] | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.port = free_udp_port() if port is None else port
@@ -66,6 +74,13 @@ class GatewayProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.ready: re.Match[str] | None = None
         self.log = state_dir.parent / f"{state_dir.name}.log"
+        self.oscore_keys = list(oscore_keys) if oscore_keys is not None else None
+        if self.oscore_keys is not None:
+            keys_file = state_dir.parent / f"{state_dir.name}.keys.json"
+            keys_file.parent.mkdir(parents=True, exist_ok=True)
+            keys_file.write_bytes(encode_keys_file([*self.oscore_keys, HEALTH_READER]))
+            self.env.setdefault("SIMPUL_GATEWAY__SECURITY__PLAIN_COAP", "false")
+            self.env.setdefault("SIMPUL_GATEWAY__SECURITY__KEYS_FILE", str(keys_file))
 
     @property
     def address(self) -> tuple[str, int]:
@@ -153,6 +168,43 @@ class GatewayProcess:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
 
+    async def health(self) -> dict[str, Any]:
+        """The gateway's ``/gateway`` resource (its ``stats``): over OSCORE as
+        :data:`HEALTH_READER` when it has ``oscore_keys`` (that reader's sequence numbers
+        kept beside the state directory, as a client's are), else in plain CoAP."""
+        from aiocoap import GET, Context, Message
+        from aiocoap.oscore import FilesystemSecurityContext
+
+        host, port = self.address
+        uri = f"coap://{host}:{port}/gateway"
+        client = await Context.create_client_context()
+        secctx = None
+        if self.oscore_keys is not None:
+            directory = self.state_dir.parent / f"{self.state_dir.name}.health-reader"
+            if not (directory / "settings.json").exists():
+                directory.mkdir(parents=True, exist_ok=True)
+                material = HEALTH_READER.material
+                settings = {
+                    "sender-id_hex": material.sid.hex(),
+                    "recipient-id_hex": material.rid.hex(),
+                    "secret_hex": material.secret.hex(),
+                    "salt_hex": material.salt.hex(),
+                }
+                (directory / "settings.json").write_text(json.dumps(settings))
+            secctx = FilesystemSecurityContext(str(directory))
+            client.client_credentials[f"coap://{host}:{port}/*"] = secctx
+        try:
+            response = await asyncio.wait_for(
+                client.request(Message(code=GET, uri=uri)).response, 10
+            )
+        finally:
+            await client.shutdown()
+            if secctx is not None:
+                secctx._destroy()  # aiocoap's lock on the context's directory
+        assert response.code.is_successful(), response
+        body: dict[str, Any] = json.loads(response.payload)
+        return body
+
     def stored(self) -> set[tuple[str, str, int]]:
         """(board, name, time_ms) of every reading in the gateway's store."""
         db = sqlite3.connect(f"file:{self.state_dir / 'gateway.db'}?mode=ro", uri=True)
@@ -226,6 +278,62 @@ FAST = {
     "retry_max_s": 1,
     "watchdog_ms": 60000,
 }
+
+#: Enrolled beside a test's boards, used by none of them: what a test reads the gateway's
+#: ``/gateway`` resource with when the gateway speaks only OSCORE (its Sender ID is above
+#: every board's: ``fleet_keys`` numbers boards from 1).
+HEALTH_READER = generate(
+    "health-reader", b"\xff\xff\xff", secret=b"health reader secret".ljust(32, b".")
+)
+
+
+def fleet_keys(specs: Sequence[BoardSpec]) -> list[BoardKey]:
+    """Fresh OSCORE key material for each board of ``specs``: Sender IDs 1, 2, … (2 bytes),
+    a random Master Secret, no salt."""
+    return [generate(spec.board_id, i.to_bytes(2, "big")) for i, spec in enumerate(specs, 1)]
+
+
+def provision_fleet(fleet: Fleet, keys: Sequence[BoardKey]) -> None:
+    """Write each board's ``/oscore.json`` (``provision_oscore``) from its entry in ``keys``,
+    as the technician's tool does before a board first boots."""
+    from hw.engines.base import provision_oscore
+    from hw.flash import Flash
+
+    by_board = {key.board_id: key.material for key in keys}
+    for runner in fleet.runners:
+        material = by_board[runner.spec.board_id]
+        flash = Flash(runner.root / "flash")
+        provision_oscore(flash, sid=material.sid, secret=material.secret, salt=material.salt)
+
+
+def oscore_fleet(
+    specs: list[BoardSpec],
+    root: Path,
+    *,
+    engine: str = "cpython",
+    gateway_dir: Path | None = None,
+    **gateway_options: Any,
+) -> tuple[GatewayProcess, Fleet]:
+    """Boards and a gateway that speak only OSCORE, in one call: key material for every board
+    of ``specs``, on each board's flash and in the gateway's keys file, plain CoAP off.
+    Neither is started; ``gateway_options`` go to :class:`GatewayProcess`."""
+    from hw.engines.fleet import Fleet
+
+    keys = fleet_keys(specs)
+    gateway = GatewayProcess(gateway_dir or root / "gateway", oscore_keys=keys, **gateway_options)
+    fleet = Fleet(specs, root, gateway.address, engine=engine)
+    provision_fleet(fleet, keys)
+    return gateway, fleet
+
+
+def assert_nothing_refused(health: Mapping[str, Any], *, but: Sequence[str] = ()) -> None:
+    """The gateway refused no OSCORE request (by any reason but ``but``) and accepts no plain
+    CoAP."""
+    security = health["security"]
+    assert security["plain_coap"] is False, security
+    refused = {k: v for k, v in security["refused"].items() if v and k not in but}
+    assert not refused, security
+
 
 #: The reading names each kind of board sends.
 NAMES = {
