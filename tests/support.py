@@ -171,7 +171,8 @@ class GatewayProcess:
     async def health(self) -> dict[str, Any]:
         """The gateway's ``/gateway`` resource (its ``stats``): over OSCORE as
         :data:`HEALTH_READER` when it has ``oscore_keys`` (that reader's sequence numbers
-        kept beside the state directory, as a client's are), else in plain CoAP."""
+        kept beside the state directory, as a client's are), else in plain CoAP, which the
+        gateway answers only with ``limits.open_gateway_stats``."""
         from aiocoap import GET, Context, Message
         from aiocoap.oscore import FilesystemSecurityContext
 
