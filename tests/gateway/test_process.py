@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 from aiocoap import Context
 
 from tests.gateway.conftest import Client, db_rows, senml_pack
+from tests.gateway.oscore_support import board_key, oscore_client
 from tests.support import ROOT, GatewayProcess
 
 CHANGED = "2.04 Changed"
@@ -48,17 +50,36 @@ async def test_ready_line_then_sigterm_stops_cleanly(gateway_process: GatewayPro
 
 
 @pytest.mark.slow
-async def test_every_acknowledged_batch_survives_sigkill(tmp_path: Path) -> None:
-    gateway = GatewayProcess(tmp_path / "state")
+@pytest.mark.parametrize("security", ["plain", "oscore"])
+async def test_every_acknowledged_batch_survives_sigkill(tmp_path: Path, security: str) -> None:
+    """Six boards post while the gateway is SIGKILLed four times. Under OSCORE each board is
+    an aiocoap client with its own keys, recovering through Echo after every kill."""
+    keys = [board_key(f"k{n}", bytes((n + 1,))) for n in range(6)]
+    gateway = GatewayProcess(tmp_path / "state", oscore_keys=keys if security == "oscore" else None)
     gateway.start()
     acked: set[tuple[str, str, int]] = set()
     sent = 0
     stop = asyncio.Event()
-    context = await Context.create_client_context()
-    client = Client(context, "127.0.0.1", gateway.port)
+    contexts = contextlib.AsyncExitStack()
+    if security == "oscore":
+        clients = [
+            Client(
+                await contexts.enter_async_context(
+                    oscore_client(tmp_path / key.board_id, key, "127.0.0.1", gateway.port)
+                ),
+                "127.0.0.1",
+                gateway.port,
+            )
+            for key in keys
+        ]
+    else:
+        context = await Context.create_client_context()
+        contexts.push_async_callback(context.shutdown)
+        clients = [Client(context, "127.0.0.1", gateway.port)] * len(keys)
 
     async def board(number: int) -> None:
         nonlocal sent
+        client = clients[number]
         while not stop.is_set():
             sent += 1
             start_s = 1_700_000_000 + sent
@@ -88,7 +109,7 @@ async def test_every_acknowledged_batch_survives_sigkill(tmp_path: Path) -> None
     finally:
         stop.set()
         await asyncio.gather(*boards, return_exceptions=True)
-        await context.shutdown()
+        await contexts.aclose()
         gateway.close()
     assert kills == 4
     assert len(acked) > 30, "too few acknowledged batches to prove anything"
