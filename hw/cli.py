@@ -14,6 +14,8 @@ from typing import Any
 
 from fleet.errors import FleetError
 from fleet.keyfiles import load_public_key
+from gateway.errors import BadBoardKeys
+from gateway.oscore.keys import decode_keys_file
 from hw.engines import ENGINES
 from hw.engines.fleet import Fleet, cycle_config, plan_fleet
 from hw.engines.mpy import vm_package
@@ -130,6 +132,15 @@ def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="the fleet's root public key (PEM or raw, e.g. FLEET_DIR/root.pub), written into "
         "the config of boards provisioned now, as a technician does: the boards then install "
         "releases their gateway offers (simpul gateway desired set); without it, no update",
+    )
+    emulate.add_argument(
+        "--oscore-keys",
+        type=Path,
+        metavar="FILE",
+        help="a keys file, as the gateway's security.keys_file reads it: every board named "
+        "in it gets its key material on flash (/oscore.json) before it boots, as at "
+        "provisioning, and speaks OSCORE to the gateway; the others speak plain CoAP, which "
+        "only a gateway in lab mode (security.plain_coap) accepts",
     )
     emulate.add_argument(
         "--power-cut-at-write",
@@ -268,6 +279,14 @@ async def _emulate(args: argparse.Namespace) -> int:
     except vm_package.VmError as e:
         print(f"simpul emulate: {e}", file=sys.stderr, flush=True)
         return 1
+    if args.oscore_keys is not None:
+        try:
+            keys = decode_keys_file(args.oscore_keys.read_bytes())
+        except (OSError, BadBoardKeys) as e:
+            print(f"simpul emulate: --oscore-keys {args.oscore_keys}: {e}", file=sys.stderr)
+            return 2
+        secured = fleet.provision_oscore({key.board_id: key.material for key in keys})
+        print(f"simpul emulate: {len(secured)} boards provisioned for OSCORE", flush=True)
     if args.power_cut_at_write:
         for runner in fleet.runners:
             runner.faults.flash.cut_at_write = args.power_cut_at_write

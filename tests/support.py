@@ -295,16 +295,10 @@ def fleet_keys(specs: Sequence[BoardSpec]) -> list[BoardKey]:
 
 
 def provision_fleet(fleet: Fleet, keys: Sequence[BoardKey]) -> None:
-    """Write each board's ``/oscore.json`` (``provision_oscore``) from its entry in ``keys``,
-    as the technician's tool does before a board first boots."""
-    from hw.engines.base import provision_oscore
-    from hw.flash import Flash
-
-    by_board = {key.board_id: key.material for key in keys}
-    for runner in fleet.runners:
-        material = by_board[runner.spec.board_id]
-        flash = Flash(runner.root / "flash")
-        provision_oscore(flash, sid=material.sid, secret=material.secret, salt=material.salt)
+    """Write each board's ``/oscore.json`` from its entry in ``keys`` (``Fleet.provision_oscore``),
+    as the technician's tool does before a board first boots; every board must have one."""
+    done = fleet.provision_oscore({key.board_id: key.material for key in keys})
+    assert len(done) == len(fleet.runners), done
 
 
 def oscore_fleet(

@@ -9,12 +9,16 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hw import profiles
 from hw.engines import runner_for
-from hw.engines.base import BoardSpec
+from hw.engines.base import BoardSpec, provision_oscore
+from hw.flash import Flash
 from hw.signals import KINDS
+
+if TYPE_CHECKING:
+    from gateway.oscore.keys import KeyMaterial
 
 SITES = ("Takengon", "Tegal", "Cimahi", "Tarutung", "Pematang Siantar")
 
@@ -85,6 +89,23 @@ class Fleet:
             )
             for spec in specs
         ]
+
+    def provision_oscore(self, keys: Mapping[str, KeyMaterial]) -> list[str]:
+        """Write ``/oscore.json`` (``provision_oscore``) on every board that ``keys`` (board id
+        -> key material, the gateway's view of it) names, as provisioning does before a
+        board boots: those boards then speak OSCORE, the others plain CoAP. Their sequence
+        stores stay: a board provisioned again with the same keys goes on from its own.
+        Returns the board ids provisioned."""
+        done = []
+        for runner in self.runners:
+            material = keys.get(runner.spec.board_id)
+            if material is not None:
+                flash = Flash(runner.root / "flash")
+                provision_oscore(
+                    flash, sid=material.sid, secret=material.secret, salt=material.salt
+                )
+                done.append(runner.spec.board_id)
+        return done
 
     def start(self) -> None:
         for runner in self.runners:

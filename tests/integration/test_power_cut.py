@@ -1,8 +1,11 @@
 """A board process killed in the middle of a flash write: the ring buffer recovers and no
-corrupt record is ever delivered."""
+corrupt record is ever delivered; with OSCORE on both ends too, where the board's flash
+writes include its sequence number reservations (``/data/oscore_seq``), and the gateway
+refuses nothing after the reboot (no sequence number used twice)."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from collections import Counter
@@ -10,9 +13,16 @@ from pathlib import Path
 
 import pytest
 
+from hw.engines.fleet import plan_fleet
 from hw.firmware_tools import firmware_module
 from hw.flash import Flash
-from tests.support import ROOT, GatewayProcess, iter_console
+from tests.support import (
+    ROOT,
+    GatewayProcess,
+    assert_nothing_refused,
+    fleet_keys,
+    iter_console,
+)
 
 
 def emulate(gateway: GatewayProcess, state: Path, *extra: str, timeout: float = 60) -> int:
@@ -35,15 +45,24 @@ def emulate(gateway: GatewayProcess, state: Path, *extra: str, timeout: float = 
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("security", ["plain", "oscore"])
 @pytest.mark.parametrize("write", [2, 4, 7, 11, 16])
 def test_power_cut_mid_write_recovers_and_delivers_no_corrupt_record(
-    tmp_path: Path, write: int
+    tmp_path: Path, write: int, security: str
 ) -> None:
-    gateway = GatewayProcess(tmp_path / "gateway")
+    extra: tuple[str, ...] = ()
+    keys = None
+    if security == "oscore":
+        keys = fleet_keys(plan_fleet(1))  # the board `simpul emulate --boards 1` runs
+    gateway = GatewayProcess(tmp_path / "gateway", oscore_keys=keys)
+    if gateway.oscore_keys is not None:
+        extra = ("--oscore-keys", gateway.env["SIMPUL_GATEWAY__SECURITY__KEYS_FILE"])
     gateway.start()
     state = tmp_path / "boards"
     try:
-        code = emulate(gateway, state, "--power-cut-at-write", str(write), "--duration", "30")
+        code = emulate(
+            gateway, state, *extra, "--power-cut-at-write", str(write), "--duration", "30"
+        )
         assert code == -9, "the board process should have died in the power cut"
         board_dir = next((state / "boards").iterdir())
         # Open the ring buffer as the firmware does at boot: every record it keeps is whole.
@@ -57,9 +76,12 @@ def test_power_cut_mid_write_recovers_and_delivers_no_corrupt_record(
             decoded = senml.decode(senml.pack([payload[1:]], payload[0]))
             assert len(decoded) == payload[0]
         # Boot again without the fault: the board carries on and delivers what it kept.
-        assert emulate(gateway, state, "--duration", "4") == 0
+        assert emulate(gateway, state, *extra, "--duration", "4") == 0
+        health = asyncio.run(gateway.health()) if keys is not None else None
     finally:
         gateway.stop()
+    if health is not None:
+        assert_nothing_refused(health)
     console = list(iter_console(board_dir))
     samples: dict[int, int] = {}
     for line in console:
