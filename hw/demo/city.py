@@ -4,7 +4,9 @@ A private Mosquitto; a fleet directory with its keys (root, release, operator) a
 every site, gateway and board enrolled in it; one ``simpul gateway run`` per site, its
 control channel and MQTT uplink on that broker; ``simpul fleet serve`` on the same broker;
 an :class:`~hw.demo.upstream.Upstream` consumer verifying every batch the gateways deliver;
-and the emulated boards in this process's event loop, each site's at its gateway.
+and the emulated boards in this process's event loop, each site's at its gateway, speaking
+OSCORE to it with keys made at the first run (on each board's flash and in its gateway's
+keys file; plain CoAP is off).
 
 Every process it starts runs in a session of its own (a Ctrl-C at the terminal reaches the
 demo only, which then stops them in order: boards, fleet manager, gateways, broker) and is
@@ -33,6 +35,7 @@ from fleet.link import BrokerSettings
 from fleet.store import DB_NAME, FleetStore
 from gateway.batches.keys import load_or_create
 from gateway.codec import cose
+from gateway.oscore.keys import BoardKey, decode_keys_file, encode_keys_file, generate
 from hw.broker import Mosquitto
 from hw.demo.summary import SiteFigures
 from hw.demo.upstream import Upstream
@@ -214,6 +217,8 @@ class DemoCity:
             assert gateway.ready is not None  # started
             port = int(gateway.ready["port"])
             fleet = Fleet(list(site.boards), self.state_dir, ("127.0.0.1", port))
+            keys = self._board_keys(site)
+            fleet.provision_oscore({key.board_id: key.material for key in keys})
             fleet.start()
             self.fleets.append(fleet)
 
@@ -243,8 +248,28 @@ class DemoCity:
                         )
                         store.append_audit(DEMO_OPERATOR, "boards.add", board.board_id, {}, "ok")
 
+    def keys_file(self, site: DemoSite) -> Path:
+        """The site's board keys, as its gateway imports them (``security.keys_file``)."""
+        return self.gateway_dir(site) / "boards.keys.json"
+
+    def _board_keys(self, site: DemoSite) -> list[BoardKey]:
+        """OSCORE key material for each board of ``site`` (Sender IDs 1, 2, … in two bytes),
+        made on the first run and kept in the gateway's keys file: what provisioning writes
+        to a board and enrolment gives its gateway."""
+        path = self.keys_file(site)
+        if path.exists():
+            return decode_keys_file(path.read_bytes())
+        keys = [generate(b.board_id, i.to_bytes(2, "big")) for i, b in enumerate(site.boards, 1)]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(encode_keys_file(keys))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+        return keys
+
     def _start_gateway(self, site: DemoSite) -> None:
         state_dir = self.gateway_dir(site)
+        self._board_keys(site)
         config = state_dir / "gateway.toml"
         config.write_text(
             "# Written by simpul demo: this gateway's settings (see gateway/config.py).\n"
@@ -260,6 +285,9 @@ class DemoCity:
             f"state_interval_s = {max(1, round(self.cycle))}\n\n"
             "[gateway.ota]\n"
             f'root_public_key = "{self.fleet_dir / "root.pub"}"\n\n'
+            "[gateway.security]\n"
+            "plain_coap = false\n"
+            f'keys_file = "{self.keys_file(site)}"\n\n'
             "[gateway.uplinks.mqtt]\n"
             "enabled = true\n\n"
             "[gateway.uplinks.file]\n"

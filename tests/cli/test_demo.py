@@ -63,6 +63,13 @@ def test_demo_headless_delivers_every_site_s_readings_upstream_and_to_the_fleet(
     assert 0 < recorded == delivered == stored <= sampled
     rows = {row["site"]: row for row in SITE_ROW.finditer(done.stdout)}
     assert set(rows) == {"takengon", "tegal"}, done.stdout
+    # Every board held OSCORE keys, and its gateway took nothing else (plain CoAP off).
+    flashes = [d / "flash" for d in (tmp_path / "boards").iterdir()]
+    assert len(flashes) == 4
+    assert all((f / "oscore.json").exists() for f in flashes), flashes
+    tomls = list(tmp_path.glob("gw-*/gateway.toml"))
+    assert len(tomls) == 2
+    assert all("plain_coap = false" in t.read_text() for t in tomls)
     for row in rows.values():
         assert row["boards"] == "2"
         assert 0 < int(row["recorded"]) == int(row["delivered"]) == int(row["stored"])
