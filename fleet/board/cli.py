@@ -29,7 +29,6 @@ from fleet.board.repl import RawRepl
 from fleet.board.transfer import BoardFile, Transfer
 from fleet.errors import FleetError
 from fleet.keys import FLEET_DIR_ENV, default_fleet_dir
-from hw.firmware_tools import firmware_module
 
 Actions: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 DEFAULT_GATEWAY_PORT: Final = 5683
@@ -329,7 +328,7 @@ def _config(args: argparse.Namespace) -> int:
         config = json.loads(transfer.get("/config.json"))
         if args.set:
             config.update(provision.parse_settings(args.set))
-            firmware_module("config").parse(json.dumps(config))
+            provision.check_config(config)
             data = json.dumps(config, indent=1).encode()
             transfer.put([BoardFile("/config.json", data)])
             print(
