@@ -27,7 +27,7 @@ from fleet import keys as fleet_keys
 from fleet.errors import FleetError
 from fleet.inventory import operator_name
 from fleet.keys import FLEET_DIR_ENV, default_fleet_dir
-from fleet.link import BrokerSettings, LinkError
+from fleet.link import BrokerSettings, LinkError, add_broker_arguments, broker_from_arguments
 from fleet.serve import BROKER_ENV
 from fleet.store import DB_NAME, FleetStore
 from gateway.codec import cose
@@ -154,11 +154,10 @@ def add_commands(fleet_commands: argparse._SubParsersAction[argparse.ArgumentPar
         "--wait", type=float, default=DEFAULT_WAIT_S, metavar="SECONDS",
         help="how long to wait for the reply (default: %(default)s; 0: do not wait)",
     )  # fmt: skip
-    parser.add_argument(
-        "--broker",
+    add_broker_arguments(
+        parser,
         default=os.environ.get(BROKER_ENV, "127.0.0.1:1883"),
-        metavar="HOST:PORT",
-        help=f"the MQTT broker (default: ${BROKER_ENV}, else %(default)s)",
+        help=f"the MQTT broker (default: ${BROKER_ENV}, else 127.0.0.1:1883)",
     )
     parser.add_argument("--fleet-dir", type=Path, default=None,
                         help=f"the fleet directory (default: ${FLEET_DIR_ENV})")  # fmt: skip
@@ -170,7 +169,8 @@ def add_commands(fleet_commands: argparse._SubParsersAction[argparse.ArgumentPar
 def _command(args: argparse.Namespace) -> int:
     fleet_dir = args.fleet_dir or default_fleet_dir()
     try:
-        settings = BrokerSettings.parse(args.broker)
+        settings = broker_from_arguments(args)
+        assert settings is not None  # --broker has a default
         with FleetStore(fleet_dir / DB_NAME, create=False) as store:
             reply = send(
                 fleet_dir,

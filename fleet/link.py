@@ -14,6 +14,7 @@ command expires, and a gateway runs each at most once).
 
 from __future__ import annotations
 
+import argparse
 import queue
 import ssl
 import threading
@@ -55,6 +56,38 @@ class BrokerSettings:
         if not sep or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"broker {address!r} is not HOST:PORT")
         return cls(host.strip("[]"), int(port), **kwargs)
+
+
+def add_broker_arguments(
+    parser: argparse.ArgumentParser, *, default: str | None, help: str
+) -> None:
+    """``--broker`` (with ``default`` and ``help``) and how to log in to it: ``--username``,
+    ``--password-file``, ``--tls-ca``; the same on every command that talks to the broker."""
+    parser.add_argument("--broker", default=default, metavar="HOST:PORT", help=help)
+    parser.add_argument("--username", help="broker user name")
+    parser.add_argument(
+        "--password-file", type=Path, metavar="FILE", help="broker password, read from FILE"
+    )
+    parser.add_argument(
+        "--tls-ca", type=Path, metavar="FILE", help="connect with TLS, trusting this CA file"
+    )
+
+
+def broker_from_arguments(
+    args: argparse.Namespace, *, client_id: str | None = None
+) -> BrokerSettings | None:
+    """The settings :func:`add_broker_arguments`' options give (``None``: no ``--broker``);
+    ``ValueError`` for an address that is not HOST:PORT."""
+    if args.broker is None:
+        return None
+    extra: dict[str, Any] = {} if client_id is None else {"client_id": client_id}
+    return BrokerSettings.parse(
+        args.broker,
+        username=args.username,
+        password_file=args.password_file,
+        tls_ca_file=args.tls_ca,
+        **extra,
+    )
 
 
 @dataclass(frozen=True, slots=True)

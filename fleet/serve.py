@@ -32,7 +32,7 @@ from typing import Final
 from fleet.engine import FleetEngine
 from fleet.errors import FleetBusy, FleetError
 from fleet.keys import FLEET_DIR_ENV, default_fleet_dir
-from fleet.link import BrokerSettings, FleetLink
+from fleet.link import BrokerSettings, FleetLink, add_broker_arguments, broker_from_arguments
 from fleet.store import DB_NAME, FleetStore
 
 BROKER_ENV: Final = "SIMPUL_FLEET_BROKER"
@@ -168,18 +168,10 @@ def add_commands(fleet_commands: argparse._SubParsersAction[argparse.ArgumentPar
         default=None,
         help=f"the fleet directory (default: ${FLEET_DIR_ENV}, else $XDG_DATA_HOME/simpul/fleet)",
     )
-    parser.add_argument(
-        "--broker",
+    add_broker_arguments(
+        parser,
         default=os.environ.get(BROKER_ENV, "127.0.0.1:1883"),
-        metavar="HOST:PORT",
-        help=f"the MQTT broker the gateways use (default: ${BROKER_ENV}, else %(default)s)",
-    )
-    parser.add_argument("--username", help="broker user name")
-    parser.add_argument(
-        "--password-file", type=Path, metavar="FILE", help="broker password, read from FILE"
-    )
-    parser.add_argument(
-        "--tls-ca", type=Path, metavar="FILE", help="connect with TLS, trusting this CA file"
+        help=f"the MQTT broker the gateways use (default: ${BROKER_ENV}, else 127.0.0.1:1883)",
     )
     parser.add_argument(
         "--cycle",
@@ -195,12 +187,8 @@ def _serve_command(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     fleet_dir = args.fleet_dir or default_fleet_dir()
     try:
-        settings = BrokerSettings.parse(
-            args.broker,
-            username=args.username,
-            password_file=args.password_file,
-            tls_ca_file=args.tls_ca,
-        )
+        settings = broker_from_arguments(args)
+        assert settings is not None  # --broker has a default
         if not (fleet_dir / DB_NAME).exists():
             raise FleetError(f"no fleet.db in {fleet_dir}: run 'simpul fleet init' first")
     except (ValueError, FleetError) as exc:

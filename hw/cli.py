@@ -171,6 +171,13 @@ def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "board names its URL",
     )
     emulate.add_argument(
+        "--blank",
+        action="store_true",
+        help="boards fresh from the factory: nothing in their flash, the ROM's boot loop on "
+        "their serial port until MicroPython is written (with --rfc2217: simpul board flash "
+        "URL --install-micropython FIRMWARE.bin ...)",
+    )
+    emulate.add_argument(
         "--install-vm",
         action=_InstallVm,
         help=f"install the MicroPython VM that --engine mpy runs ({vm_package.PACKAGE} "
@@ -272,6 +279,7 @@ async def _emulate(args: argparse.Namespace) -> int:
             engine=args.engine,
             serial=args.serial,
             rfc2217=args.rfc2217,
+            blank=args.blank,
         )
         if args.engine == "mpy":
             vm_package.node()

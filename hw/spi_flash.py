@@ -5,18 +5,24 @@ This is the flash the ROM bootloader reads and esptool writes (MicroPython itsel
 in it); the MicroPython filesystem the firmware sees is the board's flash directory
 (``hw/flash.py``), which the chip's ``vfs`` partition stands for. As NOR flash, an erased
 byte reads 0xFF and a write can only clear bits (the stored byte is old AND new), so a write
-over an unerased region corrupts it as on a chip. A new chip is erased throughout.
+over an unerased region corrupts it as on a chip. A new chip is erased throughout. Erasing
+any part of the ``vfs`` partition wipes that filesystem (``on_vfs_erased``), as erasing the
+sectors holding LittleFS does: MicroPython then formats it afresh at its next boot.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
 FLASH_SIZE: Final = 4 * 1024 * 1024
 SECTOR_SIZE: Final = 0x1000
+#: MicroPython's ``vfs`` partition on a 4 MB ESP32 (its partition table: hw/esp_image.py).
+VFS_OFFSET: Final = 0x200000
+VFS_SIZE: Final = 0x200000
 # JEDEC id a 4 MB Winbond W25Q32 answers to RDID (0x9F), as the ROM reads it (LSB first).
 FLASH_JEDEC_ID: Final = 0x1640EF
 
@@ -24,9 +30,15 @@ FLASH_JEDEC_ID: Final = 0x1640EF
 class SpiFlash:
     """The chip's flash as a file; every operation goes to the file at once."""
 
-    def __init__(self, path: Path, size: int = FLASH_SIZE) -> None:
+    def __init__(
+        self,
+        path: Path,
+        size: int = FLASH_SIZE,
+        on_vfs_erased: Callable[[], None] | None = None,
+    ) -> None:
         self.path = path
         self.size = size
+        self.on_vfs_erased = on_vfs_erased
         if not path.exists() or path.stat().st_size != size:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
@@ -45,6 +57,8 @@ class SpiFlash:
         end = min(self.size, -(-(offset + length) // SECTOR_SIZE) * SECTOR_SIZE)
         self._check(start, end - start)
         self._write_raw(start, b"\xff" * (end - start))
+        if self.on_vfs_erased is not None and start < VFS_OFFSET + VFS_SIZE and end > VFS_OFFSET:
+            self.on_vfs_erased()
 
     def program(self, offset: int, data: bytes) -> None:
         """Write ``data`` as NOR flash does: bits only go from 1 to 0."""

@@ -29,7 +29,6 @@ from fleet.board.repl import RawRepl
 from fleet.board.transfer import BoardFile, Transfer
 from fleet.errors import FleetError
 from fleet.keys import FLEET_DIR_ENV, default_fleet_dir
-from hw.firmware_tools import firmware_module
 
 Actions: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 DEFAULT_GATEWAY_PORT: Final = 5683
@@ -194,6 +193,19 @@ def _follow_first_ack(repl: RawRepl, board_id: str, within: float, progress: Pro
     )
 
 
+def _board_id(args: argparse.Namespace, unique_id: str) -> str:
+    """``--board-id``, else SITE-KIND- and the last 6 hex digits of the chip's unique id
+    (its MAC on an ESP32), so the same board gets the same id offline too."""
+    return str(args.board_id or f"{args.site}-{args.kind}-{unique_id[-6:] or 'x'}")
+
+
+def _enrolment(args: argparse.Namespace, board_id: str) -> Enrolment:
+    return Enrolment(
+        board_id, args.kind, args.site, args.gateway, int(time.time()),
+        _technician(args.operator),
+    )  # fmt: skip
+
+
 def _flash(args: argparse.Namespace) -> int:
     if args.kind not in ("air", "water", "bin"):
         raise ValueError(f"--kind {args.kind!r}: one of air, water, bin")
@@ -207,7 +219,14 @@ def _flash(args: argparse.Namespace) -> int:
         if args.install_micropython is not None:
             from fleet.board.esp import install_micropython
 
-            chip = install_micropython(args.port, args.install_micropython, progress)
+            def precheck(unique_id: str) -> None:
+                # Before the chip is erased: a board fleet.db would refuse keeps what it has.
+                if args.offline is None:
+                    _precheck(fleet_dir, _enrolment(args, _board_id(args, unique_id)))
+
+            chip = install_micropython(
+                args.port, args.install_micropython, progress, before_write=precheck
+            )
             progress.say(f"MicroPython written on the {chip}")
             time.sleep(1.0)  # the board boots MicroPython
         progress.say("compiling the firmware")
@@ -215,11 +234,8 @@ def _flash(args: argparse.Namespace) -> int:
         with _board(args.port) as repl:
             facts = repl.facts()
             provision.check_firmware(facts, compiled, args.port)
-            board_id = args.board_id or f"{args.site}-{args.kind}-{facts.unique_id[-6:] or 'x'}"
-            enrolment = Enrolment(
-                board_id, args.kind, args.site, args.gateway, int(time.time()),
-                _technician(args.operator),
-            )  # fmt: skip
+            board_id = _board_id(args, facts.unique_id)
+            enrolment = _enrolment(args, board_id)
             if args.offline is None:
                 _precheck(fleet_dir, enrolment)
             identity = provision.Identity(
@@ -329,7 +345,7 @@ def _config(args: argparse.Namespace) -> int:
         config = json.loads(transfer.get("/config.json"))
         if args.set:
             config.update(provision.parse_settings(args.set))
-            firmware_module("config").parse(json.dumps(config))
+            provision.check_config(config)
             data = json.dumps(config, indent=1).encode()
             transfer.put([BoardFile("/config.json", data)])
             print(

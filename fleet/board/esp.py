@@ -8,6 +8,8 @@ a board without that circuit needs BOOT held while EN is pressed. esptool's prog
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +17,17 @@ from fleet.board.errors import NoBootloader
 from fleet.board.transfer import Progress
 
 
-def install_micropython(port: str, firmware: Path, progress: Progress) -> str:
+def install_micropython(
+    port: str,
+    firmware: Path,
+    progress: Progress,
+    *,
+    before_write: Callable[[str], None] | None = None,
+) -> str:
     """Erase the board's flash and write ``firmware`` (a MicroPython ``.bin``) where its
-    chip boots from; return the chip's name. :class:`NoBootloader` if none answers."""
+    chip boots from; return the chip's name. :class:`NoBootloader` if none answers.
+    ``before_write`` gets the chip's MAC as hex (what MicroPython's ``machine.unique_id()``
+    gives) once the chip is known and before anything is erased; what it raises stops it."""
     from esptool.cmds import (
         detect_chip,
         detect_flash_size,
@@ -70,6 +80,14 @@ def install_micropython(port: str, firmware: Path, progress: Progress) -> str:
             f" BOOT, and try again ({str(exc).splitlines()[0] if str(exc) else 'no answer'})"
         ) from None
     try:
+        if before_write is not None:
+            try:
+                before_write(bytes(esp.read_mac()).hex())
+            except BaseException:
+                # Refused before anything was erased: the board runs what it had again.
+                with contextlib.suppress(FatalError, OSError):
+                    reset_chip(esp, "hard-reset")
+                raise
         esp = _with_stub(esp)
         if esp.IS_STUB:
             erase_flash(esp)

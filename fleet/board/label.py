@@ -5,7 +5,7 @@ of exactly that size (for any printer). The QR code holds compact JSON::
 
     {"id":"tkg-air-0001","kind":"air","site":"takengon","enrolled":"2026-01-02"}
 
-so a phone's camera, or the console's scanner, reads the board id and where it belongs. The
+so a phone's camera reads the board id and where it belongs. The
 QR code is made by ``segno`` (pure Python, no dependencies, standard-conformant encoding),
 the label drawn and saved by Pillow, which writes both PNG and PDF.
 """

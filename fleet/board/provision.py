@@ -72,7 +72,7 @@ class Identity:
             gateway_port=self.gateway_port,
             root_key=self.root_key.hex(),
         )
-        firmware_module("config").parse(json.dumps(config))  # ConfigError, a ValueError
+        check_config(config)
         return config
 
     def secrets(self) -> dict[str, Any]:
@@ -179,3 +179,13 @@ def parse_settings(pairs: list[str] | None) -> dict[str, Any]:
         except ValueError:
             settings[key.strip()] = value
     return settings
+
+
+def check_config(config: dict[str, Any]) -> None:
+    """``ValueError`` naming the setting, unless the firmware's own parser takes ``config``
+    (its ConfigError is the firmware's, not a ValueError)."""
+    module = firmware_module("config")
+    try:
+        module.parse(json.dumps(config))
+    except firmware_module("errors").ConfigError as exc:
+        raise ValueError(f"the board would refuse this config: {exc}") from None

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from fleet.keys import FLEET_DIR_ENV, default_fleet_dir
-from fleet.link import BrokerSettings
+from fleet.link import BrokerSettings, add_broker_arguments, broker_from_arguments
 from fleet.serve import BROKER_ENV, ServeLock, serve
 from fleet.store import DB_NAME
 
@@ -88,15 +88,7 @@ class ConsoleEngine:
 
 def broker_settings(args: argparse.Namespace) -> BrokerSettings | None:
     """The console's broker from ``--broker`` and its credentials (``None``: no broker)."""
-    if args.broker is None:
-        return None
-    return BrokerSettings.parse(
-        args.broker,
-        username=args.username,
-        password_file=args.password_file,
-        tls_ca_file=args.tls_ca,
-        client_id=f"simpul-console-{os.getpid()}",
-    )
+    return broker_from_arguments(args, client_id=f"simpul-console-{os.getpid()}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -210,10 +202,9 @@ def add_console_options(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how often the fleet is read (default: %(default)s)",
     )
-    parser.add_argument(
-        "--broker",
+    add_broker_arguments(
+        parser,
         default=os.environ.get(BROKER_ENV),
-        metavar="HOST:PORT",
         help="the gateways' MQTT broker, for commands (reboot, log) and, when no 'simpul fleet"
         f" serve' runs, the fleet engine in the console (default: ${BROKER_ENV}, else none:"
         " the console only reads)",
@@ -223,13 +214,6 @@ def add_console_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="show the fleet, refuse every action (rollouts, alerts, board commands); what"
         " --serve gives each browser",
-    )
-    parser.add_argument("--username", help="broker user name")
-    parser.add_argument(
-        "--password-file", type=Path, metavar="FILE", help="broker password, read from FILE"
-    )
-    parser.add_argument(
-        "--tls-ca", type=Path, metavar="FILE", help="connect with TLS, trusting this CA file"
     )
     parser.add_argument(
         "--serve",

@@ -19,6 +19,7 @@ import abc
 import asyncio
 import contextlib
 import json
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -149,10 +150,17 @@ class BoardRunner(abc.ABC):
         """The chip's flash: erased on a blank board, else holding MicroPython at 0x1000."""
         path = self.root / "spi_flash.bin"
         new = not path.exists()
-        flash = SpiFlash(path)
+        flash = SpiFlash(path, on_vfs_erased=self._wipe_filesystem)
         if new and not self.blank:
             flash.write_image(BOOTLOADER_OFFSET, micropython_firmware_bin())
         return flash
+
+    def _wipe_filesystem(self) -> None:
+        """The chip's vfs sectors were erased: every file of the board's flash is gone."""
+        flash_dir = self.root / "flash"
+        if flash_dir.exists():
+            shutil.rmtree(flash_dir)
+        flash_dir.mkdir(parents=True)
 
     def _pins(self, en: bool, io0: bool) -> None:
         if self.chip is not None:

@@ -75,6 +75,7 @@ class Fleet:
         engine: str = "cpython",
         serial: bool = False,
         rfc2217: bool = False,
+        blank: bool = False,
     ) -> None:
         runner_class = runner_for(engine)
         self.gateway = gateway
@@ -86,6 +87,7 @@ class Fleet:
                 echo=functools.partial(echo, spec.board_id) if echo else None,
                 serial=serial,
                 rfc2217=rfc2217,
+                blank=blank,
             )
             for spec in specs
         ]

@@ -87,6 +87,21 @@ async def test_a_blank_board_becomes_an_enrolled_reporting_node_in_one_command(
         assert board.config["board_id"] == BOARD_ID  # the boot after the flash read it
         console = (board.root / "console.log").read_text()
 
+        # The same board again: fleet.db would refuse it, so nothing is erased or written,
+        # and esptool's reset puts it back to running what it had.
+        boots, flashed = board.record.boots, _flash_files(board)
+        code, again, err2, _ = await simpul(
+            "board", "flash", board.rfc2217_url, "--install-micropython", str(micropython),
+            "--kind", "air", "--site", SITE, "--gateway", GATEWAY,
+            "--gateway-address", f"{host}:{port}", "--board-id", BOARD_ID,
+            "--fleet-dir", str(fleet.dir),
+        )  # fmt: skip
+        assert code == 1, again + err2
+        assert f"board {BOARD_ID} is already enrolled: nothing written" in err2
+        assert "MicroPython written" not in err2
+        assert await eventually(lambda: board.record.boots > boots, 30)
+        assert _flash_files(board) == flashed
+
     # Enrolled through the audited path, and listed by the fleet's own command.
     with FleetStore(fleet.db, create=False) as store:
         enrolled = store.board(BOARD_ID)

@@ -19,7 +19,7 @@ from hw.esp32_rom import (
     slip_encode,
 )
 from hw.esp_image import APP_OFFSET, ImageError, micropython_firmware_bin, micropython_version
-from hw.spi_flash import SpiFlash
+from hw.spi_flash import SECTOR_SIZE, VFS_OFFSET, SpiFlash
 
 MAC = bytes.fromhex("240ac4a3230e")
 
@@ -104,3 +104,15 @@ def test_the_chip_boots_only_a_valid_micropython_image(tmp_path: Path) -> None:
     flash.write_image(0x1000, bytes(torn))
     with pytest.raises(ImageError, match="checksum"):
         micropython_version(flash.contents())
+
+
+def test_erasing_the_vfs_partition_wipes_the_filesystem_and_nothing_else_does(
+    tmp_path: Path,
+) -> None:
+    wiped: list[bool] = []
+    flash = SpiFlash(tmp_path / "spi.bin", on_vfs_erased=lambda: wiped.append(True))
+    flash.erase(0x1000, 0x10000)  # the bootloader and the app: the files stay
+    flash.erase(VFS_OFFSET - SECTOR_SIZE, SECTOR_SIZE)  # up to, not into, the vfs
+    assert wiped == []
+    flash.erase(VFS_OFFSET - SECTOR_SIZE, 2 * SECTOR_SIZE)  # one sector of it is enough
+    assert wiped == [True]

@@ -21,7 +21,7 @@ from textual.worker import get_current_worker
 from fleet.console.backend import FleetSnapshot
 from fleet.console.health import seen_text
 from fleet.console.operations import AlertRow, AlertsView
-from fleet.console.screens.base import FleetView
+from fleet.console.screens.base import FleetView, row_under_cursor
 from fleet.console.screens.note import NoteScreen
 from fleet.console.view import BackendFailed, ViewContext
 
@@ -107,11 +107,7 @@ class AlertsScreen(FleetView):
 
     @property
     def selected(self) -> AlertRow | None:
-        table = self.table
-        if not table.row_count:
-            return None
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        return self.alerts.get(key or "")
+        return self.alerts.get(row_under_cursor(self.table))
 
     @property
     def shown_alerts(self) -> list[int]:

@@ -5,7 +5,10 @@ mounted or comes back into view (snapshots that arrived while it was away are no
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.screen import Screen
+from textual.widgets import DataTable
 
 from fleet.console.backend import FleetSnapshot
 from fleet.console.view import ViewContext
@@ -42,3 +45,10 @@ class FleetView(Screen[None]):
     def draw(self, snapshot: FleetSnapshot) -> None:
         """Make the screen show ``snapshot``; called on the UI thread, so keep it quick."""
         raise NotImplementedError
+
+
+def row_under_cursor(table: DataTable[Any]) -> str:
+    """The key of the table's row under the cursor ("" when the table is empty)."""
+    if not table.row_count:
+        return ""
+    return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value or ""

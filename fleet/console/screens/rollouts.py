@@ -22,7 +22,7 @@ from textual.worker import get_current_worker
 from fleet.console.backend import FleetSnapshot
 from fleet.console.health import seen_text
 from fleet.console.operations import RolloutView, WaveView, target_text
-from fleet.console.screens.base import FleetView
+from fleet.console.screens.base import FleetView, row_under_cursor
 from fleet.console.screens.start_rollout import StartRolloutScreen, start_consequence
 from fleet.console.view import BackendFailed, ViewContext
 from fleet.operations import RolloutRequest
@@ -180,11 +180,7 @@ class RolloutsScreen(FleetView):
     @property
     def selected(self) -> RolloutView | None:
         """The rollout under the cursor (``None``: there is none)."""
-        table = self.table
-        if not table.row_count:
-            return None
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        return self.rollouts.get(key or "")
+        return self.rollouts.get(row_under_cursor(self.table))
 
     def select(self, rollout_id: str) -> None:
         self.table.move_cursor(row=self.table.get_row_index(rollout_id), animate=False)
