@@ -19,11 +19,13 @@ import hashlib
 import json
 from binascii import unhexlify
 
-import oscore
 from errors import OscoreError
 
 PATH = "/oscore.json"
-_MAX_ID = oscore.NONCE_BYTES - 6  # 7 bytes
+_MAX_ID = 7  # bytes: the nonce's 13 less 6 (RFC 8613 §5.2)
+
+# ``oscore`` (and the AES it brings) is imported only once key material is found, so that a
+# board speaking plain CoAP never holds its code.
 
 
 def bstr(b: bytes) -> bytes:
@@ -58,6 +60,8 @@ def hkdf(salt: bytes, secret: bytes, info: bytes, length: int) -> bytes:
 
 def _info(ident: bytes, id_context: bytes | None, kind: str, length: int) -> bytes:
     """The HKDF info (RFC 8613 §3.2.1): [id, id_context, alg_aead, type, L] in CBOR."""
+    import oscore
+
     ctx = b"\xf6" if id_context is None else bstr(id_context)
     kind_str = kind.encode()
     return (
@@ -74,6 +78,8 @@ def derive(
     secret: bytes, salt: bytes, sid: bytes, rid: bytes, id_context: bytes | None = None
 ) -> tuple[bytes, bytes, bytes]:
     """(Sender Key, Recipient Key, Common IV) of a context (RFC 8613 §3.2.1)."""
+    import oscore
+
     return (
         hkdf(salt, secret, _info(sid, id_context, "Key", 16), 16),
         hkdf(salt, secret, _info(rid, id_context, "Key", 16), 16),
@@ -81,19 +87,23 @@ def derive(
     )
 
 
-def context(secret, salt, sid, rid, flash, next, id_context=None, seq_path=oscore.SEQ_PATH):
+def context(secret, salt, sid, rid, flash, next, id_context=None, seq_path=None):
     """The ``oscore.Context`` of this key material, its next Sender Sequence Number ``next``
-    (``stored_sequence``), reserved in ``seq_path`` on ``flash`` (see ``oscore.Context``)."""
+    (``stored_sequence``), reserved in ``seq_path`` (``oscore.SEQ_PATH`` by default) on
+    ``flash`` (see ``oscore.Context``)."""
+    import oscore
+
     if len(sid) > _MAX_ID or len(rid) > _MAX_ID:
         raise OscoreError("Sender and Recipient IDs are at most 7 bytes")
     if sid == rid:
         raise OscoreError("Sender and Recipient IDs must differ")
     keys = derive(secret, salt, sid, rid, id_context)
-    return oscore.Context(keys, sid, rid, flash, next, id_context, seq_path)
+    return oscore.Context(keys, sid, rid, flash, next, id_context, seq_path or oscore.SEQ_PATH)
 
 
-def load(flash, path: str = PATH, seq_path: str = oscore.SEQ_PATH) -> oscore.Context | None:
-    """The board's Context from ``/oscore.json``, or None when it has none (plain CoAP).
+def load(flash, path: str = PATH, seq_path: str | None = None):
+    """The board's ``oscore.Context`` from ``/oscore.json``, or None when it has none (plain
+    CoAP); ``seq_path`` is ``oscore.SEQ_PATH`` by default.
     OscoreError for key material that is there but unusable: never a silent downgrade."""
     try:
         f = flash.open(path, "r")
@@ -116,9 +126,14 @@ def load(flash, path: str = PATH, seq_path: str = oscore.SEQ_PATH) -> oscore.Con
     return context(secret, salt, sid, rid, flash, stored_sequence(flash, seq_path), None, seq_path)
 
 
-def stored_sequence(flash, path: str = oscore.SEQ_PATH) -> int:
-    """The Sender Sequence Number limit stored in ``path`` (``oscore.Context.take``): no
-    number below it may be used again; 0 for a key never used."""
+def stored_sequence(flash, path: str | None = None) -> int:
+    """The Sender Sequence Number limit stored in ``path`` (``oscore.SEQ_PATH`` by default;
+    see ``oscore.Context.take``): no number below it may be used again; 0 for a key never
+    used."""
+    if path is None:
+        import oscore
+
+        path = oscore.SEQ_PATH
     try:
         f = flash.open(path, "r")
     except OSError:
