@@ -426,7 +426,7 @@ class SecurityConfig:
     #: Lab only: also accept plain (unprotected) CoAP from anyone, under any board's name.
     #: The gateway's health and its log at start say so. Off: only ``/.well-known/core``
     #: answers plain CoAP; everything else needs an enrolled board's OSCORE keys (4.01).
-    plain_coap: bool = True
+    plain_coap: bool = False
     #: A keys file (``gateway.oscore.keys``) imported at every start; unset: none.
     keys_file: Path | None = None
     #: Milliseconds between checks for boards enrolled or re-keyed meanwhile (by the

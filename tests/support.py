@@ -81,6 +81,9 @@ class GatewayProcess:
             keys_file.write_bytes(encode_keys_file([*self.oscore_keys, HEALTH_READER]))
             self.env.setdefault("SIMPUL_GATEWAY__SECURITY__PLAIN_COAP", "false")
             self.env.setdefault("SIMPUL_GATEWAY__SECURITY__KEYS_FILE", str(keys_file))
+        else:
+            # No keys: the lab flag, for tests of what lies behind OSCORE (CoAP, storage, uplinks).
+            self.env.setdefault("SIMPUL_GATEWAY__SECURITY__PLAIN_COAP", "true")
 
     @property
     def address(self) -> tuple[str, int]:

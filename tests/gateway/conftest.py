@@ -35,8 +35,10 @@ class HoldCommit:
 
 
 def gateway_config(state_dir: Path, **overrides: Any) -> GatewayConfig:
-    """A config for tests: 127.0.0.1 on an ephemeral port, state in ``state_dir``."""
+    """A config for tests: 127.0.0.1 on an ephemeral port, state in ``state_dir``, plain CoAP
+    on (the lab flag) for the tests of what lies behind OSCORE; the OSCORE tests turn it off."""
     values: dict[str, Any] = {
+        "security.plain_coap": True,
         "state_dir": state_dir,
         "bind.host": "127.0.0.1",
         "bind.port": 0,
