@@ -14,6 +14,7 @@ latest ``state``), bounded by the number of gateways.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sqlite3
 import time
@@ -29,7 +30,7 @@ from fleet import health, rollouts
 from fleet import keys as fleet_keys
 from fleet.alerting import Alerting, baseline
 from fleet.link import FleetLink, Incoming
-from fleet.records import Board, BoardReport, Rollout
+from fleet.records import Board, BoardReport, Gateway, Rollout
 from fleet.store import FleetStore
 from gateway.batches.verify import ChainVerifier, KeySet
 from gateway.codec import cose
@@ -42,6 +43,8 @@ from gateway.control.messages import (
     RolloutPlan,
     Wave,
 )
+from gateway.oscore import seal
+from gateway.oscore.keys import encode_board_file
 
 log = logging.getLogger(__name__)
 
@@ -155,12 +158,14 @@ class FleetEngine:
             if isinstance(board_id, str) and isinstance(report, dict):
                 reports.append(_board_report(board_id, report))
         health = payload.get("health")
+        seal_key = payload.get("seal_key")
         self.store.record_state(
             gateway_id,
             seq=seq,
             at_ms=at,
             health=health if isinstance(health, dict) else {},
             boards=reports,
+            seal_key=seal_key if isinstance(seal_key, bytes) and len(seal_key) == 32 else None,
         )
         view = self.gateways.setdefault(gateway_id, GatewayView())
         if view.state is None or int(view.state.get("seq", -1)) < seq:
@@ -326,7 +331,10 @@ class FleetEngine:
         if gateway is None:
             raise LookupError(f"unknown gateway {gateway_id!r}")
         boards = [b for b in self.store.boards(gateway_id=gateway_id) if b.retired_ms is None]
-        entries = {b.board_id: BoardEntry(b.kind, b.desired) for b in boards}
+        entries = {
+            b.board_id: BoardEntry(b.kind, b.desired, self._sealed_key(gateway, b.board_id))
+            for b in boards
+        }
         plan = self._plan_for(gateway_id, entries)
         releases = {e.release for e in entries.values() if e.release}
         if plan is not None:
@@ -343,6 +351,29 @@ class FleetEngine:
             config=config,
         )
 
+    def _sealed_key(self, gateway: Gateway, board_id: str) -> bytes | None:
+        """The board's OSCORE key sealed to the gateway (``gateway.oscore.seal``), sealed once
+        per key and seal key so that an unchanged document keeps the same bytes; None until
+        the gateway has named its seal key, or for a board with no key in fleet.db."""
+        if gateway.seal_key is None:
+            return None
+        sealed = self.store.sealed_board_key(board_id, gateway.seal_key)
+        if sealed is not None:
+            return sealed
+        found = self.store.board_key(board_id)
+        if found is None:
+            return None
+        material, generation = found
+        sealed = seal.seal(
+            encode_board_file(material),
+            gateway.seal_key,
+            site=gateway.site_id,
+            gateway=gateway.gateway_id,
+            board_id=board_id,
+        )
+        self.store.keep_sealed_board_key(board_id, generation, gateway.seal_key, sealed)
+        return sealed
+
     def _plan_for(self, gateway_id: str, entries: dict[str, BoardEntry]) -> RolloutPlan | None:
         """The newest unfinished rollout's part for this gateway; its boards' base release
         becomes what they ran before it."""
@@ -354,8 +385,8 @@ class FleetEngine:
             for wave in waves:
                 for board in wave.boards:
                     if board in entries:
-                        entries[board] = BoardEntry(
-                            entries[board].kind, int(rollout.previous.get(board, 0))
+                        entries[board] = dataclasses.replace(
+                            entries[board], release=int(rollout.previous.get(board, 0))
                         )
             limits = rollout.limits
             return RolloutPlan(

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Final, TypeAlias, TypeVar
 
 from fleet import audit, keyfiles
-from fleet.errors import FleetError
+from fleet.errors import Conflict, FleetError
 from fleet.keys import FLEET_DIR_ENV, default_fleet_dir
 from fleet.levels import flood_thresholds
 from fleet.records import Alert, Board, Gateway, Site
@@ -406,6 +406,29 @@ def _boards_retire(args: argparse.Namespace) -> int:
     return 0
 
 
+def _boards_rekey(args: argparse.Namespace) -> int:
+    from gateway.oscore.keys import generate
+
+    def rekey(store: FleetStore) -> int:
+        found = store.board_key(args.board)
+        if found is None:
+            raise Conflict(f"board {args.board} has no OSCORE key in fleet.db: flash it")
+        material = generate(args.board, found[0].sid).material
+        detail["oscore_key"] = material.fingerprint
+        return store.set_board_key(args.board, material)
+
+    detail: dict[str, Any] = {}
+    generation = _change(args, "board.rekey", args.board, detail, rekey)
+    _emit(
+        args,
+        {"board": args.board, "generation": generation, "oscore_key": detail["oscore_key"]},
+        f"board {args.board}: new OSCORE key {detail['oscore_key']} (generation {generation});"
+        " its gateway gets it sealed in its next desired document, the board at its next"
+        " contact",
+    )
+    return 0
+
+
 def _boards_import(args: argparse.Namespace) -> int:
     from fleet.board.enrol import import_enrolment
     from fleet.board.errors import EnrolmentRefused
@@ -652,6 +675,16 @@ def add_commands(fleet_commands: Actions) -> None:
         changes=True,
     )
     retire.add_argument("board", metavar="BOARD", help="the board's id")
+    rekey = _command(
+        board_actions,
+        "rekey",
+        _boards_rekey,
+        "give a board a new OSCORE Master Secret: the fleet seals it to the board's gateway,"
+        " which hands it to the board at its next contact (the old key is accepted until then)",
+        child=True,
+        changes=True,
+    )
+    rekey.add_argument("board", metavar="BOARD", help="the board's id")
     imported = _command(
         board_actions,
         "import",

@@ -44,6 +44,9 @@ class Gateway:
     #: That state's ``health`` part.
     last_state: Mapping[str, Json] | None
     retired_ms: int | None
+    #: Raw X25519 public key the gateway's state named, to which board keys are sealed
+    #: (``gateway.oscore.seal``); None until its first state that names one.
+    seal_key: bytes | None = None
 
     def as_json(self) -> dict[str, Json]:
         return {
@@ -55,6 +58,7 @@ class Gateway:
             "state_seq": self.state_seq,
             "last_state": None if self.last_state is None else dict(self.last_state),
             "retired_ms": self.retired_ms,
+            "seal_key": None if self.seal_key is None else self.seal_key.hex(),
         }
 
 

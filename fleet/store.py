@@ -58,9 +58,10 @@ from fleet.records import (
     RolloutBoard,
     Site,
 )
+from gateway.oscore.keys import KeyMaterial
 
 #: The version a file is created at, or migrated to.
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 #: The file's name in the fleet directory.
 DB_NAME: Final = "fleet.db"
 #: How long a writer waits for the other process's transaction.
@@ -222,6 +223,27 @@ CREATE TABLE reading_totals (
 """
 
 
+_SCHEMA_V3_ADDED: Final = """
+ALTER TABLE gateways ADD COLUMN seal_key BLOB  -- raw X25519 (gateway.oscore.seal), from its state
+    CHECK (seal_key IS NULL OR length(seal_key) = 32);
+CREATE TABLE board_keys (
+    board_id   TEXT    PRIMARY KEY REFERENCES boards (board_id),
+    sid        BLOB    NOT NULL UNIQUE,  -- the board's OSCORE Sender ID, never changed
+    material   TEXT    NOT NULL,         -- the board file's JSON (gateway.oscore.keys)
+    generation INTEGER NOT NULL,         -- 1 when enrolled, one more at each rekey
+    changed_ms INTEGER NOT NULL,
+    sealed_to  BLOB,                     -- the gateway seal key ``sealed`` was made for
+    sealed     BLOB                      -- the material sealed to it, as desired docs carry it
+)
+"""
+
+
+def _migrate_2_to_3(db: sqlite3.Connection) -> None:
+    """Boards' OSCORE keys and gateways' seal keys: none known at first (boards enrolled
+    before this version get keys by ``simpul fleet boards rekey``)."""
+    _execute_script(db, _SCHEMA_V3_ADDED)
+
+
 def _migrate_1_to_2(db: sqlite3.Connection) -> None:
     """Reading history: empty at first (version 1 kept only running statistics)."""
     _execute_script(db, _SCHEMA_V2_ADDED)
@@ -235,7 +257,10 @@ def _execute_script(db: sqlite3.Connection, script: str) -> None:
 
 
 #: ``_MIGRATIONS[v]`` takes a file from version ``v`` to ``v + 1``.
-_MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {1: _migrate_1_to_2}
+_MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {
+    1: _migrate_1_to_2,
+    2: _migrate_2_to_3,
+}
 
 
 def reading_bucket(time_ms: int) -> int:
@@ -266,7 +291,8 @@ def _str(value: Any) -> str | None:
 
 _SITE: Final = "site_id, name, created_ms, flood_levels"
 _GATEWAY: Final = (
-    "gateway_id, site_id, public_key, added_ms, last_state_ms, state_seq, last_state, retired_ms"
+    "gateway_id, site_id, public_key, added_ms, last_state_ms, state_seq, last_state, retired_ms,"
+    " seal_key"
 )
 _BOARD: Final = (
     "board_id, kind, site_id, gateway_id, enrolled_ms, retired_ms, running, ota_state,"
@@ -290,10 +316,10 @@ def _site(row: Any) -> Site:
 
 
 def _gateway(row: Any) -> Gateway:
-    gw, site, key, added, state_ms, seq, state, retired = row
+    gw, site, key, added, state_ms, seq, state, retired, seal_key = row
     return Gateway(
         str(gw), str(site), bytes(key), int(added), _int(state_ms), _int(seq), _loads(state),
-        _int(retired),
+        _int(retired), None if seal_key is None else bytes(seal_key),
     )  # fmt: skip
 
 
@@ -579,19 +605,20 @@ class FleetStore:
         at_ms: int,
         health: Mapping[str, Json],
         boards: Iterable[BoardReport] = (),
+        seal_key: bytes | None = None,
     ) -> list[str]:
-        """A gateway's verified ``state``: its health, and each enrolled board's report (a
-        new health report also goes to the history). A state whose ``seq`` is not above the
-        last one recorded changes nothing. Returns the ids of boards it reported that are not
-        enrolled on this gateway (ignored)."""
+        """A gateway's verified ``state``: its health, its seal key (kept when None), and each
+        enrolled board's report (a new health report also goes to the history). A state whose
+        ``seq`` is not above the last one recorded changes nothing. Returns the ids of boards
+        it reported that are not enrolled on this gateway (ignored)."""
         with self.transaction():
             gateway = self._require_gateway(gateway_id)
             if gateway.state_seq is not None and seq <= gateway.state_seq:
                 return []
             self._db.execute(
-                "UPDATE gateways SET last_state_ms = ?, state_seq = ?, last_state = ?"
-                " WHERE gateway_id = ?",
-                (at_ms, seq, _dumps(dict(health)), gateway_id),
+                "UPDATE gateways SET last_state_ms = ?, state_seq = ?, last_state = ?,"
+                " seal_key = coalesce(?, seal_key) WHERE gateway_id = ?",
+                (at_ms, seq, _dumps(dict(health)), seal_key, gateway_id),
             )
             strangers = []
             for report in boards:
@@ -697,6 +724,72 @@ class FleetStore:
         if board is None:
             raise NotFound(f"unknown board {board_id!r}")
         return board
+
+    # --- board keys (OSCORE) ------------------------------------------------------------------
+
+    def set_board_key(
+        self, board_id: str, material: KeyMaterial, *, at_ms: int | None = None
+    ) -> int:
+        """Keep ``material`` as the board's OSCORE key: its first (generation 1) or a new one
+        for the same Sender ID (a rekey). Returns the generation. A ``sid`` another board
+        has, or a change of a board's ``sid``, is a :class:`Conflict`."""
+        changed = now_ms() if at_ms is None else at_ms
+        body = _dumps(dict(material.to_json()))
+        with self.transaction():
+            self._require_board(board_id)
+            row = self._one(
+                "SELECT sid, generation FROM board_keys WHERE board_id = ?", (board_id,)
+            )
+            if row is not None:
+                if bytes(row[0]) != material.sid:
+                    raise Conflict(f"board {board_id!r} keeps its Sender ID {bytes(row[0]).hex()}")
+                self._db.execute(
+                    "UPDATE board_keys SET material = ?, generation = generation + 1,"
+                    " changed_ms = ?, sealed_to = NULL, sealed = NULL WHERE board_id = ?",
+                    (body, changed, board_id),
+                )
+                return int(row[1]) + 1
+            other = self._one("SELECT board_id FROM board_keys WHERE sid = ?", (material.sid,))
+            if other is not None:
+                raise Conflict(f"Sender ID {material.sid.hex()} is board {other[0]!r}'s")
+            self._db.execute(
+                "INSERT INTO board_keys (board_id, sid, material, generation, changed_ms)"
+                " VALUES (?, ?, ?, 1, ?)",
+                (board_id, material.sid, body, changed),
+            )
+            return 1
+
+    def board_key(self, board_id: str) -> tuple[KeyMaterial, int] | None:
+        """The board's OSCORE key material and its generation; None: it has none."""
+        row = self._one(
+            "SELECT material, generation FROM board_keys WHERE board_id = ?", (board_id,)
+        )
+        return None if row is None else (KeyMaterial.from_json(json.loads(row[0])), int(row[1]))
+
+    def sid_owner(self, sid: bytes) -> str | None:
+        """The board whose Sender ID is ``sid``, if any."""
+        row = self._one("SELECT board_id FROM board_keys WHERE sid = ?", (sid,))
+        return None if row is None else str(row[0])
+
+    def sealed_board_key(self, board_id: str, seal_key: bytes) -> bytes | None:
+        """The board's key as last sealed to ``seal_key``; None if never (or since rekeyed)."""
+        row = self._one(
+            "SELECT sealed FROM board_keys WHERE board_id = ? AND sealed_to = ?",
+            (board_id, seal_key),
+        )
+        return None if row is None or row[0] is None else bytes(row[0])
+
+    def keep_sealed_board_key(
+        self, board_id: str, generation: int, seal_key: bytes, sealed: bytes
+    ) -> None:
+        """Remember ``sealed`` (generation ``generation`` sealed to ``seal_key``), so that a
+        desired document carries the same bytes until the key or the gateway's seal changes."""
+        with self.transaction():
+            self._db.execute(
+                "UPDATE board_keys SET sealed_to = ?, sealed = ?"
+                " WHERE board_id = ? AND generation = ?",
+                (seal_key, sealed, board_id, generation),
+            )
 
     def set_desired_releases(self, board_ids: Iterable[str], seq: int) -> None:
         """The release these boards should run outside a rollout (0: none set)."""

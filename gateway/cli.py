@@ -24,6 +24,7 @@ from typing import Any
 from gateway.batches.keys import add_key_arguments
 from gateway.config import GatewayConfig, load_config, parse_bind
 from gateway.errors import GatewayError
+from gateway.oscore.cli import add_commands as add_board_key_commands
 from gateway.ota.cli import add_commands as add_release_commands
 
 EXIT_OK = 0
@@ -54,6 +55,7 @@ def add_commands(subparsers: Any) -> None:
     )
     add_key_arguments(key)
     add_release_commands(commands)
+    add_board_key_commands(commands)
 
 
 def config_from_args(args: argparse.Namespace) -> GatewayConfig:

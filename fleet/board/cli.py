@@ -154,6 +154,13 @@ def _precheck(fleet_dir: Path, enrolment: Enrolment) -> None:
     with FleetStore(fleet_dir / DB_NAME, create=False) as store:
         if store.board(enrolment.board_id) is not None:
             raise ValueError(f"board {enrolment.board_id} is already enrolled: nothing written")
+        sid = provision.sender_id(enrolment.board_id)
+        holder = store.sid_owner(sid)
+        if holder is not None:
+            raise ValueError(
+                f"board {enrolment.board_id}'s OSCORE Sender ID {sid.hex()} is already board"
+                f" {holder}'s: give it another --board-id; nothing written"
+            )
         gateways = {g.gateway_id: g for g in store.gateways()}
         gateway = gateways.get(enrolment.gateway_id)
         if gateway is None or gateway.site_id != enrolment.site:
@@ -200,9 +207,10 @@ def _board_id(args: argparse.Namespace, unique_id: str) -> str:
 
 
 def _enrolment(args: argparse.Namespace, board_id: str) -> Enrolment:
+    """The board's enrolment, with fresh OSCORE key material for it."""
     return Enrolment(
         board_id, args.kind, args.site, args.gateway, int(time.time()),
-        _technician(args.operator),
+        _technician(args.operator), provision.new_board_key(board_id),
     )  # fmt: skip
 
 
@@ -240,7 +248,7 @@ def _flash(args: argparse.Namespace) -> int:
                 _precheck(fleet_dir, enrolment)
             identity = provision.Identity(
                 board_id, args.kind, args.site, args.gateway, host, gport, root_key,
-                provision.new_board_key(), wifi,
+                enrolment.oscore, wifi,
             )  # fmt: skip
             files = provision.board_files(identity, settings, compiled)
             progress.say(

@@ -11,7 +11,13 @@ by the fleet's operator key, which ``simpul fleet boards import FILE`` verifies 
                 "revocations": bstr,  ; the root's revocation list when it was signed
                 "signed": bstr}       ; COSE_Sign1 by the operator key over:
     enrolment = {"type": "enrolment", "v": 1, "board": tstr, "kind": tstr, "site": tstr,
-                 "gateway": tstr, "enrolled": uint (Unix seconds), "technician": tstr}
+                 "gateway": tstr, "enrolled": uint (Unix seconds), "technician": tstr,
+                 ? "oscore": {"sid": tstr, "rid": tstr, "secret": tstr, "salt": tstr}}
+
+``oscore`` is the board's OSCORE key material (``gateway.oscore.keys``, hex), which fleet.db
+keeps and the fleet seals to the board's gateway. The file carries it signed but **not
+encrypted**: it is written readable by its owner only, and belongs on the technician's
+laptop until it is imported, then deleted.
 
 Import checks, refusing the whole file at the first that fails: the form; the certificate
 chains to this fleet's root and is for role operator; the operator key is not revoked by the
@@ -23,7 +29,7 @@ audit entry that says so.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -39,12 +45,14 @@ from fleet.store import DB_NAME, FleetStore
 from gateway.codec import cose
 from gateway.codec.senml import is_board_id
 from gateway.errors import GatewayError
+from gateway.oscore.keys import KeyMaterial
 
 TYPE: Final = "enrolment"
 FORMAT_VERSION: Final = 1
 MAX_FILE_BYTES: Final = 64 * 1024
 _FIELDS: Final = frozenset({"type", "v", "board", "kind", "site", "gateway", "enrolled",
                             "technician"})  # fmt: skip
+_OPTIONAL: Final = frozenset({"oscore"})
 _ENVELOPE: Final = frozenset({"cert", "revocations", "signed"})
 
 
@@ -58,9 +66,11 @@ class Enrolment:
     gateway_id: str
     enrolled: int  # Unix seconds
     technician: str
+    #: The board's OSCORE key material, as written on its flash.
+    oscore: KeyMaterial | None = field(default=None, repr=False)
 
     def payload(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "type": TYPE,
             "v": FORMAT_VERSION,
             "board": self.board_id,
@@ -70,6 +80,20 @@ class Enrolment:
             "enrolled": self.enrolled,
             "technician": self.technician,
         }
+        if self.oscore is not None:
+            body["oscore"] = self.oscore.to_json()
+        return body
+
+    def keep_key(self, store: FleetStore) -> None:
+        """fleet.db keeps the board's key (inside the enrolment's transaction)."""
+        if self.oscore is not None:
+            store.set_board_key(self.board_id, self.oscore, at_ms=self.enrolled * 1000)
+
+    def audit_detail(self) -> dict[str, Any]:
+        """What the audit log says of the key: its Sender ID and fingerprint, never the key."""
+        if self.oscore is None:
+            return {}
+        return {"oscore_sid": self.oscore.sid.hex(), "oscore_key": self.oscore.fingerprint}
 
 
 def enrol(fleet_dir: Path, enrolment: Enrolment, *, operator: str) -> Board:
@@ -77,15 +101,22 @@ def enrol(fleet_dir: Path, enrolment: Enrolment, *, operator: str) -> Board:
     from fleet.inventory import audited_change
 
     detail = {"kind": enrolment.kind, "site": enrolment.site,
-              "gateway": enrolment.gateway_id, "tags": [], "by": "simpul board flash"}  # fmt: skip
+              "gateway": enrolment.gateway_id, "tags": [], "by": "simpul board flash",
+              **enrolment.audit_detail()}  # fmt: skip
     with FleetStore(fleet_dir / DB_NAME, create=False) as store:
         return audited_change(
             store, operator, "board.add", enrolment.board_id, detail,
-            lambda s: s.enroll_board(
-                enrolment.board_id, kind=enrolment.kind, site_id=enrolment.site,
-                gateway_id=enrolment.gateway_id, at_ms=enrolment.enrolled * 1000,
-            ),
+            lambda s: _enrol(s, enrolment),
         )  # fmt: skip
+
+
+def _enrol(store: FleetStore, enrolment: Enrolment) -> Board:
+    board = store.enroll_board(
+        enrolment.board_id, kind=enrolment.kind, site_id=enrolment.site,
+        gateway_id=enrolment.gateway_id, at_ms=enrolment.enrolled * 1000,
+    )  # fmt: skip
+    enrolment.keep_key(store)
+    return board
 
 
 def sign_enrolment(fleet_dir: Path, enrolment: Enrolment) -> bytes:
@@ -128,7 +159,11 @@ def verify_enrolment(data: bytes, root: bytes, revoked: frozenset[bytes]) -> Enr
         body = cose.loads(payload_bytes, "enrolment")
     except (GatewayError, ValueError) as exc:
         raise EnrolmentRefused(f"the signature does not verify: {exc}") from None
-    if not isinstance(body, dict) or set(body) != _FIELDS or body.get("type") != TYPE:
+    if (
+        not isinstance(body, dict)
+        or not _FIELDS <= set(body) <= _FIELDS | _OPTIONAL
+        or body.get("type") != TYPE
+    ):
         raise EnrolmentRefused("the signed content is not an enrolment")
     if body["v"] != FORMAT_VERSION:
         raise EnrolmentRefused(f"enrolment format {body['v']!r}, this fleet reads {FORMAT_VERSION}")
@@ -139,8 +174,16 @@ def verify_enrolment(data: bytes, root: bytes, revoked: frozenset[bytes]) -> Enr
         raise EnrolmentRefused(f"{body['board']!r} is not a board id")
     if not isinstance(body["enrolled"], int) or body["enrolled"] < 0:
         raise EnrolmentRefused("the enrolment date is not a time")
+    material = None
+    if "oscore" in body:
+        if not isinstance(body["oscore"], dict):
+            raise EnrolmentRefused("the board's OSCORE key is not a map")
+        try:
+            material = KeyMaterial.from_json(body["oscore"])
+        except (GatewayError, KeyError) as exc:
+            raise EnrolmentRefused(f"the board's OSCORE key is unusable: {exc}") from None
     return Enrolment(body["board"], body["kind"], body["site"], body["gateway"],
-                     body["enrolled"], body["technician"])  # fmt: skip
+                     body["enrolled"], body["technician"], material)  # fmt: skip
 
 
 def current_revoked(fleet_dir: Path, root: bytes) -> frozenset[bytes]:
@@ -168,11 +211,9 @@ def import_enrolment(fleet_dir: Path, data: bytes, *, operator: str) -> Board:
             raise
         detail = {"kind": enrolment.kind, "site": enrolment.site,
                   "gateway": enrolment.gateway_id, "technician": enrolment.technician,
-                  "enrolled": enrolment.enrolled, "file_sha256": digest}  # fmt: skip
+                  "enrolled": enrolment.enrolled, "file_sha256": digest,
+                  **enrolment.audit_detail()}  # fmt: skip
         return audited_change(
             store, operator, "board.import", enrolment.board_id, detail,
-            lambda s: s.enroll_board(
-                enrolment.board_id, kind=enrolment.kind, site_id=enrolment.site,
-                gateway_id=enrolment.gateway_id, at_ms=enrolment.enrolled * 1000,
-            ),
+            lambda s: _enrol(s, enrolment),
         )  # fmt: skip

@@ -10,15 +10,19 @@ The files, all checked by SHA-256 on the board and put in place only once all ar
 - ``/slots.json``: slot A active, no trial;
 - ``/config.json`` (``firmware/config.py``): board id, kind, site, the gateway's address, the
   fleet's root public key, and any ``--set KEY=VALUE``;
-- ``/secrets.json``: the board's own key (32 random bytes, for OSCORE) and the Wi-Fi
-  credentials. Kept apart from the config so nothing that shows the config shows them; the
-  password is never logged, printed or put on a command line.
+- ``/oscore.json``: the board's OSCORE key material (``gateway.oscore.keys``: a fresh 32-byte
+  Master Secret, its Sender ID from :func:`sender_id`), which the fleet keeps too and seals
+  to the board's gateway;
+- ``/secrets.json``: the Wi-Fi credentials, if any.
+
+Secrets are kept apart from the config so nothing that shows the config shows them; they are
+never logged, printed or put on a command line.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +32,7 @@ from typing import Any, Final
 from fleet.board.errors import WrongFirmware
 from fleet.board.repl import BoardFacts
 from fleet.board.transfer import BoardFile
+from gateway.oscore.keys import KeyMaterial, encode_board_file, generate
 from hw.firmware_tools import BOOT_PART, FIRMWARE_DIR, firmware_module
 
 #: The oldest MicroPython whose .mpy files (version 6) the application is compiled for.
@@ -35,7 +40,9 @@ MIN_MICROPYTHON: Final = (1, 23, 0)
 #: ``sys.platform`` of the boards this tool installs on: the ESP32, and the emulator's
 #: MicroPython VM (MicroPython's WebAssembly port standing in for an ESP32).
 PLATFORMS: Final = ("esp32", "webassembly")
-BOARD_KEY_BYTES: Final = 32
+#: Bytes of a Sender ID drawn from a board id: sent in every request, and unique by chance
+#: (a clash is refused at enrolment) to one in 10**5 among 10,000 boards.
+SENDER_ID_BYTES: Final = 5
 SOURCE_AT_ROOT: Final = ("boot", "main")  # MicroPython runs these as .py only
 
 
@@ -58,7 +65,7 @@ class Identity:
     gateway_host: str
     gateway_port: int
     root_key: bytes  # the fleet's raw Ed25519 root public key
-    board_key: bytes = field(repr=False, default=b"")
+    oscore: KeyMaterial | None = field(repr=False, default=None)
     wifi: Wifi | None = None
 
     def config(self, settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -76,15 +83,21 @@ class Identity:
         return config
 
     def secrets(self) -> dict[str, Any]:
-        secrets: dict[str, Any] = {"board_key": self.board_key.hex()}
+        secrets: dict[str, Any] = {}
         if self.wifi is not None:
             secrets["wifi_ssid"] = self.wifi.ssid
             secrets["wifi_password"] = self.wifi.password
         return secrets
 
 
-def new_board_key() -> bytes:
-    return os.urandom(BOARD_KEY_BYTES)
+def sender_id(board_id: str) -> bytes:
+    """The board's OSCORE Sender ID: the first bytes of a hash of its id (fixed for life)."""
+    return hashlib.sha256(b"simpul-sender-id\0" + board_id.encode()).digest()[:SENDER_ID_BYTES]
+
+
+def new_board_key(board_id: str) -> KeyMaterial:
+    """Fresh OSCORE key material for ``board_id``."""
+    return generate(board_id, sender_id(board_id)).material
 
 
 def read_wifi_file(path: Path) -> Wifi:
@@ -160,6 +173,8 @@ def board_files(
             files.append(BoardFile(f"/{name}.mpy", compiled[name]))
     slots = {"active": "a", "trial": None, "trial_boots": 0}
     files.append(BoardFile("/slots.json", json.dumps(slots).encode()))
+    if identity.oscore is not None:
+        files.append(BoardFile("/oscore.json", encode_board_file(identity.oscore)))
     files.append(BoardFile("/secrets.json", json.dumps(identity.secrets()).encode()))
     files.append(
         BoardFile("/config.json", json.dumps(identity.config(settings), indent=1).encode())

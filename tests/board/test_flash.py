@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from PIL import Image
 
 from fleet.board import provision
 from fleet.store import FleetStore
+from gateway.oscore.keys import BoardKey, KeyMaterial, encode_keys_file
 from hw.engines.base import BoardRunner
 from hw.esp_image import micropython_firmware_bin
 from hw.flash import Flash
@@ -34,13 +37,46 @@ QUICK = ["interval_s=0.3", "coap_ack_timeout_ms=300", "retry_max_s=1", "watchdog
 
 
 @pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[GatewayProcess]:
-    gw = GatewayProcess(tmp_path / "gw", gateway_id=GATEWAY, site=SITE)
+def gateway(tmp_path: Path, fleet: FleetFixture) -> Iterator[GatewayProcess]:
+    """The site's gateway, speaking only OSCORE, with a courier standing in for the fleet's
+    control channel (tests/fleet_e2e covers that path): each key fleet.db holds for this
+    gateway's boards goes to it through ``simpul gateway boards import``."""
+    gw = GatewayProcess(
+        tmp_path / "gw", gateway_id=GATEWAY, site=SITE,
+        env={"SIMPUL_GATEWAY__SECURITY__PLAIN_COAP": "false",
+             "SIMPUL_GATEWAY__SECURITY__RELOAD_INTERVAL_MS": "100"},
+    )  # fmt: skip
     gw.start()
+    stop = threading.Event()
+    courier = threading.Thread(target=_carry_keys, args=(fleet.db, gw, stop), daemon=True)
+    courier.start()
     try:
         yield gw
     finally:
+        stop.set()
+        courier.join()
         gw.close()
+
+
+def _carry_keys(db: Path, gw: GatewayProcess, stop: threading.Event) -> None:
+    carried: dict[str, str] = {}
+    keys_file = gw.state_dir.parent / "carried.keys.json"
+    while not stop.wait(0.2):
+        with FleetStore(db, create=False) as store:
+            keys = {
+                b.board_id: found[0]
+                for b in store.boards(gateway_id=GATEWAY)
+                if (found := store.board_key(b.board_id)) is not None
+            }
+        if {b: k.fingerprint for b, k in keys.items()} == carried:
+            continue
+        keys_file.write_bytes(encode_keys_file([BoardKey(b, k) for b, k in keys.items()]))
+        subprocess.run(
+            [sys.executable, "-m", "fleet.cli", "gateway", "boards", "import", str(keys_file),
+             "--state-dir", str(gw.state_dir)],
+            cwd=ROOT, check=True, capture_output=True,
+        )  # fmt: skip
+        carried = {b: k.fingerprint for b, k in keys.items()}
 
 
 async def simpul(*args: str) -> tuple[int, str, str, list[str]]:
@@ -125,15 +161,22 @@ async def test_a_blank_board_becomes_an_enrolled_reporting_node_in_one_command(
                        "enrolled": decoded["enrolled"]}  # fmt: skip
     assert (tmp_path / "label" / f"{BOARD_ID}.pdf").read_bytes().startswith(b"%PDF-")
 
-    # The Wi-Fi password went to the board's secrets file only.
+    # The board's OSCORE key is on its flash and in fleet.db, the same; the gateway took
+    # its readings under it (plain CoAP is off there).
+    on_board = KeyMaterial.from_json(json.loads((flash / "oscore.json").read_text()))
+    with FleetStore(fleet.db, create=False) as store:
+        assert store.board_key(BOARD_ID) == (on_board, 1)
+    assert on_board.sid == provision.sender_id(BOARD_ID)
+    assert audit[-1].detail["oscore_key"] == on_board.fingerprint
+    # The Wi-Fi password went to the board's secrets file only; no secret was shown.
     secrets = json.loads((flash / "secrets.json").read_text())
-    assert secrets["wifi_password"] == PASSWORD
-    assert len(bytes.fromhex(secrets["board_key"])) == 32
+    assert secrets == {"wifi_ssid": secrets["wifi_ssid"], "wifi_password": PASSWORD}
     for where, text in {
         "argv": " ".join(argv), "stdout": out, "stderr": err, "console": console,
         "gateway log": gateway.stderr_text(), "config": (flash / "config.json").read_text(),
     }.items():  # fmt: skip
         assert PASSWORD not in text, f"the Wi-Fi password is in the {where}"
+        assert on_board.secret.hex() not in text, f"the board's OSCORE key is in the {where}"
 
 
 def assert_files_verified(flash: Path) -> None:

@@ -107,7 +107,7 @@ def test_a_version_1_file_migrates_with_its_data_and_takes_readings(tmp_path: Pa
 
     store = FleetStore(path)
     assert not store.created
-    assert store.schema_version() == SCHEMA_VERSION == 2
+    assert store.schema_version() == SCHEMA_VERSION == 3
     assert [s.site_id for s in store.sites()] == ["s"]
     store.add_readings("b1", [("fill", 42.0, DAY_MS)])
     assert store.reading_history("b1") == [ReadingBucket("fill", DAY_MS, 1, 42.0, 42.0, 42.0)]

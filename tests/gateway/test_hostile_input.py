@@ -129,7 +129,7 @@ async def test_a_uri_path_that_is_not_utf8_gets_4_02_and_no_traceback(
 @pytest.mark.parametrize(
     ("options", "code"),
     [
-        ((coap.Option(9, b"\x01"),), coap.BAD_OPTION),  # unknown critical option
+        ((coap.Option(25, b"\x01"),), coap.BAD_OPTION),  # unknown critical option (9 is OSCORE)
         ((coap.Option(35, b"coap://elsewhere/readings"),), coap.PROXYING_NOT_SUPPORTED),
         ((coap.Option(39, b"coap"),), coap.PROXYING_NOT_SUPPORTED),
         ((coap.Option(3, b"a"), coap.Option(3, b"b")), coap.BAD_OPTION),  # Uri-Host twice
