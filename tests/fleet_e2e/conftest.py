@@ -142,7 +142,11 @@ class City:
     def store(self) -> FleetStore:
         return FleetStore(self.db_path)
 
-    def add_gateway(self, site: str, *, state_interval_s: int = 1) -> GatewayProcess:
+    def add_gateway(
+        self, site: str, *, state_interval_s: int = 1, oscore: bool = False
+    ) -> GatewayProcess:
+        """A gateway process for ``site``; ``oscore``: plain CoAP off, so its boards reach it
+        only with keys the fleet sealed to it (else the lab flag, as tests/support sets)."""
         site_id = site.lower()
         gateway_id = f"gw-{site_id}-1"
         state_dir = self.root / gateway_id
@@ -165,6 +169,8 @@ class City:
                 "SIMPUL_GATEWAY__UPLINKS__MQTT__ENABLED": "true",
                 "SIMPUL_GATEWAY__UPLINKS__FILE__ENABLED": "false",
                 "SIMPUL_GATEWAY__UPLINKS__BATCH_FILE__ENABLED": "false",
+                "SIMPUL_GATEWAY__SECURITY__PLAIN_COAP": "false" if oscore else "true",
+                "SIMPUL_GATEWAY__SECURITY__RELOAD_INTERVAL_MS": "100",
             },
         )
         self.gateways[gateway_id] = gateway
