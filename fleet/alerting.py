@@ -155,6 +155,10 @@ class Alerting:
             if isinstance(u, dict)
         }
         interval = (gw.get("control") or {}).get("state_interval_s", 30)
+        security = gw.get("security") if isinstance(gw.get("security"), dict) else {}
+        assert isinstance(security, dict)
+        refused = security.get("refused") if isinstance(security.get("refused"), dict) else {}
+        assert isinstance(refused, dict)
         return health.GatewayHealth(
             gateway_id,
             site,
@@ -164,6 +168,8 @@ class Alerting:
             disk_total=_int(gw.get("disk_total")),
             backlog=tuple(self.backlogs.get(gateway_id, ())),
             uplinks=uplinks,
+            plain_coap=security.get("plain_coap") is True,
+            refused={str(k): v for k, v in refused.items() if type(v) is int},
         )
 
 

@@ -35,6 +35,7 @@ from gateway.intake.gate import BoundedMessageManager, Gate, GatedUDP6, QuietLog
 from gateway.intake.requests import Counters
 from gateway.intake.resources import Admission, build_site
 from gateway.intake.writer_link import WriterLink
+from gateway.oscore import stats_file
 from gateway.oscore.contexts import REASONS as OSCORE_REASONS
 from gateway.oscore.contexts import Contexts
 from gateway.oscore.keys import decode_keys_file
@@ -105,6 +106,7 @@ class Gateway:
         self._control_table: ControlStore | None = None
         self._keys: BoardKeyTable | None = None
         self._keys_mark: tuple[int, int] | None = None
+        self._security_reported: dict[str, Any] | None = None
         self._watch: asyncio.Task[None] | None = None
         #: Every enrolled board's OSCORE security context.
         self.oscore = Contexts(config.state_dir, self.counters.refused)
@@ -179,6 +181,18 @@ class Gateway:
                     log.info("OSCORE: %d boards enrolled", self.oscore.boards)
             except Exception as exc:  # a busy store: try again at the next round
                 log.warning("cannot follow board keys: %s", exc)
+            self._report_security()
+
+    def _report_security(self) -> None:
+        """Tell the control process what was refused (``gateway.oscore.stats_file``)."""
+        stats = self.security_stats()
+        if stats == self._security_reported:
+            return
+        try:
+            stats_file.write(self.config.state_dir, stats)
+            self._security_reported = stats
+        except OSError as exc:  # a full disk: the health says so elsewhere
+            log.warning("cannot write %s: %s", stats_file.NAME, exc)
 
     def _prepare_state_dir(self) -> None:
         state_dir = self.config.state_dir

@@ -195,6 +195,10 @@ class GatewayHealth:
     disk_total: int | None = None
     backlog: tuple[BacklogSample, ...] = ()
     uplinks: Mapping[str, UplinkState] = field(default_factory=dict)
+    #: The lab flag (``security.plain_coap``): anyone may post under any board's name.
+    plain_coap: bool = False
+    #: What its OSCORE layer refused, by reason (``security.refused``).
+    refused: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def subject(self) -> str:

@@ -33,6 +33,8 @@ Gateway rules (subject: ``<site>/<gateway>``):
 - ``backlog_growing``: the backlog rose in each of the last ``backlog_rises`` states and is
   at least ``backlog_min`` readings.
 - ``disk_full``: free disk below ``disk_free_min_fraction`` of the total.
+- ``lab_mode`` (critical): the gateway takes plain CoAP (``security.plain_coap``), so anyone
+  on its network may post readings under any board's name.
 - ``uplink_down``: an uplink says it is down (critical when all are).
 
 Counters counted "within a window" are those of the reports received in it; a counter that
@@ -319,6 +321,13 @@ def disk_full(gateway: GatewayHealth, t: Thresholds, now_ms: int) -> Finding | N
     )
 
 
+def lab_mode(gateway: GatewayHealth, t: Thresholds, now_ms: int) -> Finding | None:
+    if not gateway.plain_coap:
+        return None
+    refused = {k: v for k, v in sorted(gateway.refused.items()) if v}
+    return _gateway("lab_mode", gateway, {"plain_coap": True, "refused": refused}, "critical")
+
+
 def uplink_down(gateway: GatewayHealth, t: Thresholds, now_ms: int) -> Finding | None:
     down = {
         name: {"delivered": u.delivered, "lag": u.lag}
@@ -338,6 +347,7 @@ GATEWAY_RULES: Final[tuple[GatewayRule, ...]] = (
     backlog_growing,
     disk_full,
     uplink_down,
+    lab_mode,
 )
 
 

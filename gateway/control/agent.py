@@ -45,7 +45,7 @@ from gateway.config import GatewayConfig, parse_bind
 from gateway.control import messages, topics
 from gateway.control.apply import Controller
 from gateway.control.gwhealth import UplinkProgress, boards_state, gateway_health
-from gateway.oscore import seal
+from gateway.oscore import seal, stats_file
 from gateway.store.control import EVENTS_DROPPED, BoardMark, ControlStore, Event
 from gateway.store.schema import now_ms
 from gateway.uplinks.mqtt import new_client
@@ -276,12 +276,19 @@ class ControlAgent:
                 batch_uplinks=self.batch_uplinks,
                 counters=counters,
                 control=controller.control_state(),
-            ),
+            )
+            | {"security": self.security_health()},
             "boards": boards_state(controller.reader, controller.releases),
             "rollout": controller.rollout_report,
             # What the fleet seals board keys to (gateway.oscore.seal).
             "seal_key": seal.public_bytes(controller.seal_key),
         }
+
+    def security_health(self) -> dict[str, Any]:
+        """Lab mode and OSCORE's refusals by reason, as the CoAP process last wrote them; lab
+        mode from this process's own config when it has not written yet."""
+        reported = stats_file.read(self.config.state_dir) or {}
+        return {**reported, "plain_coap": self.config.security.plain_coap}
 
     def _flush(self) -> None:
         """Replies, then events (one message in flight), while connected."""

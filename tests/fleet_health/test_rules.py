@@ -353,3 +353,12 @@ def test_boards_behind_a_stale_gateway_are_counted_not_reported() -> None:
     by_key: dict[tuple[str, str], Finding] = {f.key: f for f in found}
     assert set(by_key) == {("gateway_stale", "tegal/gw1"), ("stale", "b9")}
     assert by_key["gateway_stale", "tegal/gw1"].detail["stale_boards"] == 3
+
+
+def test_a_gateway_in_lab_mode_is_a_critical_finding_with_what_it_refused() -> None:
+    assert r.lab_mode(gateway(), T, NOW) is None
+    assert r.lab_mode(gateway(refused={"bad_mac": 3}), T, NOW) is None
+    found = r.lab_mode(gateway(plain_coap=True, refused={"bad_mac": 3, "replayed": 0}), T, NOW)
+    assert found is not None
+    assert found.severity == "critical"
+    assert found.detail == {"plain_coap": True, "refused": {"bad_mac": 3}}

@@ -196,3 +196,33 @@ async def test_lab_flag_shows_in_health(tmp_path: Path) -> None:
         assert gw.stats()["security"]["plain_coap"] is True
     finally:
         await gw.stop()
+
+
+async def test_refusals_reach_the_control_process_through_the_security_file(
+    secured: Gateway, tmp_path: Path
+) -> None:
+    from gateway.oscore import stats_file
+    from tests.support import eventually
+
+    state_dir = secured.config.state_dir
+    plain = await Context.create_client_context()
+    try:
+        response = await plain.request(pack_request(secured)).response
+    finally:
+        await plain.shutdown()
+    assert str(response.code) == "4.01 Unauthorized"
+    host, port = secured.bound_address
+    async with oscore_client(tmp_path / "b9", UNKNOWN, host, port) as client:
+        assert await answer_code(client, pack_request(secured, "b9")) == "4.01 Unauthorized"
+
+    def reported() -> dict[str, int]:
+        body = stats_file.read(state_dir) or {}
+        return body.get("refused", {})
+
+    assert await eventually(
+        lambda: reported().get("not_protected") == 1 and reported().get("unknown_kid") == 1, 10
+    ), stats_file.read(state_dir)
+    body = stats_file.read(state_dir)
+    assert body is not None
+    assert body["plain_coap"] is False
+    assert readings_stored(state_dir) == 0
