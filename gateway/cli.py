@@ -7,8 +7,10 @@
 ``simpul gateway key --public`` prints the batch signing key's public half (PEM) for
 consumers' key sets; ``--kid`` its key id; ``--rotate`` begins a key rotation.
 
-It stops gracefully on SIGTERM or SIGINT (exit code 0). Configuration errors, a port in use
-or an unusable state directory exit with code 2 and a one-line message on stderr.
+It stops gracefully on SIGTERM or SIGINT (exit code 0), and on a long press of the
+Raspberry Pi's button (``[gateway.pi]``), after which it runs ``gateway.pi.shutdown_command``
+once. Configuration errors, a port in use or an unusable state directory exit with code 2
+and a one-line message on stderr.
 """
 
 from __future__ import annotations
@@ -44,6 +46,12 @@ def add_commands(subparsers: Any) -> None:
     run.add_argument("--bind", metavar="HOST:PORT", help="UDP address to listen on (port 0: any)")
     run.add_argument("--gateway-id", metavar="ID", help="this gateway's id in uplinked data")
     run.add_argument("--site", metavar="NAME", help="the site this gateway serves")
+    run.add_argument(
+        "--pin-factory",
+        metavar="NAME",
+        help="drive [gateway.pi]'s pins with this factory: mock, emulated:HOST:PORT"
+        " (default: gateway.pi.pin_factory, else gpiozero's choice)",
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     run.set_defaults(handler=run_command)
     key = commands.add_parser(
@@ -65,6 +73,8 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
     }
     if args.bind is not None:
         overrides["bind.host"], overrides["bind.port"] = parse_bind(args.bind)
+    if getattr(args, "pin_factory", None) is not None:
+        overrides["pi.pin_factory"] = args.pin_factory
     return load_config(args.config, overrides=overrides)
 
 
@@ -83,13 +93,15 @@ def run_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
 
-async def serve(config: GatewayConfig) -> int:
-    """Run a gateway until SIGTERM or SIGINT, then stop it gracefully."""
+async def serve(config: GatewayConfig, *, pin_factory: Any = None) -> int:
+    """Run a gateway until SIGTERM or SIGINT, or a long press of the button, then stop it
+    gracefully (and after a long press run the shutdown command). ``pin_factory``: the
+    pins' factory instead of the one the config names (tests pass a MockFactory)."""
     # Imported here: the rest of the ``simpul`` command (``verify`` above all) needs no
     # CoAP stack, and a consumer's machine may not have one.
     from gateway.daemon import Gateway, tune_gc
 
-    gateway = Gateway(config)
+    gateway = Gateway(config, pin_factory=pin_factory)
     await gateway.start()
     tune_gc()
     stop = asyncio.Event()
@@ -103,8 +115,17 @@ async def serve(config: GatewayConfig) -> int:
         f" state {config.state_dir}",
         flush=True,
     )
+    stopped = asyncio.ensure_future(stop.wait())
+    shutdown = asyncio.ensure_future(gateway.shutdown.wait())
     try:
-        await stop.wait()
+        await asyncio.wait({stopped, shutdown}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        stopped.cancel()
+        shutdown.cancel()
         await gateway.stop()
+    if gateway.shutdown.is_set() and config.pi is not None:
+        from gateway.pi.panel import run_shutdown_command
+
+        # Everything in hand is committed and answered: now the machine may go down.
+        await asyncio.to_thread(run_shutdown_command, config.pi)
     return EXIT_OK

@@ -11,6 +11,11 @@ Three kinds of process share the work, so that they share no interpreter lock:
 
 They meet in the SQLite file (WAL mode): only the writer writes readings and the registry,
 each uplink writes only its own cursor, and this process only reads.
+
+With a ``[gateway.pi]`` table this process also owns the Raspberry Pi's GPIO
+(:class:`gateway.pi.panel.PiPanel`): the status LED, the button (a long press sets
+:attr:`Gateway.shutdown`) and the wired boards' EN and IO0 lines, which the control process
+reaches over a local socket.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from gateway.intake.writer_link import WriterLink
 from gateway.ota.cache import load_root_key
 from gateway.ota.hints import UpdateHints
 from gateway.ota.serve import ReleaseFiles
+from gateway.pi.panel import PiPanel
 from gateway.store.control import ControlStore
 from gateway.store.registry import StoreReader
 from gateway.store.releases import ReleaseTable
@@ -69,9 +75,21 @@ class Gateway:
     """
 
     def __init__(
-        self, config: GatewayConfig, *, before_commit: Callable[[], None] | None = None
+        self,
+        config: GatewayConfig,
+        *,
+        before_commit: Callable[[], None] | None = None,
+        pin_factory: Any = None,
     ) -> None:
         self.config = config
+        #: The pin factory for ``[gateway.pi]`` (None: the one ``gateway.pi.pin_factory``
+        #: names); tests pass a MockFactory.
+        self.pin_factory = pin_factory
+        #: The GPIO, when the config has a ``[gateway.pi]`` table (set when started).
+        self.pi: PiPanel | None = None
+        #: Set when the button asked for a safe shutdown: whoever runs the gateway stops it
+        #: and then runs ``gateway.pi.shutdown_command``.
+        self.shutdown = asyncio.Event()
         self.counters = Counters()
         self.writer = WriterLink(
             config.db_path,
@@ -126,9 +144,24 @@ class Gateway:
             await self._bind()
             await self.uplinks.start()
             self._budget = asyncio.create_task(self._watch_budget(), name="outbox-budget")
+            await self._start_pi()
         except BaseException:
             await self.stop()
             raise
+
+    async def _start_pi(self) -> None:
+        if self.config.pi is None:
+            return
+        from gateway.pi.factory import pin_factory
+
+        factory = self.pin_factory or pin_factory(self.config.pi)
+        self.pi = PiPanel(
+            self.config,
+            pin_factory=factory,
+            outbox_full=lambda: self.admission.outbox_full,
+            on_shutdown=self.shutdown.set,
+        )
+        await self.pi.start()
 
     def _prepare_state_dir(self) -> None:
         state_dir = self.config.state_dir
@@ -264,6 +297,9 @@ class Gateway:
     async def stop(self) -> None:
         """Stop accepting requests, let the writer commit what it has, stop the uplinks."""
         # Requests in hand get their answer before the socket closes.
+        if self.pi is not None:
+            await self.pi.stop()
+            self.pi = None
         if self._budget is not None:
             self._budget.cancel()
             await asyncio.gather(self._budget, return_exceptions=True)

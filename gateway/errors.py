@@ -296,3 +296,10 @@ class ControlRefused(GatewayError, ValueError):
     @classmethod
     def rebuild(cls, message: str, hint: int | None) -> GatewayError:
         return cls("malformed", message)  # the reason does not travel between processes
+
+
+class PiUnavailable(GatewayError, ConnectionError):
+    """The daemon's GPIO (``gateway.pi``) could not be reached from the control process: the
+    daemon is not running, or answered nothing sensible on its local socket."""
+
+    reason = "pi_unavailable"
