@@ -83,7 +83,7 @@ async def test_a_short_press_opens_a_pairing_window(running: tuple[Gateway, Mock
     led = factory.pin(LED)
     led.clear_states()
     await asyncio.sleep(0.6)
-    led.assert_states_and_times([(0.0, led.states[0].state), (0.25, not led.states[0].state)])
+    assert len(led.states) >= 2  # blinking (its times: tests/pi/test_status_led.py)
     assert not gateway.shutdown.is_set()
 
 
