@@ -275,6 +275,8 @@ class ControlAgent:
                 batch_uplinks=self.batch_uplinks,
                 counters=counters,
                 control=controller.control_state(),
+                outbox_max_bytes=self.config.outbox.max_bytes,
+                outbox_policy=self.config.outbox.policy,
             ),
             "boards": boards_state(controller.reader, controller.releases),
             "rollout": controller.rollout_report,

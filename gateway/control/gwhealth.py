@@ -8,11 +8,11 @@ OTA state). Nothing here writes.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from gateway.store.budget import disk_state, filesystem_usage
 from gateway.store.registry import StoreReader
 from gateway.store.releases import ReleaseTable
 
@@ -82,19 +82,25 @@ def gateway_health(
     batch_uplinks: list[str],
     counters: Mapping[str, int],
     control: Mapping[str, Any],
+    outbox_max_bytes: int = 0,
+    outbox_policy: str = "refuse",
     thermal: Path = THERMAL,
 ) -> dict[str, Any]:
-    """The ``health`` map of a state message."""
-    try:
-        disk = shutil.disk_usage(state_dir)
-        free, total = int(disk.free), int(disk.total)
-    except OSError:
-        free = total = 0
+    """The ``health`` map of a state message.
+
+    ``disk`` is the one verdict on space (:func:`gateway.store.budget.disk_state`:
+    ``state`` ``ok``, ``nearly_full`` or ``full``, and the figures behind it).
+    """
+    filesystem = filesystem_usage(state_dir)
+    free, total = filesystem if filesystem is not None else (0, 0)
     uplinks, backlog, outbox = progress.read(reader, readings_uplinks, batch_uplinks)
     return {
         "cpu_temp_c": cpu_temp_c(thermal),
         "disk_free": free,
         "disk_total": total,
+        "disk": disk_state(
+            reader.used_bytes(), outbox_max_bytes, policy=outbox_policy, filesystem=filesystem
+        ),
         "load1": load1(),
         "backlog": backlog,
         "uplinks": uplinks,

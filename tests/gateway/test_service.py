@@ -62,7 +62,9 @@ def test_notify_to_a_path_and_none_without_the_environment(tmp_path: Path) -> No
         assert sock.recv(100) == b"WATCHDOG=1"
     silent = Notifier.from_environ({})
     assert not silent.enabled
-    assert not silent.ready() and not silent.watchdog() and not silent.stopping()
+    assert not silent.ready()
+    assert not silent.watchdog()
+    assert not silent.stopping()
 
 
 def test_watchdog_interval_is_half_of_watchdog_usec_and_only_for_this_pid() -> None:
@@ -84,9 +86,7 @@ async def test_watchdog_pings_only_while_healthy(
     async def check(timeout_s: float) -> bool:
         return healthy[0]
 
-    task = asyncio.create_task(
-        supervise(Notifier(address), check, lambda: "fine", interval_s=0.05)
-    )
+    task = asyncio.create_task(supervise(Notifier(address), check, lambda: "fine", interval_s=0.05))
     try:
         await asyncio.sleep(0.3)
         before = _drain(sock)
@@ -193,7 +193,8 @@ def test_install_into_a_staging_root_is_verified_idempotent_and_uninstalls(
             timeout=60,
         )
         # verify exits 0 on a directive it ignores; what it says is the verdict.
-        assert verify.returncode == 0 and verify.stderr == "", verify.stderr
+        assert verify.returncode == 0, verify.stderr
+        assert verify.stderr == ""
     if shutil.which("systemd-sysusers"):
         users = subprocess.run(
             ["systemd-sysusers", "--dry-run", f"--root={root}", str(sysusers)],
@@ -202,7 +203,8 @@ def test_install_into_a_staging_root_is_verified_idempotent_and_uninstalls(
             timeout=60,
         )
         said = users.stdout + users.stderr
-        assert users.returncode == 0 and "Creating user 'simpul'" in said, said
+        assert users.returncode == 0, said
+        assert "Creating user 'simpul'" in said
     # An operator's config survives a second install, which changes nothing else.
     (root / "etc/simpul/gateway.toml").write_text('[gateway]\ngateway_id = "gw-1"\n')
     second = simpul("install", "--root", str(root), "--exec", exec_path)
@@ -213,12 +215,15 @@ def test_install_into_a_staging_root_is_verified_idempotent_and_uninstalls(
     (root / "var/lib/simpul").mkdir(parents=True)
     gone = simpul("uninstall", "--root", str(root))
     assert gone.returncode == 0
-    assert not unit.exists() and not (root / "etc/sysusers.d/simpul.conf").exists()
-    assert (root / "var/lib/simpul").is_dir() and (root / "etc/simpul/gateway.toml").exists()
+    assert not unit.exists()
+    assert not (root / "etc/sysusers.d/simpul.conf").exists()
+    assert (root / "var/lib/simpul").is_dir()
+    assert (root / "etc/simpul/gateway.toml").exists()
     assert "--purge" in gone.stdout
     purged = simpul("uninstall", "--root", str(root), "--purge")
     assert purged.returncode == 0
-    assert not (root / "var/lib/simpul").exists() and not (root / "etc/simpul").exists()
+    assert not (root / "var/lib/simpul").exists()
+    assert not (root / "etc/simpul").exists()
 
 
 def test_dry_run_writes_nothing(tmp_path: Path) -> None:
@@ -265,7 +270,8 @@ def test_disk_state_names_ok_nearly_full_and_full() -> None:
     assert disk_state(0, 0, policy="refuse", filesystem=sd_nearly)["state"] == "nearly_full"
     sd_full = (FS_RESERVE_BYTES - 1, 16 << 30)
     full = disk_state(0, 0, policy="drop_oldest", filesystem=sd_full)
-    assert full["state"] == "full" and full["fs_free_bytes"] == FS_RESERVE_BYTES - 1
+    assert full["state"] == "full"
+    assert full["fs_free_bytes"] == FS_RESERVE_BYTES - 1
     assert disk_state(0, 0, policy="refuse", filesystem=None)["state"] == "ok"
 
 
@@ -286,7 +292,8 @@ def test_batcher_waits_by_the_monotonic_clock_whatever_the_wall_clock_does(
     assert b.due_in_ms() == 1000  # seen now: due in max_age
     wall[0] = NOW_MS - 6 * 3_600_000  # set back six hours
     mono[0] += 1.0
-    assert b.due_in_ms() == 0 and b.batch_once() == 5
+    assert b.due_in_ms() == 0
+    assert b.batch_once() == 5
     fill(tmp_path / "gateway.db", 5, first=5, received_ms=wall[0])
     assert b.due_in_ms() == 1000
     wall[0] += 12 * 3_600_000  # six hours ahead of the start
