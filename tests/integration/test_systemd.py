@@ -9,6 +9,8 @@ restart a gateway that died by a signal, kill and restart one that stopped pingi
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import os
 import signal
 import socket
@@ -91,7 +93,7 @@ async def test_supervised_gateway_is_ready_fed_on_time_and_restarted_losing_noth
         await boards.start()
         await asyncio.sleep(4)
         pings = supervisor.times("WATCHDOG=1", since=started)
-        gaps = [b - a for a, b in zip(pings, pings[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(pings)]
         assert len(gaps) >= 5, pings
         # Every WATCHDOG_USEC / 2, and never as late as WatchdogSec, with boards sending.
         assert 0.35 < statistics.median(gaps) < 0.65, gaps
@@ -157,10 +159,8 @@ async def test_a_hung_writer_stops_the_watchdog_and_the_gateway_is_restarted(
 
 
 def with_suppressed_kill(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 async def test_journal_lines_carry_priorities_from_the_daemon_and_its_children(
