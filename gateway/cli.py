@@ -4,6 +4,10 @@
 
     simpul gateway <gateway_id> listening on coap://HOST:PORT state <state_dir>
 
+Under systemd (``simpul gateway install``) it says READY=1 once it listens, keeps the
+watchdog fed while it is healthy, and logs with journal priorities
+(:mod:`gateway.service`).
+
 ``simpul gateway key --public`` prints the batch signing key's public half (PEM) for
 consumers' key sets; ``--kid`` its key id; ``--rotate`` begins a key rotation.
 
@@ -21,12 +25,18 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.batches.keys import add_key_arguments
 from gateway.config import GatewayConfig, load_config, parse_bind
 from gateway.errors import GatewayError
 from gateway.ota.cli import add_commands as add_release_commands
+from gateway.service import journal
+from gateway.service.install import add_commands as add_service_commands
+
+if TYPE_CHECKING:
+    from gateway.daemon import Gateway
+    from gateway.service.notify import Notifier
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -62,6 +72,7 @@ def add_commands(subparsers: Any) -> None:
     )
     add_key_arguments(key)
     add_release_commands(commands)
+    add_service_commands(commands)
 
 
 def config_from_args(args: argparse.Namespace) -> GatewayConfig:
@@ -80,16 +91,14 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
 
 def run_command(args: argparse.Namespace) -> int:
     """Handler of ``simpul gateway run``; returns the exit code."""
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # In the journal, which has priorities to filter on, INFO too; in a terminal, warnings.
+    quiet = logging.INFO if journal.is_journal_stream(sys.stderr) else logging.WARNING
+    journal.configure(logging.DEBUG if args.verbose else quiet, stream=sys.stderr)
     try:
         config = config_from_args(args)
         return asyncio.run(serve(config))
     except GatewayError as exc:
-        print(f"simpul gateway: error: {exc}", file=sys.stderr)
+        print(f"{journal.error_prefix()}simpul gateway: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
 
@@ -100,10 +109,12 @@ async def serve(config: GatewayConfig, *, pin_factory: Any = None) -> int:
     # Imported here: the rest of the ``simpul`` command (``verify`` above all) needs no
     # CoAP stack, and a consumer's machine may not have one.
     from gateway.daemon import Gateway, tune_gc
+    from gateway.service.notify import Notifier
 
     gateway = Gateway(config, pin_factory=pin_factory)
     await gateway.start()
     tune_gc()
+    notifier = Notifier.from_environ()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -115,6 +126,8 @@ async def serve(config: GatewayConfig, *, pin_factory: Any = None) -> int:
         f" state {config.state_dir}",
         flush=True,
     )
+    logging.getLogger(__name__).info("listening on coap://%s:%d", shown, port)
+    supervision = _supervise(gateway, notifier)
     stopped = asyncio.ensure_future(stop.wait())
     shutdown = asyncio.ensure_future(gateway.shutdown.wait())
     try:
@@ -122,10 +135,32 @@ async def serve(config: GatewayConfig, *, pin_factory: Any = None) -> int:
     finally:
         stopped.cancel()
         shutdown.cancel()
+        notifier.stopping()
+        if supervision is not None:
+            supervision.cancel()
         await gateway.stop()
+        notifier.close()
     if gateway.shutdown.is_set() and config.pi is not None:
         from gateway.pi.panel import run_shutdown_command
 
         # Everything in hand is committed and answered: now the machine may go down.
         await asyncio.to_thread(run_shutdown_command, config.pi)
     return EXIT_OK
+
+
+def _supervise(gateway: Gateway, notifier: Notifier) -> asyncio.Task[None] | None:
+    """READY=1, then the watchdog and STATUS (gateway.service.notify); None without systemd."""
+    from gateway.service.notify import status_line, supervise, watchdog_interval_s
+
+    if not notifier.enabled:
+        return None
+    notifier.ready(status_line(gateway.stats()))
+    return asyncio.create_task(
+        supervise(
+            notifier,
+            gateway.alive,
+            lambda: status_line(gateway.stats()),
+            interval_s=watchdog_interval_s(),
+        ),
+        name="sd-notify",
+    )

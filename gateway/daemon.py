@@ -44,6 +44,7 @@ from gateway.ota.cache import load_root_key
 from gateway.ota.hints import UpdateHints
 from gateway.ota.serve import ReleaseFiles
 from gateway.pi.panel import PiPanel
+from gateway.store.budget import disk_state, filesystem_usage
 from gateway.store.control import ControlStore
 from gateway.store.registry import StoreReader
 from gateway.store.releases import ReleaseTable
@@ -268,7 +269,18 @@ class Gateway:
                 "refused": self.counters.refused.get(OutboxFull.reason, 0),
                 **{name: at.counters.get(name, 0) for name in _OUTBOX_COUNTERS},
             },
+            # One verdict on the SD card and the outbox budget (gateway.store.budget).
+            "disk": disk_state(
+                at.used_bytes,
+                outbox.max_bytes,
+                policy=outbox.policy,
+                filesystem=filesystem_usage(self.config.state_dir),
+            ),
         }
+
+    async def alive(self, timeout_s: float) -> bool:
+        """Whether the daemon serves: this loop turns (we are here) and the writer answers."""
+        return await self.writer.ping(timeout_s)
 
     def _dedup_entries(self) -> int:
         if self._context is None:

@@ -280,6 +280,8 @@ class ControlAgent:
                 control=controller.control_state(),
                 host=self._host,
                 pi=controller.pi_status(),
+                outbox_max_bytes=self.config.outbox.max_bytes,
+                outbox_policy=self.config.outbox.policy,
             ),
             "boards": boards_state(controller.reader, controller.releases),
             "rollout": controller.rollout_report,

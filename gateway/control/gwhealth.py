@@ -1,8 +1,8 @@
 """What the gateway says of itself and its boards in its ``state`` message.
 
 Read from the host (CPU temperature, the state directory's disk usage, load average:
-gpiozero's internal devices, :class:`gateway.pi.host.HostSensors`; free and total bytes with
-``shutil``), from the daemon's GPIO when the gateway has a ``[gateway.pi]`` table (the LED's
+gpiozero's internal devices, :class:`gateway.pi.host.HostSensors`; free and total bytes and
+the disk verdict from :mod:`gateway.store.budget`), from the daemon's GPIO when the gateway has a ``[gateway.pi]`` table (the LED's
 state, the pairing window, the wired boards), and from
 ``gateway.db`` (the outbox's positions, every uplink's cursor, the registry, each board's
 OTA state). Nothing here writes.
@@ -10,12 +10,12 @@ OTA state). Nothing here writes.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
 from gateway.pi.host import HostSensors
+from gateway.store.budget import disk_state, filesystem_usage
 from gateway.store.registry import StoreReader
 from gateway.store.releases import ReleaseTable
 
@@ -68,20 +68,26 @@ def gateway_health(
     control: Mapping[str, Any],
     host: HostSensors,
     pi: Mapping[str, Any] | None = None,
+    outbox_max_bytes: int = 0,
+    outbox_policy: str = "refuse",
 ) -> dict[str, Any]:
     """The ``health`` map of a state message; ``pi``: the daemon's GPIO state, if it has
-    any (``gateway.pi.panel.PiPanel.status``)."""
-    try:
-        disk = shutil.disk_usage(state_dir)
-        free, total = int(disk.free), int(disk.total)
-    except OSError:
-        free = total = 0
+    any (``gateway.pi.panel.PiPanel.status``).
+
+    ``disk`` is the one verdict on space (:func:`gateway.store.budget.disk_state`:
+    ``state`` ``ok``, ``nearly_full`` or ``full``, and the figures behind it).
+    """
+    filesystem = filesystem_usage(state_dir)
+    free, total = filesystem if filesystem is not None else (0, 0)
     uplinks, backlog, outbox = progress.read(reader, readings_uplinks, batch_uplinks)
     health = {
         "cpu_temp_c": host.cpu_temp_c(),
         "disk_free": free,
         "disk_total": total,
         "disk_usage_pct": host.disk_usage_pct(),
+        "disk": disk_state(
+            reader.used_bytes(), outbox_max_bytes, policy=outbox_policy, filesystem=filesystem
+        ),
         "load1": host.load1(),
         "backlog": backlog,
         "uplinks": uplinks,
