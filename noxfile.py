@@ -89,7 +89,8 @@ def tests(session: nox.Session) -> None:
     _apt_install(APT_PACKAGES)
     _npm_ci(session)
     _install(session, "test")
-    session.run("pytest", *(session.posargs or ["-q"]))
+    # Every run's log names its slowest tests, so a new slow one is seen where it lands.
+    session.run("pytest", *(session.posargs or ["-q", "--durations=30"]))
 
 
 @nox.session
