@@ -471,19 +471,14 @@ class PiConfig:
     reset_pulse_ms: int = 100
     #: Seconds an uplink may lag without delivering anything before the LED says it is down.
     uplink_down_after_s: int = 120
-    #: Fraction of the outbox's disk budget (or of the state directory's file system) in
-    #: use at which the LED says the disk is nearly full.
-    disk_nearly_full: float = 0.9
     #: Boards whose EN and IO0 are wired to the Pi, by board id.
     boards: dict[str, WiredBoardConfig] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.hold_s <= 0 or self.pairing_window_s < 1 or self.reset_pulse_ms < 1:
             raise ValueError("hold_s, pairing_window_s and reset_pulse_ms must be positive")
-        if self.uplink_down_after_s < 1 or not 0 < self.disk_nearly_full <= 1:
-            raise ValueError(
-                "uplink_down_after_s must be positive and disk_nearly_full a fraction 0..1"
-            )
+        if self.uplink_down_after_s < 1:
+            raise ValueError("uplink_down_after_s must be positive")
         if not self.shutdown_command_argv():
             raise ValueError("shutdown_command must name a program")
         factory = self.pin_factory

@@ -2,9 +2,9 @@
 
 Read from the host (CPU temperature, the state directory's disk usage, load average:
 gpiozero's internal devices, :class:`gateway.pi.host.HostSensors`; free and total bytes and
-the disk verdict from :mod:`gateway.store.budget`), from the daemon's GPIO when the gateway has a ``[gateway.pi]`` table (the LED's
-state, the pairing window, the wired boards), and from
-``gateway.db`` (the outbox's positions, every uplink's cursor, the registry, each board's
+the disk verdict from :mod:`gateway.store.budget`), from the daemon's GPIO when the gateway
+has a ``[gateway.pi]`` table (the LED's state, the pairing window, the wired boards), and
+from ``gateway.db`` (the outbox's positions, every uplink's cursor, the registry, each board's
 OTA state). Nothing here writes.
 """
 

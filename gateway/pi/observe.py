@@ -1,8 +1,9 @@
 """The gateway's state as the status LED shows it, read from what the gateway already knows.
 
-* **disk nearly full**: the store uses ``disk_nearly_full`` of the outbox's budget
-  (``gateway.outbox.max_bytes``), the budget's ``refuse`` policy is refusing readings, or
-  the state directory's file system is that full;
+* **disk nearly full**: the gateway's one verdict on space
+  (:func:`gateway.store.budget.disk_state`, the ``disk`` of its health) is not ``ok``: the
+  outbox past 90 % of its budget, or the state directory's file system past 90 % or nearly
+  out of room; or the budget's ``refuse`` policy is refusing readings;
 * **uplink down**: an uplink (or the batcher) has something to deliver and its cursor has
   not moved for ``uplink_down_after_s``;
 * **boards silent**: a board heard in the last :data:`SILENT_MEMORY_S` has not been heard
@@ -20,6 +21,7 @@ from typing import Final
 
 from gateway.config import GatewayConfig
 from gateway.pi.status import Observation
+from gateway.store.budget import disk_state, filesystem_usage
 from gateway.store.registry import StoreReader
 from gateway.store.releases import ReleaseTable
 from gateway.uplinks.registry import BATCHER, consumers
@@ -57,7 +59,6 @@ class Observer:
         reader: StoreReader,
         releases: ReleaseTable,
         *,
-        disk_usage_pct: Callable[[], float | None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
@@ -65,7 +66,6 @@ class Observer:
         self.config = config
         self.reader = reader
         self.releases = releases
-        self.disk_usage_pct = disk_usage_pct
         self.wall_ms = wall_ms
         self.uplinks = UplinkWatch(config.pi.uplink_down_after_s, clock)
         self.consumers = consumers(config)
@@ -83,13 +83,14 @@ class Observer:
         )
 
     def _disk_nearly_full(self) -> bool:
-        assert self.config.pi is not None
-        share = self.config.pi.disk_nearly_full
-        budget = self.config.outbox.max_bytes
-        if budget > 0 and self.reader.used_bytes() >= share * budget:
-            return True
-        pct = self.disk_usage_pct()
-        return pct is not None and pct >= share * 100
+        outbox = self.config.outbox
+        verdict = disk_state(
+            self.reader.used_bytes(),
+            outbox.max_bytes,
+            policy=outbox.policy,
+            filesystem=filesystem_usage(self.config.state_dir),
+        )
+        return bool(verdict["state"] != "ok")
 
     def _uplink_down(self) -> bool:
         at = self.reader.positions()

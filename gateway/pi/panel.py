@@ -111,9 +111,7 @@ class PiPanel:
         self._loop = asyncio.get_running_loop()
         self._reader = StoreReader(self.config.db_path)
         self._releases = ReleaseTable(self.config.db_path)
-        self._observer = Observer(
-            self.config, self._reader, self._releases, disk_usage_pct=self.host.disk_usage_pct
-        )
+        self._observer = Observer(self.config, self._reader, self._releases)
         self.refresh()
         self._watch = asyncio.create_task(self._watch_state(), name="pi-status")
         self._server = ChannelServer(socket_path(self.config.state_dir), self.handle)

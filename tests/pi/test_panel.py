@@ -174,3 +174,34 @@ async def test_a_long_press_stops_the_daemon_then_runs_the_shutdown_command_once
         served.cancel()
         factory.close()
     assert marker.read_text() == "False\n"
+
+
+async def test_an_outbox_near_its_budget_shows_disk_nearly_full_on_the_led(tmp_path: Path) -> None:
+    from gateway.pi.status import DISK_NEARLY_FULL
+    from gateway.store.registry import StoreReader
+
+    factory = MockFactory()
+    state_dir = tmp_path / "state"
+    gateway = Gateway(gateway_config(state_dir, **pi_settings()), pin_factory=factory)
+    await gateway.start()
+    try:
+        assert gateway.pi is not None
+        assert gateway.pi.state == ALL_WELL
+    finally:
+        await gateway.stop()
+    reader = StoreReader(gateway.config.db_path)
+    used = reader.used_bytes()
+    reader.close()
+    # The same store with a budget it fills past 90 %: the health's disk verdict and the LED.
+    budget = int(used / 0.95)
+    config = gateway_config(state_dir, **pi_settings(), **{"outbox.max_bytes": budget})
+    gateway = Gateway(config, pin_factory=factory)
+    await gateway.start()
+    try:
+        assert gateway.stats()["disk"]["state"] == "nearly_full"
+        assert await eventually(
+            lambda: gateway.pi is not None and gateway.pi.state == DISK_NEARLY_FULL, 3
+        )
+    finally:
+        await gateway.stop()
+        factory.close()
