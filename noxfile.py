@@ -64,7 +64,8 @@ nox.options.reuse_existing_virtualenvs = True
 # What the test suite needs from outside PyPI: libcoap's coap-client as an independent CoAP
 # peer, Mosquitto as a real broker, tmux to drive the TUI, Chromium to open the console that
 # `simpul fleet --serve` serves (driven by playwright, which never downloads a browser).
-APT_PACKAGES = ["libcoap3-bin", "mosquitto", "tmux", "chromium"]
+# faketime and a C compiler: the clock-jump test (tests/integration/test_clock_jump.py).
+APT_PACKAGES = ["libcoap3-bin", "mosquitto", "tmux", "chromium", "faketime", "gcc"]
 # What `simpul demo` runs besides Python: its private broker.
 DEMO_APT_PACKAGES = ["mosquitto"]
 
@@ -88,7 +89,8 @@ def tests(session: nox.Session) -> None:
     _apt_install(APT_PACKAGES)
     _npm_ci(session)
     _install(session, "test")
-    session.run("pytest", *(session.posargs or ["-q"]))
+    # Every run's log names its slowest tests, so a new slow one is seen where it lands.
+    session.run("pytest", *(session.posargs or ["-q", "--durations=30"]))
 
 
 @nox.session

@@ -15,21 +15,24 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from fleet import commands as fleet_commands_cli
-from fleet import inventory as fleet_inventory
-from fleet import keys as fleet_keys
-from fleet import release as fleet_release
-from fleet import rollout_cli, serve
-from fleet.board import cli as board_cli
-from fleet.console import cli as console_cli
-from gateway import cli as gateway_cli
-from gateway.batches import cli as verify_cli
-from hw import cli as hw_cli
-
 Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Imported here, not at the top: the gateway's worker processes are spawned, and each
+    # imports this module again as its main (``__mp_main__``) without calling this; they
+    # need none of the groups, and importing all of them cost each one most of its start.
+    from fleet import commands as fleet_commands_cli
+    from fleet import inventory as fleet_inventory
+    from fleet import keys as fleet_keys
+    from fleet import release as fleet_release
+    from fleet import rollout_cli, serve
+    from fleet.board import cli as board_cli
+    from fleet.console import cli as console_cli
+    from gateway import cli as gateway_cli
+    from gateway.batches import cli as verify_cli
+    from hw import cli as hw_cli
+
     parser = argparse.ArgumentParser(
         prog="simpul",
         description="simpul runs a city's sensor network: boards, gateways and the fleet.",

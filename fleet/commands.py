@@ -2,11 +2,15 @@
 
 Commands: ``reboot --board B`` (the board restarts at its next contact; the reply comes once
 its health shows it booted again), ``log --board B`` (what the gateway has of the board),
-``reload`` (the gateway reads its config file again) and ``ping``. Each is signed with the
-operator key, carries a fresh 16-byte nonce and an expiry (``--ttl``), is published on the
-gateway's ``commands`` topic and audited; the reply, signed by the gateway, is verified
-with the key fleet.db holds for it. A gateway runs a command at most once, and not after it
-expired; a command sent while the gateway is away waits in the broker's session for it.
+``reload`` (the gateway reads its config file again), ``ping``, and for a board whose EN
+and IO0 lines are wired to the gateway's GPIO (``[gateway.pi]``) ``power_cycle --board B``
+(EN pulled low 0.1 s: the board restarts as at power-on, however hung) and ``bootloader
+--board B`` (IO0 held low across an EN pulse: the ROM serial bootloader, for esptool).
+Each is signed with the operator key, carries a fresh 16-byte nonce and an expiry
+(``--ttl``), is published on the gateway's ``commands`` topic and audited; the reply, signed
+by the gateway, is verified with the key fleet.db holds for it. A gateway runs a command at
+most once, and not after it expired; a command sent while the gateway is away waits in the
+broker's session for it.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from fleet.serve import BROKER_ENV
 from fleet.store import DB_NAME, FleetStore
 from gateway.codec import cose
 from gateway.control import messages, topics
-from gateway.control.messages import ACTIONS, Command, ControlRefused
+from gateway.control.messages import ACTIONS, BOARD_ACTIONS, Command, ControlRefused
 
 DEFAULT_TTL_S: Final = 3600
 DEFAULT_WAIT_S: Final = 30.0
@@ -54,7 +58,7 @@ def send(
     gateway = store.gateway(gateway_id)
     if gateway is None:
         raise FleetError(f"unknown gateway {gateway_id!r} (simpul fleet gateways lists them)")
-    if action in ("reboot", "log") and board is None:
+    if action in BOARD_ACTIONS and board is None:
         raise FleetError(f"{action} needs --board")
     now = int(time.time())
     command = Command(
@@ -140,12 +144,13 @@ def _exchange(
 def add_commands(fleet_commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = fleet_commands.add_parser(
         "command",
-        help="send a signed command to a gateway (reboot, log, reload, ping) and print its reply",
+        help="send a signed command to a gateway (reboot, log, reload, ping, power_cycle,"
+        " bootloader) and print its reply",
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
     parser.add_argument("gateway", metavar="GATEWAY", help="the gateway's id")
     parser.add_argument("action", choices=ACTIONS, help="what it is to do")
-    parser.add_argument("--board", help="the board a reboot or log is for")
+    parser.add_argument("--board", help="the board a reboot, log, power_cycle or bootloader is for")
     parser.add_argument(
         "--ttl", type=int, default=DEFAULT_TTL_S, metavar="SECONDS",
         help="the command expires after this (default: %(default)s)",

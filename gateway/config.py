@@ -50,6 +50,14 @@ Example::
     [gateway.ota]                # signed releases for the boards (gateway.ota)
     root_public_key = "/etc/simpul/root.pub"
     hw = "esp32"
+
+    [gateway.pi]                 # GPIO on a Raspberry Pi (gateway.pi); absent: no GPIO
+    status_led = 17
+    button = 27
+
+    [gateway.pi.boards.tkg-air-0001]   # the board's EN and IO0 wired to two GPIOs
+    en = 23
+    io0 = 24
 """
 
 from __future__ import annotations
@@ -58,14 +66,16 @@ import copy
 import dataclasses
 import os
 import re
+import shlex
 import socket
 import tomllib
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, Final, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from gateway.codec.senml import is_board_id
 from gateway.errors import ConfigError
 
 ENV_PREFIX = "SIMPUL_GATEWAY__"
@@ -414,6 +424,105 @@ class OtaConfig:
             raise ValueError(f"hw must be a hardware class name (a-z, 0-9, -), got {self.hw!r}")
 
 
+#: BCM GPIO numbers on the Raspberry Pi's 40-pin header that simpul may use. GPIO 0 and 1
+#: are the HAT ID EEPROM's bus, reserved by the Pi's firmware.
+HEADER_GPIOS: Final = range(2, 28)
+
+
+@dataclass(frozen=True)
+class WiredBoardConfig:
+    """One board's EN and IO0 lines wired to two of the Pi's GPIOs (``gateway.pi.boards.<id>``).
+
+    Wired straight (a GPIO to EN, a GPIO to IO0, grounds joined), the GPIO holds the line
+    high and pulls it low. Through an NPN transistor per line (the auto-reset circuit of a
+    USB-serial bridge), the GPIO going high pulls the line low: set ``inverted``.
+    """
+
+    #: BCM GPIO number wired to the board's EN (reset) line.
+    en: int
+    #: BCM GPIO number wired to the board's IO0 (BOOT strap) line.
+    io0: int
+    #: True when a GPIO high pulls the line low (transistors between the Pi and the board).
+    inverted: bool = False
+
+
+@dataclass(frozen=True)
+class PiConfig:
+    """The gateway's GPIO on a Raspberry Pi (``gateway.pi``): a status LED, a button, and the
+    EN and IO0 lines of wired boards (``gateway.pi``). Pins are BCM GPIO numbers (2..27); each
+    may have one use, checked at start. Without a ``[gateway.pi]`` table no GPIO is touched.
+    """
+
+    #: Which gpiozero pin factory drives the pins: empty for gpiozero's own choice
+    #: (``$GPIOZERO_PIN_FACTORY``, else lgpio on a Pi), ``mock`` for gpiozero's MockFactory
+    #: (nothing is wired), ``emulated:HOST:PORT`` for pins wired to emulated boards
+    #: (``hw.gpio_wires``).
+    pin_factory: str = ""
+    #: GPIO of the status LED (anode through a resistor, cathode to ground); unset: none.
+    status_led: int | None = None
+    #: True when the GPIO going high lights the LED.
+    status_led_active_high: bool = True
+    #: GPIO of the push button (to ground; the Pi's pull-up holds it high); unset: none.
+    button: int | None = None
+    #: Seconds the button must be held for a safe shutdown; a shorter press opens pairing.
+    hold_s: float = 5.0
+    #: Seconds a pairing window stays open after a short press.
+    pairing_window_s: int = 120
+    #: What a long press runs once the daemon has stopped (split like a shell would; no
+    #: shell runs it).
+    shutdown_command: str = "systemctl poweroff"
+    #: Milliseconds EN is held low for a reset.
+    reset_pulse_ms: int = 100
+    #: Seconds an uplink may lag without delivering anything before the LED says it is down.
+    uplink_down_after_s: int = 120
+    #: Boards whose EN and IO0 are wired to the Pi, by board id.
+    boards: dict[str, WiredBoardConfig] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.hold_s <= 0 or self.pairing_window_s < 1 or self.reset_pulse_ms < 1:
+            raise ValueError("hold_s, pairing_window_s and reset_pulse_ms must be positive")
+        if self.uplink_down_after_s < 1:
+            raise ValueError("uplink_down_after_s must be positive")
+        if not self.shutdown_command_argv():
+            raise ValueError("shutdown_command must name a program")
+        factory = self.pin_factory
+        if factory not in ("", "mock") and not factory.startswith("emulated:"):
+            raise ValueError(
+                f"pin_factory must be empty, mock or emulated:HOST:PORT, got {factory!r}"
+            )
+        if factory.startswith("emulated:"):
+            try:
+                parse_bind(factory.removeprefix("emulated:"))
+            except ConfigError as exc:
+                raise ValueError(f"pin_factory {factory!r}: {exc}") from None
+        uses: dict[int, str] = {}
+        for use, pin in self.pin_uses():
+            if pin not in HEADER_GPIOS:
+                raise ValueError(
+                    f"{use}: GPIO {pin} is not a usable GPIO of the Pi's header"
+                    f" ({HEADER_GPIOS.start}..{HEADER_GPIOS.stop - 1})"
+                )
+            if pin in uses:
+                raise ValueError(f"GPIO {pin} is used twice: by {uses[pin]} and by {use}")
+            uses[pin] = use
+
+    def pin_uses(self) -> list[tuple[str, int]]:
+        """Every pin in use, named by its setting (``boards.<id>.en``)."""
+        uses = [(name, pin) for name in ("status_led", "button")
+                if (pin := getattr(self, name)) is not None]  # fmt: skip
+        for board, wiring in sorted(self.boards.items()):
+            if not is_board_id(board):
+                raise ValueError(f"boards: {board!r} is not a board id")
+            uses += [(f"boards.{board}.en", wiring.en), (f"boards.{board}.io0", wiring.io0)]
+        return uses
+
+    def shutdown_command_argv(self) -> list[str]:
+        try:
+            return shlex.split(self.shutdown_command)
+        except ValueError as exc:
+            raise ValueError(f"shutdown_command: {exc}") from None
+
+
 @dataclass(frozen=True)
 class SecurityConfig:
     """Who may talk to the gateway's CoAP server (``gateway.security``, ``gateway.oscore``).
@@ -459,6 +568,8 @@ class GatewayConfig:
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    #: GPIO on a Raspberry Pi; None (no ``[gateway.pi]`` table): no GPIO at all.
+    pi: PiConfig | None = None
     #: A board counts as online when it was heard within this many seconds.
     online_window_s: int = 900
     #: The TOML file this configuration was read from (set by :func:`load_config`; the
@@ -571,6 +682,11 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         if value is None or (isinstance(value, str) and value == ""):
             return None
         return _convert(options[0], value, where)
+    if origin is dict:
+        _, item = get_args(hint)
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a table")
+        return {str(k): _convert(item, v, f"{where}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where} must be a table")

@@ -11,6 +11,11 @@ Three kinds of process share the work, so that they share no interpreter lock:
 
 They meet in the SQLite file (WAL mode): only the writer writes readings and the registry,
 each uplink writes only its own cursor, and this process only reads.
+
+With a ``[gateway.pi]`` table this process also owns the Raspberry Pi's GPIO
+(:class:`gateway.pi.panel.PiPanel`): the status LED, the button (a long press sets
+:attr:`Gateway.shutdown`) and the wired boards' EN and IO0 lines, which the control process
+reaches over a local socket.
 """
 
 from __future__ import annotations
@@ -43,7 +48,9 @@ from gateway.oscore.site import GatewayOscoreSite
 from gateway.ota.cache import load_root_key
 from gateway.ota.hints import UpdateHints
 from gateway.ota.serve import ReleaseFiles
+from gateway.pi.panel import PiPanel
 from gateway.store.board_keys import BoardKeyTable
+from gateway.store.budget import disk_state, filesystem_usage
 from gateway.store.control import ControlStore
 from gateway.store.registry import StoreReader
 from gateway.store.releases import ReleaseTable
@@ -75,9 +82,21 @@ class Gateway:
     """
 
     def __init__(
-        self, config: GatewayConfig, *, before_commit: Callable[[], None] | None = None
+        self,
+        config: GatewayConfig,
+        *,
+        before_commit: Callable[[], None] | None = None,
+        pin_factory: Any = None,
     ) -> None:
         self.config = config
+        #: The pin factory for ``[gateway.pi]`` (None: the one ``gateway.pi.pin_factory``
+        #: names); tests pass a MockFactory.
+        self.pin_factory = pin_factory
+        #: The GPIO, when the config has a ``[gateway.pi]`` table (set when started).
+        self.pi: PiPanel | None = None
+        #: Set when the button asked for a safe shutdown: whoever runs the gateway stops it
+        #: and then runs ``gateway.pi.shutdown_command``.
+        self.shutdown = asyncio.Event()
         self.counters = Counters()
         self.writer = WriterLink(
             config.db_path,
@@ -140,6 +159,7 @@ class Gateway:
             await self.uplinks.start()
             self._budget = asyncio.create_task(self._watch_budget(), name="outbox-budget")
             self._watch = asyncio.create_task(self._watch_keys(), name="board-keys")
+            await self._start_pi()
         except BaseException:
             await self.stop()
             raise
@@ -193,6 +213,20 @@ class Gateway:
             self._security_reported = stats
         except OSError as exc:  # a full disk: the health says so elsewhere
             log.warning("cannot write %s: %s", stats_file.NAME, exc)
+
+    async def _start_pi(self) -> None:
+        if self.config.pi is None:
+            return
+        from gateway.pi.factory import pin_factory
+
+        factory = self.pin_factory or pin_factory(self.config.pi)
+        self.pi = PiPanel(
+            self.config,
+            pin_factory=factory,
+            outbox_full=lambda: self.admission.outbox_full,
+            on_shutdown=self.shutdown.set,
+        )
+        await self.pi.start()
 
     def _prepare_state_dir(self) -> None:
         state_dir = self.config.state_dir
@@ -302,6 +336,13 @@ class Gateway:
                 "refused": self.counters.refused.get(OutboxFull.reason, 0),
                 **{name: at.counters.get(name, 0) for name in _OUTBOX_COUNTERS},
             },
+            # One verdict on the SD card and the outbox budget (gateway.store.budget).
+            "disk": disk_state(
+                at.used_bytes,
+                outbox.max_bytes,
+                policy=outbox.policy,
+                filesystem=filesystem_usage(self.config.state_dir),
+            ),
         }
 
     def security_stats(self) -> dict[str, Any]:
@@ -314,6 +355,10 @@ class Gateway:
             "instance": self.oscore.binding.instance,
             "refused": {reason: refused.get(reason, 0) for reason in OSCORE_REASONS},
         }
+
+    async def alive(self, timeout_s: float) -> bool:
+        """Whether the daemon serves: this loop turns (we are here) and the writer answers."""
+        return await self.writer.ping(timeout_s)
 
     def _dedup_entries(self) -> int:
         if self._context is None:
@@ -347,6 +392,9 @@ class Gateway:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         self._budget = self._watch = None
+        if self.pi is not None:
+            await self.pi.stop()
+            self.pi = None
         await self.admission.close(_DRAIN_TIMEOUT_S)
         if self._context is not None:
             await self._context.shutdown()

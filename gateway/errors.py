@@ -321,3 +321,10 @@ class NotProtected(Unauthorized):
     """A plain CoAP request while the gateway accepts only OSCORE (no lab flag): 4.01."""
 
     reason = "not_protected"
+
+
+class PiUnavailable(GatewayError, ConnectionError):
+    """The daemon's GPIO (``gateway.pi``) could not be reached from the control process: the
+    daemon is not running, or answered nothing sensible on its local socket."""
+
+    reason = "pi_unavailable"

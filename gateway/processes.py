@@ -2,7 +2,8 @@
 
 * :func:`child_main` starts one: Ctrl-C in a terminal interrupts the whole process group;
   the children leave it to the daemon, which stops them in order (the writer commits what it
-  holds, uplinks finish their round) instead of each dying with a traceback.
+  holds, uplinks finish their round) instead of each dying with a traceback. Each logs as
+  the daemon does (:func:`gateway.service.journal.configure_child`).
 * :func:`hold_lock` keeps one process at a time per job: an exclusive ``flock`` on a file in
   the state directory. A gateway killed with SIGKILL leaves its batcher and uplink processes
   running until they notice; the lock makes the new gateway's processes wait for them, so
@@ -20,10 +21,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gateway.service.journal import configure_child
+
 
 def child_main(target: Callable[..., None], *args: Any) -> None:
     """Run ``target(*args)`` as a child process's main function, deaf to SIGINT."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    configure_child()
     target(*args)
 
 

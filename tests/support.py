@@ -464,3 +464,88 @@ async def serial_board(engine: str, root: Path) -> AsyncIterator[BoardRunner]:
         yield runner
     finally:
         await runner.stop()
+
+
+class AckedBoards:
+    """Boards as CoAP clients that post packs with their own times and note every 2.04.
+
+    Each board sends one pack after another, ``names`` readings at ``start_s + n``; what
+    was acknowledged is in ``acked`` as (board, name, time_ms). A gateway that is down or
+    slow is retried with the next pack, as a board would.
+    """
+
+    def __init__(self, port: int, *, boards: int = 4, start_s: int = 1_700_000_000) -> None:
+        self.port = port
+        self.boards = boards
+        self.start_s = start_s
+        self.names = ("a", "b", "c")
+        self.acked: set[tuple[str, str, int]] = set()
+        self.sent = 0
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._context: Any = None
+
+    async def start(self) -> None:
+        from aiocoap import Context
+
+        self._context = await Context.create_client_context()
+        self._tasks = [asyncio.create_task(self._board(n)) for n in range(self.boards)]
+
+    async def _board(self, number: int) -> None:
+        import cbor2
+        from aiocoap import POST, Message
+
+        board = f"sv{number}"
+        step = 0
+        while not self._stop.is_set():
+            step += 1
+            start_s = self.start_s + step
+            pack = [
+                {
+                    0: name,
+                    1: "ug/m3",
+                    2: 10.0 + i,
+                    **({-2: f"urn:dev:simpul:{board}:", -3: start_s} if i == 0 else {}),
+                }
+                for i, name in enumerate(self.names)
+            ]
+            request = Message(
+                code=POST,
+                uri=f"coap://127.0.0.1:{self.port}/readings",
+                payload=cbor2.dumps(pack),
+                content_format=112,
+            )
+            self.sent += 1
+            try:
+                response = await asyncio.wait_for(self._context.request(request).response, 1.5)
+            except Exception:  # down, restarting, or aiocoap's own errors meanwhile
+                await asyncio.sleep(0.05)
+                continue
+            if str(response.code) == "2.04 Changed":
+                self.acked.update((board, n, start_s * 1000) for n in self.names)
+            else:
+                await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        context, self._context = self._context, None
+        if context is not None:
+            await context.shutdown()
+
+
+def child_pids(pid: int) -> list[int]:
+    """Pids of ``pid``'s children that multiprocessing spawned, oldest first."""
+    found: list[tuple[int, int]] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == pid and b"spawn_main" in cmdline:
+            found.append((int(fields[19]), int(entry.name)))  # start time, pid
+    return [p for _, p in sorted(found)]

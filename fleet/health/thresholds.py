@@ -34,7 +34,9 @@ class Thresholds:
     gateway_stale_intervals: int = _t(
         4, "state intervals", 1, 10_000, "a gateway whose state is this many intervals old"
     )
-    reboot_window_s: int = _t(3600, "s", 60, 7 * _DAY_S, "window for counting boots")
+    # A board reports its health as it boots, so a loop shows within seconds; the floor only
+    # refuses a window too short to hold a few boots.
+    reboot_window_s: int = _t(3600, "s", 10, 7 * _DAY_S, "window for counting boots")
     reboot_boots: int = _t(3, "boots", 1, 10_000, "boots within the window that make a loop")
     reboot_bad_causes: int = _t(
         2, "boots", 1, 10_000, "boots within the window whose reset cause is a bad one"

@@ -46,6 +46,7 @@ from gateway.control import messages, topics
 from gateway.control.apply import Controller
 from gateway.control.gwhealth import UplinkProgress, boards_state, gateway_health
 from gateway.oscore import seal, stats_file
+from gateway.pi.host import HostSensors
 from gateway.store.control import EVENTS_DROPPED, BoardMark, ControlStore, Event
 from gateway.store.schema import now_ms
 from gateway.uplinks.mqtt import new_client
@@ -103,6 +104,7 @@ class ControlAgent:
         self._subscribed_releases: set[int] = set()
         self._events_in_flight: tuple[mqtt.MQTTMessageInfo, int] | None = None
         self._progress = UplinkProgress()
+        self._host = HostSensors(config.state_dir)
         self._state_due = 0.0
         self._stopping: Callable[[], bool] = lambda: False
 
@@ -225,6 +227,7 @@ class ControlAgent:
         client.loop_start()
 
     def _close(self) -> None:
+        self._host.close()
         client, self._client = self._client, None
         if client is None:
             return
@@ -276,6 +279,10 @@ class ControlAgent:
                 batch_uplinks=self.batch_uplinks,
                 counters=counters,
                 control=controller.control_state(),
+                host=self._host,
+                pi=controller.pi_status(),
+                outbox_max_bytes=self.config.outbox.max_bytes,
+                outbox_policy=self.config.outbox.policy,
             )
             | {"security": self.security_health()},
             "boards": boards_state(controller.reader, controller.releases),

@@ -23,6 +23,7 @@ own releases, and the rollout's waves as this gateway drives them.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -32,10 +33,11 @@ from typing import Any, Final
 
 from gateway.config import ControlConfig, GatewayConfig, load_config
 from gateway.control import messages, reconciler
-from gateway.errors import BadBoardKeys, ControlRefused, GatewayError, SealRefused
+from gateway.errors import BadBoardKeys, ControlRefused, GatewayError, PiUnavailable, SealRefused
 from gateway.oscore import seal, seal_key
 from gateway.oscore.keys import BoardKey, KeyMaterial, check_unique
 from gateway.ota.cache import ReleaseCache
+from gateway.pi import channel
 from gateway.store.board_keys import BoardKeyTable
 from gateway.store.control import BoardCommand, ControlStore, Event
 from gateway.store.registry import StoreReader
@@ -90,8 +92,13 @@ class Controller:
         cache: ReleaseCache,
         reader: StoreReader,
         clock: Callable[[], float] = time.time,
+        ask_pi: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
         self.config = config
+        #: Asks the daemon's GPIO (``gateway.pi.channel``): a request, its answer.
+        self.ask_pi = ask_pi or functools.partial(
+            channel.ask, channel.socket_path(config.state_dir)
+        )
         self.root = root
         #: The key board keys are sealed to (its public part goes in the state message).
         self.seal_key = seal_key.load_or_create(config.state_dir)
@@ -335,6 +342,8 @@ class Controller:
         board_id = command.board
         if not isinstance(board_id, str):
             return self.reply(cid, ok=False, error=f"{action} needs a board")
+        if action in messages.LINE_ACTIONS:
+            return self.wired(cid, action, board_id)
         record = self.reader.board(board_id)
         if action == "log":
             return self.reply(cid, ok=True, result=self.board_log(board_id))
@@ -347,6 +356,39 @@ class Controller:
             )
             return None  # the reply comes once the board has rebooted
         return self.reply(cid, ok=False, error=f"unknown action {action!r}")
+
+    def wired(self, cid: bytes, action: str, board_id: str) -> dict[str, Any]:
+        """``power_cycle`` or ``bootloader`` on a board's EN and IO0 lines, by the daemon
+        that owns the GPIO; the reply says what was done, or why nothing was."""
+        pi = self.config.pi
+        if pi is None:
+            error = f"{action}: this gateway has no GPIO ([gateway.pi] is not configured)"
+            return self.reply(cid, ok=False, error=error)
+        if board_id not in pi.boards:
+            wired = ", ".join(sorted(pi.boards)) or "none"
+            error = f"board {board_id} has no EN/IO0 lines wired to this gateway (wired: {wired})"
+            return self.reply(cid, ok=False, error=error)
+        try:
+            answer = self.ask_pi({"op": action, "board": board_id})
+        except PiUnavailable as exc:
+            return self.reply(cid, ok=False, error=str(exc))
+        if answer.get("ok") is True:
+            result = answer.get("result")
+            return self.reply(cid, ok=True, result=result if isinstance(result, dict) else {})
+        return self.reply(cid, ok=False, error=str(answer.get("error")))
+
+    def pi_status(self) -> dict[str, Any] | None:
+        """The daemon's GPIO state for the state message (None: the gateway has no GPIO)."""
+        if self.config.pi is None:
+            return None
+        try:
+            answer = self.ask_pi({"op": "status"})
+        except PiUnavailable as exc:
+            return {"error": str(exc)}
+        result = answer.get("result")
+        if answer.get("ok") is not True or not isinstance(result, dict):
+            return {"error": str(answer.get("error"))}
+        return result
 
     def board_commands_done(self) -> list[dict[str, Any]]:
         """Replies of board commands now done (health shows a reboot) or expired."""

@@ -1,43 +1,27 @@
 """What the gateway says of itself and its boards in its ``state`` message.
 
-Read from the host (CPU temperature, the state directory's disk, load average) and from
-``gateway.db`` (the outbox's positions, every uplink's cursor, the registry, each board's
+Read from the host (CPU temperature, the state directory's disk usage, load average:
+gpiozero's internal devices, :class:`gateway.pi.host.HostSensors`; free and total bytes and
+the disk verdict from :mod:`gateway.store.budget`), from the daemon's GPIO when the gateway
+has a ``[gateway.pi]`` table (the LED's state, the pairing window, the wired boards), and
+from ``gateway.db`` (the outbox's positions, every uplink's cursor, the registry, each board's
 OTA state). Nothing here writes.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from gateway.pi.host import HostSensors
+from gateway.store.budget import disk_state, filesystem_usage
 from gateway.store.registry import StoreReader
 from gateway.store.releases import ReleaseTable
 
-THERMAL: Final = Path("/sys/class/thermal")
 #: Boards listed in one state message at most (the most recently seen first): a state
 #: message must stay well under the broker's message size limit.
 MAX_STATE_BOARDS: Final = 5000
-
-
-def cpu_temp_c(thermal: Path = THERMAL) -> float | None:
-    """The first thermal zone's temperature (the SoC on a Raspberry Pi), or None."""
-    try:
-        zones = sorted(thermal.glob("thermal_zone*/temp"))
-        if not zones:
-            return None
-        return int(zones[0].read_text().strip()) / 1000
-    except (OSError, ValueError):
-        return None
-
-
-def load1() -> float:
-    try:
-        return float(os.getloadavg()[0])
-    except OSError:
-        return 0.0
 
 
 class UplinkProgress:
@@ -82,25 +66,37 @@ def gateway_health(
     batch_uplinks: list[str],
     counters: Mapping[str, int],
     control: Mapping[str, Any],
-    thermal: Path = THERMAL,
+    host: HostSensors,
+    pi: Mapping[str, Any] | None = None,
+    outbox_max_bytes: int = 0,
+    outbox_policy: str = "refuse",
 ) -> dict[str, Any]:
-    """The ``health`` map of a state message."""
-    try:
-        disk = shutil.disk_usage(state_dir)
-        free, total = int(disk.free), int(disk.total)
-    except OSError:
-        free = total = 0
+    """The ``health`` map of a state message; ``pi``: the daemon's GPIO state, if it has
+    any (``gateway.pi.panel.PiPanel.status``).
+
+    ``disk`` is the one verdict on space (:func:`gateway.store.budget.disk_state`:
+    ``state`` ``ok``, ``nearly_full`` or ``full``, and the figures behind it).
+    """
+    filesystem = filesystem_usage(state_dir)
+    free, total = filesystem if filesystem is not None else (0, 0)
     uplinks, backlog, outbox = progress.read(reader, readings_uplinks, batch_uplinks)
-    return {
-        "cpu_temp_c": cpu_temp_c(thermal),
+    health = {
+        "cpu_temp_c": host.cpu_temp_c(),
         "disk_free": free,
         "disk_total": total,
-        "load1": load1(),
+        "disk_usage_pct": host.disk_usage_pct(),
+        "disk": disk_state(
+            reader.used_bytes(), outbox_max_bytes, policy=outbox_policy, filesystem=filesystem
+        ),
+        "load1": host.load1(),
         "backlog": backlog,
         "uplinks": uplinks,
         "counters": {**outbox, **counters},
         "control": dict(control),
     }
+    if pi is not None:
+        health["pi"] = dict(pi)
+    return health
 
 
 def boards_state(reader: StoreReader, releases: ReleaseTable) -> dict[str, dict[str, Any]]:
@@ -123,4 +119,4 @@ def boards_state(reader: StoreReader, releases: ReleaseTable) -> dict[str, dict[
     return boards
 
 
-__all__ = ["MAX_STATE_BOARDS", "UplinkProgress", "boards_state", "cpu_temp_c", "gateway_health"]
+__all__ = ["MAX_STATE_BOARDS", "UplinkProgress", "boards_state", "gateway_health"]

@@ -30,7 +30,7 @@ only the root public key can check it, whoever runs the broker. On the wire an *
     command = {"type": "command", "v": 1, "site": tstr, "gateway": tstr,
                "id": bstr .size 16,   ; a nonce: a gateway runs each id at most once
                "issued": uint, "expires": uint,  ; Unix seconds
-               "action": "reboot" / "log" / "reload" / "ping",
+               "action": "reboot" / "log" / "reload" / "ping" / "power_cycle" / "bootloader",
                "board": tstr / null, "args": {* tstr => scalar}}
 
 :func:`verify_envelope` checks, in order, and raises :class:`ControlRefused` with the first
@@ -70,7 +70,12 @@ FORMAT_VERSION: Final = 1
 #: is refused before it is parsed.
 MAX_MESSAGE_BYTES: Final = 16 * 1024 * 1024
 NONCE_BYTES: Final = 16
-ACTIONS: Final = ("reboot", "log", "reload", "ping")
+ACTIONS: Final = ("reboot", "log", "reload", "ping", "power_cycle", "bootloader")
+#: Actions the gateway carries out on a board's EN and IO0 lines (``gateway.pi.lines``);
+#: ``reboot`` instead asks the board itself, at its next contact.
+LINE_ACTIONS: Final = ("power_cycle", "bootloader")
+#: Actions that name a board.
+BOARD_ACTIONS: Final = ("reboot", "log", *LINE_ACTIONS)
 ROLLOUT_STATES: Final = ("running", "paused", "halted", "aborted", "done")
 UP_TYPES: Final = ("state", "events", "reply")
 REFUSAL_REASONS: Final = (
@@ -565,6 +570,8 @@ def _is_scalar(value: object) -> bool:
 
 __all__ = [
     "ACTIONS",
+    "BOARD_ACTIONS",
+    "LINE_ACTIONS",
     "MAX_MESSAGE_BYTES",
     "REFUSAL_REASONS",
     "BoardEntry",

@@ -11,7 +11,9 @@ over a Unix socket pair in compact frames:
 * reply ``[length][id][stored][duplicates][hint][reason length] reason message`` — the
   reason is empty when the request was stored, else it names the :mod:`gateway.errors` class
   to raise, rebuilt from its message and hint (the Size1 or Max-Age its response carries).
-  The writer's first reply, with id 0, says it is ready.
+  The writer's first reply, with id 0, says it is ready. A ping (kind 3, no payload) is
+  answered once the group it arrived with is committed: the daemon's watchdog asks it, so a
+  writer that hangs stops the watchdog (:mod:`gateway.service.notify`).
 
 The writer takes every request that has arrived, decodes each (a bad one is refused on its
 own and never reaches the store), commits the rest in one transaction
@@ -55,6 +57,7 @@ from gateway.store.writer import (
 
 KIND_READINGS: Final = 1
 KIND_HEALTH: Final = 2
+KIND_PING: Final = 3
 
 #: length (of what follows), id, kind, content-format, received ms, seq first, seq count,
 #: address length, board length. ``seq first`` is -1 when the request carries no sequence
@@ -321,7 +324,11 @@ def _commit(
     replies: list[bytes] = []
     jobs: list[Job] = []
     ids: list[int] = []
+    pings: list[int] = []
     for request in requests:
+        if request.kind == KIND_PING:
+            pings.append(request.request_id)
+            continue
         try:
             job = _job(request, limits)
         except GatewayError as exc:
@@ -337,4 +344,5 @@ def _commit(
     if jobs:
         outcomes = writer.commit(jobs)
         replies.extend(map(encode_reply, ids, outcomes))
+    replies.extend(encode_reply(ping, None) for ping in pings)
     return b"".join(replies)

@@ -147,6 +147,20 @@ class WriterLink:
         payload = f"{board_id}\n{json.dumps(health)}".encode()
         await self._submit(writer.KIND_HEALTH, payload, 0, received_ms, None, address)
 
+    async def ping(self, timeout_s: float) -> bool:
+        """Whether the writer process answers within ``timeout_s`` (after what it holds).
+
+        A writer being restarted answers once it is back; one that hangs never does.
+        """
+        if not self._accepting:
+            return False
+        future = self._submit(writer.KIND_PING, b"", 0, 0, None, None)
+        try:
+            await asyncio.wait_for(future, timeout_s)
+        except (TimeoutError, StoreUnavailable):
+            return False
+        return True
+
     def _submit(
         self,
         kind: int,

@@ -19,16 +19,27 @@ file stops growing once pruning keeps up; it never shrinks by itself.
 The ``refuse`` policy needs nothing here: the CoAP server checks :func:`used_bytes` itself
 and answers new readings with 5.03 and Max-Age while the store is over budget
 (:class:`gateway.errors.OutboxFull`), counting each refusal.
+
+How old a reading is, for pruning, is measured on the monotonic clock from when the keeper
+saw it arrive (a wall clock set back by hours would hold every reading that long; set
+forward, it would forget repeats at once). Readings stored before the keeper started have
+no such mark, so for those the receive time they were stored with decides.
+
+:func:`disk_state` is the one verdict on space that health reports and the status LED use:
+``ok``, ``nearly_full`` or ``full``, from the outbox's budget and the filesystem's free space.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from gateway.processes import sleep_unless
 from gateway.store.schema import add_counter, connect, now_ms, transaction
@@ -39,6 +50,54 @@ Policy = Literal["refuse", "drop_oldest"]
 POLICIES: Final = ("refuse", "drop_oldest")
 #: Most rows one pruning or dropping transaction deletes, so the writer never waits long.
 _CHUNK: Final = 20_000
+DiskVerdict = Literal["ok", "nearly_full", "full"]
+#: Share of the budget (or of the filesystem) in use from which the disk is nearly full.
+NEARLY_FULL_RATIO: Final = 0.9
+#: Free bytes on the state directory's filesystem below which the disk is full: SQLite
+#: needs room for its WAL and a checkpoint, and the OS for its logs.
+FS_RESERVE_BYTES: Final = 64 << 20
+
+
+def filesystem_usage(path: Path) -> tuple[int, int] | None:
+    """(free, total) bytes of the filesystem holding ``path`` (as an unprivileged user
+    sees it: root's reserved blocks are not free); None if it cannot be read."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+
+
+def disk_state(
+    used: int,
+    max_bytes: int,
+    *,
+    policy: str,
+    filesystem: tuple[int, int] | None,
+) -> dict[str, Any]:
+    """The gateway's one verdict on space, and what it rests on (pure).
+
+    ``full``: the outbox is over its budget (new readings refused, or the oldest dropped,
+    by ``policy``) or the filesystem has less than :data:`FS_RESERVE_BYTES` free (commits
+    are about to fail: boards are answered 5.03 and keep their readings). ``nearly_full``:
+    either is past :data:`NEARLY_FULL_RATIO`. Else ``ok``.
+    """
+    free, total = filesystem if filesystem is not None else (None, None)
+    state: DiskVerdict = "ok"
+    if (max_bytes > 0 and used > max_bytes) or (free is not None and free < FS_RESERVE_BYTES):
+        state = "full"
+    elif (max_bytes > 0 and used > max_bytes * NEARLY_FULL_RATIO) or (
+        free is not None and total and total - free > total * NEARLY_FULL_RATIO
+    ):
+        state = "nearly_full"
+    return {
+        "state": state,
+        "outbox_bytes": used,
+        "outbox_max_bytes": max_bytes,
+        "policy": policy,
+        "fs_free_bytes": free,
+        "fs_total_bytes": total,
+    }
 
 
 def used_bytes(db: sqlite3.Connection) -> int:
@@ -73,6 +132,7 @@ class OutboxKeeper:
         policy: str = "refuse",
         keep_delivered_ms: int = 0,
         clock_ms: Callable[[], int] = now_ms,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
@@ -82,8 +142,38 @@ class OutboxKeeper:
         #: Delivered readings younger than this stay, so a late retransmission is known.
         self.keep_delivered_ms = keep_delivered_ms
         self.clock_ms = clock_ms
+        self.monotonic = monotonic
         self._db = connect(path)
         self._db.execute("PRAGMA journal_mode = WAL")
+        #: (monotonic s, outbox head id) as seen now and then, oldest first.
+        self._arrivals: deque[tuple[float, int]] = deque()
+        #: The head when this keeper started: readings up to it have no monotonic mark.
+        self._started_head = self._head()
+        self._started = monotonic()
+
+    def _head(self) -> int:
+        row = self._db.execute("SELECT max(id) FROM readings").fetchone()
+        head = int(row[0]) if row and row[0] is not None else 0
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'readings'")
+        seq = row.fetchone()
+        return max(head, int(seq[0]) if seq else 0)
+
+    def note_arrivals(self) -> None:
+        """Remember how far the outbox's ids reached at this moment (monotonic)."""
+        head = self._head()
+        if not self._arrivals or head > self._arrivals[-1][1]:
+            self._arrivals.append((self.monotonic(), head))
+
+    def aged_id(self) -> int:
+        """The highest id known, by the monotonic clock, to be ``keep_delivered_ms`` old."""
+        cutoff = self.monotonic() - self.keep_delivered_ms / 1000
+        aged = self._started_head if self._started <= cutoff else 0
+        arrivals = self._arrivals
+        while len(arrivals) > 1 and arrivals[1][0] <= cutoff:
+            arrivals.popleft()  # the next mark is old enough too: this one says no more
+        if arrivals and arrivals[0][0] <= cutoff:
+            aged = max(aged, arrivals[0][1])
+        return aged
 
     def close(self) -> None:
         self._db.close()
@@ -125,12 +215,18 @@ class OutboxKeeper:
         readings = batches = 0
         passed = self.readings_passed()
         if passed is not None:
-            kept_since = self.clock_ms() - (self.keep_delivered_ms if keep else 0)
+            where, up_to = "id <= ?", passed
+            if keep and self.keep_delivered_ms > 0:
+                # Old enough by the monotonic clock; or stored before this keeper began
+                # and old enough by the receive time it was stored with.
+                aged = min(passed, self.aged_id())
+                kept_since = self.clock_ms() - self.keep_delivered_ms
+                where = f"id <= {int(aged)} OR (id <= ? AND received_ms <= {int(kept_since)})"
+                up_to = min(passed, self._started_head)
             readings = self._delete_chunks(
-                "DELETE FROM readings WHERE id IN (SELECT id FROM readings"
-                f" WHERE id <= ? AND received_ms <= {int(kept_since)}"
+                f"DELETE FROM readings WHERE id IN (SELECT id FROM readings WHERE {where}"
                 " ORDER BY id LIMIT ?)",
-                passed,
+                up_to,
                 "pruned_readings",
             )
         delivered = self.batches_delivered()
@@ -227,6 +323,7 @@ class OutboxKeeper:
         """Prune and enforce every ``interval_s`` until ``stop()``; errors are logged, retried."""
         while not stop():
             try:
+                self.note_arrivals()
                 self.prune()
                 if self.max_bytes > 0 and self.used_bytes > self.max_bytes:
                     self.prune(keep=False)

@@ -1,11 +1,17 @@
 """The batcher: turns the readings outbox into signed, hash-chained batches.
 
 It reads the ``readings`` table after its own cursor, cuts a batch when ``max_readings`` are
-waiting or the oldest waiting reading was received ``max_age_ms`` ago, signs it with the
+waiting or the oldest waiting reading has waited ``max_age_ms``, signs it with the
 gateway's identity (:func:`gateway.batches.format.build`; the key from
 :meth:`gateway.batches.keys.GatewayIdentity.signer_for`, which also carries a rotation through),
 and stores it with the new chain state and cursor in one transaction
 (:meth:`gateway.store.batch_log.BatchLog.append`). Batch uplinks take it from there.
+
+How long a reading has waited is measured on the monotonic clock from when the batcher saw
+it arrive, so a wall clock set back by hours does not hold batches back for hours (nor does
+one set forward cut them early); a reading stored before the batcher started counts from
+its start, or from its receive time if that says it is due already. The wall clock only
+stamps a batch's ``created_ms``.
 
 One batcher at a time per state directory: it holds an exclusive lock on
 ``<state_dir>/batcher.lock``, so one left over from a killed gateway finishes first.
@@ -16,6 +22,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Final
 
@@ -46,6 +53,7 @@ class Batcher:
         max_age_ms: int = 1000,
         poll_s: float = 0.02,
         clock_ms: Callable[[], int] = now_ms,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_readings < 1:
             raise ValueError("max_readings must be at least 1")
@@ -57,14 +65,22 @@ class Batcher:
         self.max_age_ms = max_age_ms
         self.poll_s = poll_s
         self.clock_ms = clock_ms
+        self.monotonic = monotonic
         self.head: ChainHead = log_.head()
+        #: (monotonic s, outbox head id) whenever the head was seen to move, oldest first.
+        self._arrivals: deque[tuple[float, int]] = deque()
+        self._started = monotonic()
+        self._started_head = head_id(log_.db)
         #: Batches built by this process, and readings that could not be signed (skipped).
         self.built = 0
         self.invalid = 0
 
     def waiting(self) -> int:
         """Readings stored but not yet in a batch (ids are dense; pruning only goes behind)."""
-        return max(head_id(self.log.db) - self.head.batched_id, 0)
+        head = head_id(self.log.db)
+        if head > (self._arrivals[-1][1] if self._arrivals else self._started_head):
+            self._arrivals.append((self.monotonic(), head))
+        return max(head - self.head.batched_id, 0)
 
     def due_in_ms(self) -> int | None:
         """Milliseconds until a batch is due (0: now); None when no reading waits."""
@@ -73,10 +89,22 @@ class Batcher:
             return None
         if waiting >= self.max_readings:
             return 0
-        received = received_ms_after(self.log.db, self.head.batched_id)
-        if received is None:
+        oldest = self.head.batched_id + 1
+        arrivals = self._arrivals
+        while arrivals and arrivals[0][1] < oldest:
+            arrivals.popleft()  # batched already
+        if oldest <= self._started_head:
+            seen = self._started
+        elif arrivals:
+            seen = arrivals[0][0]
+        else:
             return None
-        return max(received + self.max_age_ms - self.clock_ms(), 0)
+        due_ms = (seen - self.monotonic()) * 1000 + self.max_age_ms
+        if oldest <= self._started_head:
+            received = received_ms_after(self.log.db, self.head.batched_id)
+            if received is not None:
+                due_ms = min(due_ms, received + self.max_age_ms - self.clock_ms())
+        return max(round(due_ms), 0)
 
     def batch_once(self, *, force: bool = False) -> int:
         """Build and store one batch of the waiting readings if one is due (or ``force``).

@@ -52,6 +52,7 @@ def batcher(state: Path, *, now_ms: int = NOW_MS, **limits: int) -> Batcher:
         gateway_id="gw-1",
         site="kec-a",
         clock_ms=lambda: now_ms,
+        monotonic=lambda: 0.0,
         **limits,
     )
 

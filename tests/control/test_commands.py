@@ -23,6 +23,9 @@ async def test_a_reboot_command_reaches_the_board_and_is_answered_once_it_reboot
         runner = boards.runners[0]
         board_id = runner.spec.board_id
         await asyncio.sleep(3)  # a health report or two
+        # The control process is connected (it has published its state): a command sent
+        # before its first connection would have no session at the broker to wait in.
+        assert await eventually(lambda: rig.last_state() is not None, 30)
         assert runner.record.boots == 1
         reboot = rig.command("reboot", board_id)
         assert rig.fleet is not None

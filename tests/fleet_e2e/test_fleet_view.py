@@ -183,7 +183,7 @@ async def test_alerts_for_a_stale_board_a_reboot_loop_and_a_draining_battery_rai
 ) -> None:
     """Each condition is made for real on an emulated board; the rules run every second."""
     city.settings(rules_every_s=1, **{"health__thresholds": {
-        "reboot_window_s": 60, "alert_raise_after": 2, "alert_clear_after": 2,
+        "reboot_window_s": 20, "alert_raise_after": 2, "alert_clear_after": 2,
     }})  # fmt: skip
     try:
         await start(city, 3, {**FAST, "health_every": 1})
@@ -209,7 +209,7 @@ async def test_alerts_for_a_stale_board_a_reboot_loop_and_a_draining_battery_rai
         # A stale board: it stops.
         await runners[stale].stop()
         # Each is raised (a loaded machine may already have cleared the reboot loop, whose
-        # window is a minute, by the time the last one is raised).
+        # window is 20 s, by the time the last one is raised).
         raised = await eventually(
             lambda: (
                 alert("stale", stale) is not None

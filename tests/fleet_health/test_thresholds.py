@@ -38,6 +38,7 @@ def test_a_partial_document_keeps_the_other_defaults() -> None:
         ({"battery_low_v": False}, "battery_low_v", "number"),
         ({"battery_low_v": float("nan")}, "battery_low_v", "number"),
         ({"battery_low_v": 9.0}, "battery_low_v", "outside 2.0..5.0 V"),
+        ({"reboot_window_s": 9}, "reboot_window_s", "outside 10..604800 s"),
         ({"disk_free_min_fraction": -0.1}, "disk_free_min_fraction", "outside"),
         ({"bad_reset_causes": "wdt"}, "bad_reset_causes", "list of names"),
         ({"bad_reset_causes": [1]}, "bad_reset_causes", "list of names"),

@@ -217,7 +217,8 @@ async def test_refusals_reach_the_control_process_through_the_security_file(
 
     def reported() -> dict[str, int]:
         body = stats_file.read(state_dir) or {}
-        return body.get("refused", {})
+        refused: dict[str, int] = body.get("refused", {})
+        return refused
 
     assert await eventually(
         lambda: reported().get("not_protected") == 1 and reported().get("unknown_kid") == 1, 10

@@ -165,10 +165,16 @@ async def coap() -> AsyncIterator[Context]:
         await context.shutdown()
 
 
+# Kills in the suite's run, half of the daemon alone and half of its whole session; the
+# long variant (``pytest -m long``) kills it twenty times.
 @pytest.mark.slow
 @pytest.mark.interop
-async def test_sigkilled_twenty_times_during_upload_verify_finds_every_acked_reading(
-    tmp_path: Path, coap: Context
+@pytest.mark.parametrize(
+    "kills",
+    [pytest.param(6, id="6-kills"), pytest.param(20, id="20-kills", marks=pytest.mark.long)],
+)
+async def test_sigkilled_again_and_again_during_upload_verify_finds_every_acked_reading(
+    tmp_path: Path, coap: Context, kills: int
 ) -> None:
     with running_mosquitto(tmp_path / "mosquitto") as broker:
         subscriber = Subscriber(broker, TOPIC).start()
@@ -189,7 +195,7 @@ async def test_sigkilled_twenty_times_during_upload_verify_finds_every_acked_rea
         rng = random.Random(3)
         start_ms = 1_700_000_000_000
         try:
-            for cycle in range(20):
+            for cycle in range(kills):
                 gateway.start()
                 # Kill at a random moment while readings arrive and batches go out.
                 await post_for(coap, gateway.port, "aq-01", start_ms, rng.uniform(0.3, 0.8), acked)
