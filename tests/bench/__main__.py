@@ -127,7 +127,9 @@ def gateway_vs_bare(seconds: float) -> dict[str, Any]:
             "--state-dir",
             state,
         ]
-        with process(cmd, "listening", env=UNLIMITED):
+        # The lab flag: this is the comparison in plain CoAP (gateway_vs_bare_oscore: OSCORE).
+        lab = {"SIMPUL_GATEWAY__SECURITY__PLAIN_COAP": "true"}
+        with process(cmd, "listening", env={**UNLIMITED, **lab}):
             load.run(
                 "127.0.0.1",
                 port,
