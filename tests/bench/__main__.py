@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.oscore import stats_file
-from gateway.oscore.keys import BoardKey, encode_keys_file, generate
+from gateway.oscore.keys import BoardKey, encode_keys_file
 from tests.bench import load
 from tests.bench.board_verify import board_verify
 from tests.bench.console_paint import console_paint
@@ -31,7 +31,7 @@ from tests.bench.drain import drain_backlog
 from tests.bench.firmware_oscore import firmware_oscore
 from tests.bench.fleet_ingest import fleet_ingest
 from tests.bench.fuzz import gateway_flood, gateway_fuzz
-from tests.bench.oscore_load import ProtectedReadings
+from tests.bench.oscore_load import ProtectedReadings, oscore_bench_keys
 from tests.bench.ota import ota_delta, ota_fanout
 from tests.bench.rules_eval import rules_eval
 from tests.bench.signing import signing_throughput
@@ -173,18 +173,8 @@ def load_figures(result: load.LoadResult) -> dict[str, Any]:
     }
 
 
-#: The boards of the OSCORE load, taking turns: each has window / OSCORE_BOARDS in flight.
-OSCORE_BOARDS = 8
 #: Requests protected before the warm-up (more than a second's worth on any machine so far).
 WARM_UP_POOL = 12_000
-
-
-def oscore_bench_keys(boards: int = OSCORE_BOARDS) -> list[BoardKey]:
-    """Key material for the OSCORE load's boards ``bench-0000``, ... (Sender IDs 0b00, ...)."""
-    return [
-        generate(f"bench-{i:04d}", bytes([0x0B, i]), secret=bytes([i + 1]) * 32)
-        for i in range(boards)
-    ]
 
 
 def protected_load(

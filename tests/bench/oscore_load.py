@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 
-from gateway.oscore.keys import BoardKey
+from gateway.oscore.keys import BoardKey, generate
 from tests.bench.load import bench_pack
 from tests.oscore_requests import (
     POST,
@@ -26,6 +26,17 @@ from tests.oscore_requests import (
     ProtectedRequest,
     readings_options,
 )
+
+#: The boards of the OSCORE load, taking turns: each has window / OSCORE_BOARDS in flight.
+OSCORE_BOARDS = 8
+
+
+def oscore_bench_keys(boards: int = OSCORE_BOARDS) -> list[BoardKey]:
+    """Key material for the OSCORE load's boards ``bench-0000``, ... (Sender IDs 0b00, ...)."""
+    return [
+        generate(f"bench-{i:04d}", bytes([0x0B, i]), secret=bytes([i + 1]) * 32)
+        for i in range(boards)
+    ]
 
 
 class PoolExhausted(RuntimeError):
