@@ -31,6 +31,7 @@ from tests.bench.drain import drain_backlog
 from tests.bench.firmware_oscore import firmware_oscore
 from tests.bench.fleet_ingest import fleet_ingest
 from tests.bench.fuzz import gateway_flood, gateway_fuzz
+from tests.bench.oscore_fuzz import gateway_oscore_fuzz
 from tests.bench.oscore_load import ProtectedReadings, oscore_bench_keys
 from tests.bench.ota import ota_delta, ota_fanout
 from tests.bench.rules_eval import rules_eval
@@ -333,6 +334,7 @@ SCENARIOS: dict[str, Callable[[float], dict[str, Any]]] = {
     "drain_backlog": drain_backlog,
     "board_verify": board_verify,
     "gateway_fuzz": gateway_fuzz,
+    "gateway_oscore_fuzz": gateway_oscore_fuzz,
     "gateway_flood": gateway_flood,
     # Run with the default limits and with UNLIMITED: all its boards share one host.
     "ota_fanout": functools.partial(ota_fanout, unlimited=UNLIMITED),
