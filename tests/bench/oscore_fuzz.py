@@ -300,6 +300,10 @@ def _fuzz(gateway: GatewayProcess, count: int) -> dict[str, Any]:
         "probe_p99_ms": round(ordered[int(len(ordered) * 0.99)] * 1000, 1) if ordered else None,
         "rss_mb": {moment: round(kb / 1024, 1) for moment, kb in totals.items()},
         "rss_growth_mb": round((totals["end"] - totals["start"]) / 1024, 1),
+        # The first half fills bounded caches (limits.max_dedup_entries answers kept for
+        # CoAP deduplication, 10,000 by default); the second half shows a leak, if any.
+        "rss_growth_second_half_mb": round((totals["end"] - totals["middle"]) / 1024, 1),
+        "dedup_entries_at_end": intake["dedup_entries"],
         "rss_each_tenth_mb": [round(kb / 1024, 1) for kb in curve],
         "rss_coap_process_mb": {
             moment: round(sample.get(leader, 0) / 1024, 1) for moment, sample in rss.items()
