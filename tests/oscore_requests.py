@@ -79,8 +79,9 @@ class ProtectedRequest:
     aad: bytes
 
     def with_ids(self, mid: int, token: bytes) -> bytes:
-        """The datagram as a CON with this message ID and ``TOKEN_BYTES`` of token."""
-        return _HEAD.pack(0x40 | TOKEN_BYTES, self.datagram[1], mid) + token + self.datagram[8:]
+        """The datagram as a CON with this message ID and token (up to 8 bytes)."""
+        rest = self.datagram[4 + (self.datagram[0] & 0x0F) :]
+        return _HEAD.pack(0x40 | len(token), self.datagram[1], mid) + token + rest
 
 
 class BoardSender:
