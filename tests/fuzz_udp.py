@@ -75,6 +75,35 @@ def templates() -> list[bytes]:
     ]
 
 
+def mutate_once(data: bytearray, rng: random.Random) -> None:
+    """One CoAP-level mutation of ``data`` in place: a flipped bit, a random byte, a cut,
+    inserted or repeated bytes, another type, token length or code, an injected option,
+    a garbage payload, or CBOR that declares a huge length or nests deep."""
+    kind = rng.randrange(9)
+    at = rng.randrange(len(data) or 1)
+    if kind == 0 and data:  # flip a bit
+        data[at] ^= 1 << rng.randrange(8)
+    elif kind == 1 and data:  # a random byte
+        data[at] = rng.randrange(256)
+    elif kind == 2:  # cut
+        del data[rng.randrange(len(data) + 1) :]
+    elif kind == 3:  # insert random bytes
+        data[at:at] = rng.randbytes(rng.randrange(1, 16))
+    elif kind == 4 and data:  # repeat a piece
+        piece = data[at : at + rng.randrange(1, 32)]
+        data[at:at] = piece
+    elif kind == 5 and len(data) >= 4:  # another type, token length or code
+        data[0] = 0x40 | rng.randrange(4) << 4 | rng.randrange(16)
+        if rng.random() < 0.5:
+            data[1] = rng.randrange(256)
+    elif kind == 6:  # an injected option (delta and length nibbles, any value)
+        data[4:4] = bytes([rng.randrange(256)]) + rng.randbytes(rng.randrange(0, 20))
+    elif kind == 7:  # garbage payload after a marker
+        data += b"\xff" + rng.randbytes(rng.randrange(0, 64))
+    else:  # a huge declared CBOR length, or deep nesting
+        data += rng.choice((b"\x9b\xff\xff\xff\xff\xff\xff\xff\xff", b"\x81" * 200))
+
+
 def mutations(seed: int) -> Iterator[bytes]:
     """An endless, reproducible stream of hostile datagrams."""
     rng = random.Random(seed)
@@ -83,29 +112,7 @@ def mutations(seed: int) -> Iterator[bytes]:
         data = bytearray(rng.choice(bases))
         data[2:4] = rng.randrange(1 << 16).to_bytes(2, "big")  # a fresh message ID
         for _ in range(rng.choice((1, 1, 1, 2, 3, 8))):
-            kind = rng.randrange(9)
-            at = rng.randrange(len(data) or 1)
-            if kind == 0 and data:  # flip a bit
-                data[at] ^= 1 << rng.randrange(8)
-            elif kind == 1 and data:  # a random byte
-                data[at] = rng.randrange(256)
-            elif kind == 2:  # cut
-                del data[rng.randrange(len(data) + 1) :]
-            elif kind == 3:  # insert random bytes
-                data[at:at] = rng.randbytes(rng.randrange(1, 16))
-            elif kind == 4 and data:  # repeat a piece
-                piece = data[at : at + rng.randrange(1, 32)]
-                data[at:at] = piece
-            elif kind == 5 and len(data) >= 4:  # another type, token length or code
-                data[0] = 0x40 | rng.randrange(4) << 4 | rng.randrange(16)
-                if rng.random() < 0.5:
-                    data[1] = rng.randrange(256)
-            elif kind == 6:  # an injected option (delta and length nibbles, any value)
-                data[4:4] = bytes([rng.randrange(256)]) + rng.randbytes(rng.randrange(0, 20))
-            elif kind == 7:  # garbage payload after a marker
-                data += b"\xff" + rng.randbytes(rng.randrange(0, 64))
-            else:  # a huge declared CBOR length, or deep nesting
-                data += rng.choice((b"\x9b\xff\xff\xff\xff\xff\xff\xff\xff", b"\x81" * 200))
+            mutate_once(data, rng)
         yield bytes(data[:1400])
 
 

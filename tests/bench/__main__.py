@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from gateway.oscore import stats_file
+from gateway.oscore.keys import BoardKey, encode_keys_file
 from tests.bench import load
 from tests.bench.board_verify import board_verify
 from tests.bench.console_paint import console_paint
@@ -29,6 +31,8 @@ from tests.bench.drain import drain_backlog
 from tests.bench.firmware_oscore import firmware_oscore
 from tests.bench.fleet_ingest import fleet_ingest
 from tests.bench.fuzz import gateway_flood, gateway_fuzz
+from tests.bench.oscore_fuzz import gateway_oscore_fuzz
+from tests.bench.oscore_load import ProtectedReadings, oscore_bench_keys
 from tests.bench.ota import ota_delta, ota_fanout
 from tests.bench.rules_eval import rules_eval
 from tests.bench.signing import signing_throughput
@@ -124,7 +128,9 @@ def gateway_vs_bare(seconds: float) -> dict[str, Any]:
             "--state-dir",
             state,
         ]
-        with process(cmd, "listening", env=UNLIMITED):
+        # The lab flag: this is the comparison in plain CoAP (gateway_vs_bare_oscore: OSCORE).
+        lab = {"SIMPUL_GATEWAY__SECURITY__PLAIN_COAP": "true"}
+        with process(cmd, "listening", env={**UNLIMITED, **lab}):
             load.run(
                 "127.0.0.1",
                 port,
@@ -136,15 +142,7 @@ def gateway_vs_bare(seconds: float) -> dict[str, Any]:
             durable = load.run("127.0.0.1", port, seconds=seconds, window=window, readings=readings)
             caught_up_s = uplink_catch_up(Path(state) / "gateway.db")
     for name, result in (("bare_aiocoap", bare), ("durable_gateway", durable)):
-        figures[name] = {
-            "readings_per_s": round(result.readings_per_s),
-            "requests_per_s": round(result.requests_per_s),
-            "retransmissions": result.retransmissions,
-            "separate_responses": result.separate_responses,
-            "errors": result.errors,
-            "unexpected_answers": result.unexpected,
-            "abandoned_separate_responses": result.abandoned,
-        }
+        figures[name] = load_figures(result)
     figures["durable_gateway"]["file_uplink_caught_up_after_s"] = caught_up_s
     figures["ratio"] = round(durable.readings_per_s / bare.readings_per_s, 3)
     figures["target_ratio"] = 0.9
@@ -159,6 +157,116 @@ def gateway_vs_bare(seconds: float) -> dict[str, Any]:
             "2.04 at once; a request counts once its 2.04 arrives, piggybacked or in a separate "
             "response (after an empty ACK); errors are 4.xx/5.xx answers; then the time the "
             "file uplink needs to deliver every stored reading once the load stops"
+        ),
+        "figures": figures,
+    }
+
+
+def load_figures(result: load.LoadResult) -> dict[str, Any]:
+    return {
+        "readings_per_s": round(result.readings_per_s),
+        "requests_per_s": round(result.requests_per_s),
+        "retransmissions": result.retransmissions,
+        "separate_responses": result.separate_responses,
+        "errors": result.errors,
+        "unexpected_answers": result.unexpected,
+        "abandoned_separate_responses": result.abandoned,
+    }
+
+
+#: Requests protected before the warm-up (more than a second's worth on any machine so far).
+WARM_UP_POOL = 12_000
+
+
+def protected_load(
+    port: int, keys: list[BoardKey], seconds: float, *, window: int, readings: int, start: int
+) -> tuple[load.LoadResult, load.LoadResult, float]:
+    """A 1 s warm-up and a run of ``seconds`` with pre-protected requests: (warm-up, run,
+    microseconds a request cost to protect beforehand). The run's pool is twice what the
+    warm-up's rate would send, so protection never happens during a timed run."""
+    source = ProtectedReadings(keys, readings=readings, start_time=start)
+    started = time.perf_counter()
+    source.prepare(WARM_UP_POOL)
+    protect_us = (time.perf_counter() - started) / WARM_UP_POOL * 1e6
+    kwargs: dict[str, Any] = {"window": window, "readings": readings, "source": source}
+    warm = load.run("127.0.0.1", port, seconds=1.0, **kwargs)
+    rate = (warm.requests + warm.errors + warm.retransmissions) / warm.seconds
+    source.prepare(max(int(2 * rate * seconds) + 4 * window - source.pool, 0))
+    run = load.run("127.0.0.1", port, seconds=seconds, **kwargs)
+    return warm, run, protect_us
+
+
+def gateway_vs_bare_oscore(seconds: float) -> dict[str, Any]:
+    """gateway_vs_bare with OSCORE on both sides: the same protected load against a bare
+    aiocoap server behind aiocoap's OSCORE site wrapper and against the gateway, plain CoAP
+    off; then whether the gateway stored exactly the readings it acknowledged."""
+    window, readings = 64, 10
+    keys = oscore_bench_keys()
+    figures: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="simpul-bench-") as tmp:
+        keys_file = Path(tmp) / "keys.json"
+        keys_file.write_bytes(encode_keys_file(keys))
+        port = free_udp_port()
+        bare_server = [sys.executable, "-m", "tests.bench.bare_server", str(port), str(keys_file)]
+        with process(bare_server, "listening"):
+            _, bare, protect_us = protected_load(
+                port, keys, seconds, window=window, readings=readings, start=1_700_000_000
+            )
+        state = Path(tmp) / "state"
+        port = free_udp_port()
+        cmd = [sys.executable, "-m", "fleet.cli", "gateway", "run"]
+        cmd += ["--bind", f"127.0.0.1:{port}", "--state-dir", str(state)]
+        env = {
+            **UNLIMITED,
+            "SIMPUL_GATEWAY__SECURITY__PLAIN_COAP": "false",
+            "SIMPUL_GATEWAY__SECURITY__KEYS_FILE": str(keys_file),
+        }
+        with process(cmd, "listening", env=env):
+            warm, durable, _ = protected_load(
+                port, keys, seconds, window=window, readings=readings, start=1_600_000_000
+            )
+            caught_up_s = uplink_catch_up(state / "gateway.db")
+        db = sqlite3.connect(f"file:{state / 'gateway.db'}?mode=ro", uri=True)
+        try:
+            ((stored,),) = db.execute("SELECT count(*) FROM readings").fetchall()
+        finally:
+            db.close()
+        security = stats_file.read(state) or {}
+    acked = (warm.requests + warm.late + durable.requests + durable.late) * readings
+    for name, result in (("bare_aiocoap_oscore", bare), ("durable_gateway_oscore", durable)):
+        figures[name] = load_figures(result)
+    figures["durable_gateway_oscore"] |= {
+        "file_uplink_caught_up_after_s": caught_up_s,
+        "readings_acked": acked,
+        "readings_stored": stored,
+        "stored_equals_acked": stored == acked,
+        "refused": security.get("refused"),
+    }
+    figures["load_protect_us_per_request"] = round(protect_us, 1)
+    figures["ratio"] = round(durable.readings_per_s / bare.readings_per_s, 3)
+    figures["target_ratio"] = 0.9
+    return {
+        "method": (
+            f"gateway_vs_bare with OSCORE (RFC 8613, AES-CCM-16-64-128) on both sides: one load "
+            f"process (raw UDP, {window} CON POSTs in flight, {readings} SenML-CBOR readings "
+            f"each, unique times) from {len(keys)} boards taking turns, each with its own key, "
+            "its board id in its packs and its own sender sequence numbers in order (no "
+            "replays); requests protected before each timed run (tests/oscore_requests.py: "
+            "byte for byte aiocoap's protection, cryptography's AESCCM; the message ID and "
+            "token, unprotected in OSCORE, set per send); each answer verified with its "
+            "request's nonce: a request counts once its inner 2.04 arrives (outer 2.04), "
+            "piggybacked or separate; errors are inner 4.xx/5.xx or unprotected 4.xx/5.xx "
+            "answers (the gateway's 4.01 refusals), unexpected ones include answers that do "
+            "not verify. Against each server in turn for "
+            f"{seconds} s after a 1 s warm-up, on 127.0.0.1: the bare aiocoap server behind "
+            "aiocoap's OscoreSiteWrapper with a FilesystemSecurityContext per board (as the "
+            "gateway's) answers 2.04 at once and stores nothing; the gateway (plain CoAP off, "
+            "the boards' keys from its keys file, rate limits lifted: one load socket stands "
+            "for many boards) keeps each board's replay window and persists its sequence "
+            "numbers in steps (aiocoap's B.1), commits every reading to SQLite (WAL, "
+            "synchronous=FULL, group commit) before its 2.04; then the time the file uplink "
+            "needs to deliver every stored reading, and the readings in gateway.db against "
+            "those acknowledged (warm-up, run and answers after its end)"
         ),
         "figures": figures,
     }
@@ -219,12 +327,14 @@ def uplink_catch_up(db_path: Path, timeout_s: float = 120.0) -> float | None:
 
 SCENARIOS: dict[str, Callable[[float], dict[str, Any]]] = {
     "gateway_vs_bare": gateway_vs_bare,
+    "gateway_vs_bare_oscore": gateway_vs_bare_oscore,
     "firmware_heap": firmware_heap,
     "firmware_oscore": firmware_oscore,
     "signing_throughput": signing_throughput,
     "drain_backlog": drain_backlog,
     "board_verify": board_verify,
     "gateway_fuzz": gateway_fuzz,
+    "gateway_oscore_fuzz": gateway_oscore_fuzz,
     "gateway_flood": gateway_flood,
     # Run with the default limits and with UNLIMITED: all its boards share one host.
     "ota_fanout": functools.partial(ota_fanout, unlimited=UNLIMITED),
