@@ -321,6 +321,8 @@ class Gateway:
         return {
             "plain_coap": self.config.security.plain_coap,
             "boards_enrolled": self.oscore.boards,
+            # Boards re-keyed that have not used their new key yet (each is handed it).
+            "rotating": self.oscore.rotating,
             "restored": self.oscore.restored,
             "instance": self.oscore.binding.instance,
             "refused": {reason: refused.get(reason, 0) for reason in OSCORE_REASONS},
