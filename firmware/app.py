@@ -11,6 +11,12 @@ sampler keeps going while the gateway is away. The serial console gets one line 
     E <sensor> <kind> <message>     a sensor fault (counted)
     U <state> <detail>              an update's step (downloading, installed, confirmed...)
     O oscore <sid rid>              requests go out under OSCORE (``oscore``), its IDs only
+                                    (again once the gateway handed over a new key)
+
+Key rotation: a 2.04 protected under the board's OSCORE key may carry ``{"key": <key file>}``,
+the new key the gateway holds for it; ``oscorekeys`` (imported for it, then dropped) writes
+it over ``/oscore.json`` and makes its context, and the next request goes out under it. What
+is still buffered then goes under the new key, which the gateway's new context opens.
 
 Updates: a 2.04 from the gateway may carry ``{"ota": seq}`` (CBOR), a release due for this
 board. Between uploads the uploader then downloads it into the other slot (``updater``,
@@ -31,7 +37,14 @@ import otastate
 import ringbuf
 import senml
 import slots
-from errors import CborError, CoapRefused, CoapTimeout, ReleaseRefused, SensorError
+from errors import (
+    CborError,
+    CoapRefused,
+    CoapTimeout,
+    OscoreError,
+    ReleaseRefused,
+    SensorError,
+)
 
 VERSION = "0.1.0"
 BUFFER_DIR = "/data/buf"
@@ -223,12 +236,12 @@ class Node:
         response = await self.client.request(coap.POST, "/readings", body, coap.SENML_CBOR, query)
         code = response.code
         if code in (coap.CHANGED, coap.CREATED):
-            self._hint(response)
             self._acked = True
             self.buffer.ack(last)
             self._batch_limit = self.cfg["batch_bytes"]
             self.health.uploaded += len(records)
             self.board.log("A %d %d" % (first, last))
+            self._hint(response)
             return len(records)
         if _client_error(code) and len(records) > 1:
             # Narrow down to the record the gateway will not take; keep the others.
@@ -269,7 +282,7 @@ class Node:
 
     def _hint(self, response):
         """Note ``{"ota": seq}`` and ``{"reboot": 1}`` in a 2.04 (a gateway of before OTA
-        sends none)."""
+        sends none), and take the new key of ``{"key": ...}``."""
         cf = response.option(coap.CONTENT_FORMAT)
         if not response.payload or cf is None or coap.decode_uint(cf) != coap.CBOR:
             return
@@ -277,12 +290,32 @@ class Node:
             hint = cbor.loads(response.payload)
             seq = hint.get("ota")
             reboot = hint.get("reboot")
+            key = hint.get("key")
         except (CborError, AttributeError):
             return
         if isinstance(seq, int) and seq > 0:
             self.ota_due = seq
         if reboot == 1:
             self._reboot = True
+        # Only a protected response is ever a 2.04 here (coapclient refuses one in clear).
+        if isinstance(key, str) and self.security is not None:
+            self._rekey(key)
+
+    def _rekey(self, text):
+        """Write the key the gateway handed over and send under it from now on."""
+        import oscorekeys
+
+        try:
+            self.security = oscorekeys.install(self.board.flash, text)
+        except (OscoreError, OSError) as e:
+            # The old key stays: the gateway hands the new one over again next time.
+            self.board.log("E oscore key %s" % e)
+            return
+        finally:
+            del oscorekeys
+            unload(START_ONLY)
+        self.client.security = self.security
+        self.board.log("O oscore %r" % (self.security,))
 
     def progress(self, state, detail=None, save=True):
         """An update's step: kept (``otastate``), on the console, in the next health report."""

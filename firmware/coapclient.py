@@ -36,7 +36,8 @@ class Client:
         security=None,
     ):
         self._board = board
-        self._security = security
+        # Replaced by the app when the gateway hands over a new key (``oscorekeys.install``).
+        self.security = security
         self._link = link
         self._ack_timeout_ms = ack_timeout_ms
         self._max_retransmit = max_retransmit
@@ -67,7 +68,7 @@ class Client:
             opts.append((coap.CONTENT_FORMAT, coap.uint_option(content_format)))
         if options:
             opts.extend(options)
-        security = self._security
+        security = self.security
         if security is None:
             return await self._exchange(code, opts, payload, path)
         echoed = False

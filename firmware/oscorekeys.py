@@ -1,6 +1,7 @@
 """OSCORE key material and key derivation (RFC 8613 §3.2): what the board needs once, at
-start, to make its ``oscore.Context``; ``app`` imports it then and drops it, so its code is
-not on the heap while the board runs.
+start, to make its ``oscore.Context``, and again when its gateway hands it a new key
+(``install``); ``app`` imports it then and drops it, so its code is not on the heap while
+the board runs.
 
 ``/oscore.json`` holds the board's key material, written at provisioning::
 
@@ -13,6 +14,7 @@ is built on ``hashlib.sha256``, since MicroPython has no ``hmac``.
 
     import oscorekeys
     ctx = oscorekeys.load(board.flash)  # None without /oscore.json: plain CoAP
+    ctx = oscorekeys.install(board.flash, text)  # a new key, on flash and in use
 """
 
 import hashlib
@@ -101,6 +103,23 @@ def context(secret, salt, sid, rid, flash, next, id_context=None, seq_path=None)
     return oscore.Context(keys, sid, rid, flash, next, id_context, seq_path or oscore.SEQ_PATH)
 
 
+def _parse(text, path: str):
+    """(secret, salt, sid, rid) of a key file's ``text``; OscoreError if it is unusable."""
+    try:
+        keys = json.loads(text)
+        sid = unhexlify(keys["sid"])
+        rid = unhexlify(keys["rid"])
+        secret = unhexlify(keys["secret"])
+        salt = unhexlify(keys.get("salt", ""))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise OscoreError("key material unreadable: " + path) from None
+    if len(secret) < 16:
+        raise OscoreError("Master Secret shorter than 16 bytes")
+    if len(sid) > _MAX_ID or len(rid) > _MAX_ID or sid == rid:
+        raise OscoreError("Sender and Recipient IDs: at most 7 bytes, and different")
+    return secret, salt, sid, rid
+
+
 def load(flash, path: str = PATH, seq_path: str | None = None):
     """The board's ``oscore.Context`` from ``/oscore.json``, or None when it has none (plain
     CoAP); ``seq_path`` is ``oscore.SEQ_PATH`` by default.
@@ -113,16 +132,36 @@ def load(flash, path: str = PATH, seq_path: str | None = None):
         text = f.read()
     finally:
         f.close()
+    secret, salt, sid, rid = _parse(text, path)
+    return context(secret, salt, sid, rid, flash, stored_sequence(flash, seq_path), None, seq_path)
+
+
+def install(flash, text, path: str = PATH, seq_path: str | None = None):
+    """Key material the gateway handed over (a key file's JSON, in a response its old key
+    protected): checked as ``load`` checks it, written in place of ``/oscore.json``, and
+    the ``oscore.Context`` of it. OscoreError (nothing written) if it is unusable.
+
+    Written whole to ``/oscore.json.new`` and renamed over ``/oscore.json``: a power cut
+    leaves the old key or the new one, each whole. With the old one, the gateway, still
+    answering under it, hands the new one over again at the board's next request.
+
+    The sender sequence goes on from the limit stored in ``seq_path``, as after a reboot
+    (``oscore.Context.take``): every number below it may have been used, under the old key,
+    and none at or above it has, under any key. A nonce repeats only if one Sender
+    Sequence Number is used twice under one key: the new key starts where no number was
+    used and rises, so it never repeats one of its own, whatever happened under the old
+    key. Starting again from 0 would be safe only for a key never used before, which the
+    board cannot know (and the gateway's new context accepts any number above its fresh
+    replay window).
+    """
+    secret, salt, sid, rid = _parse(text, "key handed over")
+    tmp = path + ".new"
+    f = flash.open(tmp, "w")
     try:
-        keys = json.loads(text)
-        sid = unhexlify(keys["sid"])
-        rid = unhexlify(keys["rid"])
-        secret = unhexlify(keys["secret"])
-        salt = unhexlify(keys.get("salt", ""))
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise OscoreError("key material unreadable: " + path) from None
-    if len(secret) < 16:
-        raise OscoreError("Master Secret shorter than 16 bytes")
+        f.write(text)
+    finally:
+        f.close()
+    flash.rename(tmp, path)
     return context(secret, salt, sid, rid, flash, stored_sequence(flash, seq_path), None, seq_path)
 
 

@@ -536,10 +536,12 @@ class SecurityConfig:
     #: The gateway's health and its log at start say so. Off: only ``/.well-known/core``
     #: answers plain CoAP; everything else needs an enrolled board's OSCORE keys (4.01).
     plain_coap: bool = False
-    #: A keys file (``gateway.oscore.keys``) imported at every start; unset: none.
+    #: A keys file (``gateway.oscore.keys``) imported at every start, and again whenever it
+    #: changes (a board whose material changed is re-keyed; one left out stays enrolled);
+    #: unset: none.
     keys_file: Path | None = None
     #: Milliseconds between checks for boards enrolled or re-keyed meanwhile (by the
-    #: control channel or ``simpul gateway boards import``).
+    #: control channel or a change of ``keys_file``).
     reload_interval_ms: int = 1000
 
     def __post_init__(self) -> None:

@@ -34,7 +34,7 @@ from aiocoap.tokenmanager import TokenManager
 from aiocoap.transports.udp6 import MessageInterfaceUDP6
 
 from gateway.config import GatewayConfig
-from gateway.errors import BindError, OutboxFull, StateDirError
+from gateway.errors import BindError, GatewayError, OutboxFull, StateDirError
 from gateway.intake.blockwise import Block1Spool
 from gateway.intake.gate import BoundedMessageManager, Gate, GatedUDP6, QuietLogFilter
 from gateway.intake.requests import Counters
@@ -126,6 +126,7 @@ class Gateway:
         self._keys: BoardKeyTable | None = None
         self._keys_mark: tuple[int, int] | None = None
         self._security_reported: dict[str, Any] | None = None
+        self._keys_file_stamp: tuple[int, int, int] | None = None
         self._watch: asyncio.Task[None] | None = None
         #: Every enrolled board's OSCORE security context.
         self.oscore = Contexts(config.state_dir, self.counters.refused)
@@ -172,27 +173,51 @@ class Gateway:
                 "LAB MODE: security.plain_coap is on; anyone on the network may post readings"
                 " under any board's name (unprotected CoAP)"
             )
-        keys = BoardKeyTable(self.config.db_path)
-        try:
-            if security.keys_file is not None:
-                try:
-                    data = security.keys_file.read_bytes()
-                except OSError as exc:
-                    raise StateDirError(
-                        f"security.keys_file: cannot read {security.keys_file}: {exc.strerror}"
-                    ) from None
-                keys.put(decode_keys_file(data), source="file")
-        finally:
-            keys.close()
+        if security.keys_file is not None:
+            try:
+                self._import_keys_file()
+            except OSError as exc:
+                raise StateDirError(
+                    f"security.keys_file: cannot read {security.keys_file}: {exc.strerror}"
+                ) from None
         self._keys = BoardKeyTable(self.config.db_path, read_only=True)
         self._keys_mark = self._keys.mark()
         self.oscore.start(self._keys.all())
         log.info("OSCORE: %d boards enrolled", self.oscore.boards)
 
+    def _import_keys_file(self) -> None:
+        """Enrol or re-key the boards ``security.keys_file`` names (a board whose material
+        changed is rotated: ``gateway.oscore.contexts``). Raises OSError or BadBoardKeys."""
+        path = self.config.security.keys_file
+        assert path is not None
+        stat = os.stat(path)
+        self._keys_file_stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        keys = BoardKeyTable(self.config.db_path)
+        try:
+            keys.put(decode_keys_file(path.read_bytes()), source="file")
+        finally:
+            keys.close()
+
+    def _keys_file_changed(self) -> bool:
+        path = self.config.security.keys_file
+        if path is None:
+            return False
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return False  # being replaced, or gone: the boards enrolled stay
+        return (stat.st_ino, stat.st_mtime_ns, stat.st_size) != self._keys_file_stamp
+
     async def _watch_keys(self) -> None:
-        """Follow the ``board_keys`` table: boards enrolled, re-keyed or removed meanwhile."""
+        """Follow the keys file and the ``board_keys`` table: boards enrolled, re-keyed or
+        removed meanwhile."""
         while self._keys is not None:
             await asyncio.sleep(self.config.security.reload_interval_ms / 1000)
+            if self._keys_file_changed():
+                try:
+                    self._import_keys_file()
+                except (OSError, GatewayError) as exc:
+                    log.warning("security.keys_file not imported, keys kept as they were: %s", exc)
             try:
                 mark = self._keys.mark()
                 if mark != self._keys_mark:
@@ -351,6 +376,8 @@ class Gateway:
         return {
             "plain_coap": self.config.security.plain_coap,
             "boards_enrolled": self.oscore.boards,
+            # Boards re-keyed that have not used their new key yet (each is handed it).
+            "rotating": self.oscore.rotating,
             "restored": self.oscore.restored,
             "instance": self.oscore.binding.instance,
             "refused": {reason: refused.get(reason, 0) for reason in OSCORE_REASONS},

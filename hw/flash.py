@@ -7,6 +7,9 @@ reach the file, and then the power goes, either as a :class:`PowerCut` raised in
 firmware (the engine restarts the board) or by SIGKILL of the whole process.
 ``cut_at_life_write = N`` does the same at the Nth write of the board's life, over every
 boot (``life_writes`` counts them), for faults in a step that spans a reboot.
+``cut_at_path = "/oscore.json.new"`` tears the first write to that file instead, or with
+``cut_after_path = N`` the Nth write after it, for a fault at a step whose write number is
+not known beforehand (a key written when the gateway hands it over).
 ``capacity_bytes = N`` makes the flash that small (a nearly full board): ``os.statvfs``
 reports what its files leave free, in 4 kB blocks as LittleFS counts them, and a write that
 does not fit fails with ENOSPC, as the board's filesystem does.
@@ -32,6 +35,8 @@ class FlashFaults:
     cut_at_life_write: int | None = None
     cut_by: Literal["reset", "kill"] = "reset"
     life_writes: int = 0
+    cut_at_path: str | None = None
+    cut_after_path: int = 0
     #: The filesystem's size (``None``: the board's 2 MB partition, never full).
     capacity_bytes: int | None = None
 
@@ -43,14 +48,19 @@ BLOCK_BYTES = 4096
 class _File:
     """A file on the emulated flash; counts its writes for power-cut injection."""
 
-    def __init__(self, flash: Flash, raw: IO[Any]) -> None:
+    def __init__(self, flash: Flash, raw: IO[Any], path: Path) -> None:
         self._flash = flash
         self._raw = raw
+        self._path = path
 
     def write(self, data: bytes | str) -> int:
         self._flash.writes += 1
         faults = self._flash.faults
         faults.life_writes += 1
+        cut_at = faults.cut_at_path
+        if cut_at is not None and self._path == self._flash.host_path(cut_at):
+            faults.cut_at_path = None
+            faults.cut_at_write = self._flash.writes + faults.cut_after_path
         if (faults.cut_at_write is not None and self._flash.writes >= faults.cut_at_write) or (
             faults.cut_at_life_write is not None and faults.life_writes >= faults.cut_at_life_write
         ):
@@ -93,11 +103,12 @@ class Flash:
         return self.root.joinpath(*parts)
 
     def open(self, path: str, mode: str) -> _File:
+        host = self.host_path(path)
         try:
-            raw = open(self.host_path(path), mode)  # noqa: SIM115 - handed to the firmware
+            raw = open(host, mode)  # noqa: SIM115 - handed to the firmware
         except FileNotFoundError as e:
             raise OSError(2, f"ENOENT {path}") from e
-        return _File(self, raw)
+        return _File(self, raw, host)
 
     def remove(self, path: str) -> None:
         os.remove(self.host_path(path))

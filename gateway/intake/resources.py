@@ -48,8 +48,9 @@ from gateway.intake.requests import (
 )
 from gateway.intake.responses import Refusal, error_response
 from gateway.intake.writer_link import WriterLink
+from gateway.oscore.keys import KeyMaterial, encode_board_file
 from gateway.ota.hints import CBOR as HINT_FORMAT
-from gateway.ota.hints import UpdateHints
+from gateway.ota.hints import UpdateHints, encode_hint
 from gateway.ota.serve import MAX_SZX, ReleaseFiles, block
 from gateway.store.schema import now_ms
 
@@ -122,6 +123,15 @@ def board_of(request: Message) -> str | None:
     context = getattr(request.remote, "security_context", None)
     board: str | None = getattr(context, "board_id", None)
     return board
+
+
+def handover(request: Message) -> KeyMaterial | None:
+    """The new key material to hand the board whose old key protected ``request`` (see
+    ``BoardContext.handover``); None for every other request, plain CoAP included."""
+    context = getattr(request.remote, "security_context", None)
+    pending = getattr(context, "handover", None)
+    material: KeyMaterial | None = pending() if pending is not None else None
+    return material
 
 
 def _address(request: Message) -> str | None:
@@ -229,9 +239,8 @@ class ReadingsResource(_IntakeResource):
             received_ms=now_ms(),
             board=board_of(request),
         )
-        if self._hints is None:
-            return Message(code=CHANGED)
-        return _changed(self._hints.hint_for_address(_address(request)))
+        hint = {} if self._hints is None else self._hints.fields_for_address(_address(request))
+        return _changed(request, hint)
 
 
 class HealthResource(_IntakeResource):
@@ -250,17 +259,23 @@ class HealthResource(_IntakeResource):
         address = _address(request)
         await self._writer.submit_health(board_id, report, address=address, received_ms=now_ms())
         if self._hints is None:
-            return Message(code=CHANGED)
+            return _changed(request, {})
         self._hints.saw_health(board_id, address, report)
-        return _changed(self._hints.hint(board_id))
+        return _changed(request, self._hints.fields(board_id))
 
 
-def _changed(hint: bytes | None) -> Message:
-    """2.04, with the hint (``{"ota": seq}``, ``{"reboot": 1}``) when one is due
-    (gateway.ota.hints)."""
-    if hint is None:
+def _changed(request: Message, hint: dict[str, Any]) -> Message:
+    """2.04, with the hint when one is due (``{"ota": seq}``, ``{"reboot": 1}``,
+    gateway.ota.hints) and, to a board whose request its old OSCORE key protected while the
+    gateway holds a new one, ``{"key": <board file>}`` (gateway.oscore.contexts): that answer
+    is protected under the old key, the only one the board can read."""
+    material = handover(request)
+    if material is not None:
+        hint = {**hint, "key": encode_board_file(material).decode()}
+    payload = encode_hint(hint)
+    if payload is None:
         return Message(code=CHANGED)
-    return Message(code=CHANGED, payload=hint, content_format=HINT_FORMAT)
+    return Message(code=CHANGED, payload=payload, content_format=HINT_FORMAT)
 
 
 class GatewayHealthResource(Resource):  # type: ignore[misc]

@@ -26,7 +26,12 @@ Echo again. It is logged, and shown in the health (``security.restored``).
 new one's :attr:`BoardContext.previous` and answers requests the new one cannot open
 (readings the board buffered and sends under the old key) until the first request under the
 new key succeeds; then the old context is *retired*: its directory marked, never loaded
-again (a key once used must never restart at sequence number 0).
+again (a key once used must never restart at sequence number 0). Meanwhile every 2.04 to a
+request the old key opened hands the new material over (:meth:`BoardContext.handover`,
+carried by ``gateway.intake.resources``): inside the response, protected under the old key,
+so only the board reads it; a lost response is no loss, as the board's next request under
+the old key gets it again. A rotation carried over the old key keeps the new one only as
+secret as the old one was: a board whose key leaked is provisioned again over its cable.
 
 Refusals are counted by reason in :attr:`Contexts.refused`: ``unknown_kid``, ``bad_mac``
 (wrong key or altered message), ``bad_cose`` (no parseable OSCORE option), ``replayed``,
@@ -71,6 +76,9 @@ class BoardContext(oscore.FilesystemSecurityContext):  # type: ignore[misc]
         self.refused = refused
         #: The context of the board's key before a rotation, until the new one is used.
         self.previous: BoardContext | None = None
+        #: This context's key material (set by :func:`open_context`; the board learns it
+        #: from :meth:`handover` while it still uses :attr:`previous`).
+        self.material: KeyMaterial | None = None
         self._answering: BoardContext = self
 
     @property
@@ -122,6 +130,18 @@ class BoardContext(oscore.FilesystemSecurityContext):  # type: ignore[misc]
     def context_for_response(self) -> Any:
         return self._answering
 
+    def handover(self) -> KeyMaterial | None:
+        """The key material the board has yet to learn: this context's while the board has
+        not used it, else None.
+
+        While :attr:`previous` is set, every request this context passed on was opened by
+        the previous one: the first one this context opens itself clears it, in
+        :meth:`unprotect`, before the request reaches a resource. So a resource that finds
+        material here answers a request protected under the old key, and its answer is
+        protected under that key too (:meth:`context_for_response`).
+        """
+        return self.material if self.previous is not None else None
+
     def retire(self) -> None:
         """Never use this context again (its board uses a newer key); persist and release."""
         log.info("board %s: retiring its previous OSCORE key", self.board_id)
@@ -162,7 +182,9 @@ def open_context(
             fp.flush()
             os.fsync(fp.fileno())
         os.replace(temporary, secret)
-    return BoardContext(directory, board_id, refused)
+    context = BoardContext(directory, board_id, refused)
+    context.material = material
+    return context
 
 
 class StateBinding:
@@ -271,6 +293,12 @@ class Contexts:
     @property
     def boards(self) -> int:
         return len(self._by_board)
+
+    @property
+    def rotating(self) -> int:
+        """Boards holding a new key they have not used yet (each is handed it, see
+        :meth:`BoardContext.handover`)."""
+        return sum(1 for c in self._by_board.values() if c.previous is not None)
 
     def board_for(self, context: Any) -> str | None:
         """The board a request's security context belongs to."""

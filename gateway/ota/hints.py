@@ -15,6 +15,10 @@ The control channel's ``reboot`` command (``gateway.control``) adds ``"reboot": 
 same payload for a board with a reboot waiting in ``board_commands``, until the board's
 health shows a boot count above the one it had when the command came.
 
+OSCORE key rotation adds ``"key": "<the board file's JSON>"`` to the same payload while a
+board still uses its old key (``gateway.intake.resources``, ``gateway.oscore.contexts``); the
+payload is then protected under that key, never sent in clear.
+
 Desired releases and waiting reboots change in other processes (the command line, the control
 process); they are read again when the database has changed, at most every ``refresh_s``.
 """
@@ -35,6 +39,11 @@ from gateway.store.releases import ReleaseTable
 
 #: Content-Format of the hint: application/cbor.
 CBOR: Final = 60
+
+
+def encode_hint(fields: dict[str, Any]) -> bytes | None:
+    """A hint's payload: its fields as a CBOR map, None for no fields."""
+    return bytes(cbor2.dumps(fields)) if fields else None
 
 
 @dataclass(slots=True)
@@ -131,25 +140,33 @@ class UpdateHints:
         board = self._boards.get(board_id)
         return board is None or board.boot_count is None or board.boot_count <= asked_at
 
-    def hint(self, board_id: str | None) -> bytes | None:
-        """The 2.04 payload for ``board_id`` (``{"ota": seq}``, ``{"reboot": 1}`` or both),
-        or None when nothing is due."""
+    def fields(self, board_id: str | None) -> dict[str, Any]:
+        """What is due for ``board_id``: ``{"ota": seq}``, ``{"reboot": 1}``, both or none
+        (the 2.04's payload; the OSCORE layer may add a key to it, ``gateway.intake``)."""
+        hint: dict[str, Any] = {}
         if board_id is None:
-            return None
-        hint: dict[str, int] = {}
+            return hint
         seq = self.for_board(board_id)
         if seq is not None:
             hint["ota"] = seq
         if self.reboot_due(board_id):
             hint["reboot"] = 1
-        if not hint:
-            return None
-        self.sent += 1
-        return bytes(cbor2.dumps(hint))
+        if hint:
+            self.sent += 1
+        return hint
+
+    def fields_for_address(self, address: str | None) -> dict[str, Any]:
+        """:meth:`fields` for whichever board last reported health from ``address``."""
+        return self.fields(None if address is None else self._by_address.get(address))
+
+    def hint(self, board_id: str | None) -> bytes | None:
+        """The 2.04 payload for ``board_id``, CBOR (:meth:`fields`), or None when nothing
+        is due."""
+        return encode_hint(self.fields(board_id))
 
     def hint_for_address(self, address: str | None) -> bytes | None:
         """:meth:`hint` for whichever board last reported health from ``address``."""
-        return self.hint(None if address is None else self._by_address.get(address))
+        return encode_hint(self.fields_for_address(address))
 
     def _refresh(self) -> None:
         now = self._clock()

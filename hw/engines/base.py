@@ -71,7 +71,7 @@ class BoardRecord:
         elif kind == "A":
             self.acked_through = max(self.acked_through, int(rest.split()[1]))
             self.last_ack = time.monotonic()
-        elif kind == "E" and not rest.startswith(("gateway", "upload", "flash")):
+        elif kind == "E" and not rest.startswith(("gateway", "upload", "flash", "oscore")):
             self.sensor_faults += 1
 
 

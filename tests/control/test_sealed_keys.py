@@ -18,7 +18,7 @@ from gateway.control.apply import Controller
 from gateway.control.messages import BoardEntry, Desired
 from gateway.daemon import Gateway
 from gateway.oscore import seal
-from gateway.oscore.keys import BoardKey
+from gateway.oscore.keys import BoardKey, KeyMaterial
 from gateway.ota.cache import ReleaseCache
 from gateway.store.board_keys import BoardKeyTable
 from gateway.store.control import ControlStore
@@ -27,7 +27,7 @@ from gateway.store.releases import ReleaseTable
 from gateway.store.schema import prepare
 from tests.control.keys import Operator
 from tests.gateway.conftest import gateway_config, senml_pack
-from tests.gateway.oscore_support import board_key, oscore_client
+from tests.gateway.oscore_support import answer_code, board_key, oscore_client
 from tests.support import eventually
 
 SITE, GATEWAY = "takengon", "gw-takengon-1"
@@ -121,3 +121,47 @@ def test_a_seal_that_does_not_open_here_is_refused_and_changes_nothing(
     assert setup.enrolled() == {"b1": B1.material.secret}
     assert setup.controller.control_state()["refused"].get("sealed_key") == 1
     assert setup.controller.doc_seq == 1
+
+
+async def test_a_sealed_new_key_reaches_the_board_under_its_old_one(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """A board re-keyed by a desired document: its next request under the old key is
+    answered with the new key (sealed to the gateway on the way, protected to the board
+    under the old key), and once it speaks under the new key the old one is refused."""
+    rotated = board_key("b1", b"\x01", secret=b"n" * 32)
+    gw = Gateway(setup.config)
+    await gw.start()
+    try:
+        host, port = gw.bound_address
+
+        def readings(start_s: int) -> Message:
+            return Message(
+                code=POST,
+                uri=f"coap://{host}:{port}/readings",
+                payload=cbor2.dumps(senml_pack("b1", start_s=start_s)),
+                content_format=112,
+            )
+
+        assert setup.controller.on_desired(
+            setup.document(1, {"b1": BoardEntry("aq", 0, setup.sealed(B1))})
+        ).applied
+        assert await eventually(lambda: gw.stats()["security"]["boards_enrolled"] == 1, 5)
+        async with oscore_client(tmp_path / "old", B1, host, port) as old:
+            response = await old.request(readings(1_700_000_000)).response
+            assert (str(response.code), response.payload) == ("2.04 Changed", b"")
+            entry = BoardEntry("aq", 0, setup.sealed(rotated))
+            assert setup.controller.on_desired(setup.document(2, {"b1": entry})).applied
+            assert await eventually(lambda: gw.stats()["security"]["rotating"] == 1, 5)
+            response = await old.request(readings(1_700_000_001)).response
+            assert str(response.code) == "2.04 Changed"
+            handed = json.loads(cbor2.loads(response.payload)["key"])
+            assert KeyMaterial.from_json(handed) == rotated.material
+            async with oscore_client(tmp_path / "new", rotated, host, port) as new:
+                response = await new.request(readings(1_700_000_002)).response
+            assert (str(response.code), response.payload) == ("2.04 Changed", b"")
+            assert await answer_code(old, readings(1_700_000_003)) == "4.01 Unauthorized"
+        assert gw.stats()["security"]["rotating"] == 0
+        assert setup.enrolled() == {"b1": rotated.material.secret}
+    finally:
+        await gw.stop()

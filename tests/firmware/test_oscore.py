@@ -230,3 +230,24 @@ def test_no_nonce_reused_over_1000_boots_with_power_cuts_at_every_flash_write(
     assert used == len(nonces) > 10_000
     left = oscorekeys.stored_sequence(Flash(flash_dir))
     assert left <= used + 1000 * oscore.SEQ_STEP
+
+
+def test_a_power_cut_in_the_key_write_leaves_the_old_key_whole(tmp_path: Path) -> None:
+    """The key the gateway hands over is torn mid-write: the board boots with its old key,
+    and the next hand-over writes the new one whole."""
+    faults = FlashFaults(cut_at_path="/oscore.json.new")
+    flash = provisioned(tmp_path)
+    old = flash.host_path("/oscore.json").read_text()
+    new_secret = bytes(range(32))
+    text = json.dumps({"sid": SID.hex(), "rid": "", "secret": new_secret.hex(), "salt": ""})
+    with pytest.raises(PowerCut):
+        oscorekeys.install(Flash(tmp_path / "flash", faults), text)
+    assert flash.host_path("/oscore.json").read_text() == old
+    assert flash.host_path("/oscore.json.new").read_text() == text[: len(text) // 2]
+    ctx = oscorekeys.load(Flash(tmp_path / "flash", faults))
+    assert ctx is not None
+    assert ctx._keys == oscorekeys.derive(SECRET, SALT, SID, b"")
+    ctx = oscorekeys.install(Flash(tmp_path / "flash", faults), text)
+    assert ctx._keys == oscorekeys.derive(new_secret, b"", SID, b"")
+    assert json.loads(flash.host_path("/oscore.json").read_text())["secret"] == new_secret.hex()
+    assert not flash.host_path("/oscore.json.new").exists()

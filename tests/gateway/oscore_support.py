@@ -66,11 +66,12 @@ async def answer_code(client: Context, request: Message) -> str:
 
 class UdpTap:
     """A UDP relay between one client and a gateway that keeps every datagram the client
-    sends (a captured packet to replay later)."""
+    sends (a captured packet to replay later) and every one the gateway answers."""
 
     def __init__(self, gateway: tuple[str, int]) -> None:
         self.gateway = gateway
         self.captured: list[bytes] = []
+        self.answers: list[bytes] = []
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.bind(("127.0.0.1", 0))
         self._sock.setblocking(False)
@@ -93,6 +94,7 @@ class UdpTap:
         while True:
             data, addr = await loop.sock_recvfrom(self._sock, 4096)
             if addr[1] == self.gateway[1]:
+                self.answers.append(data)
                 if client is not None:
                     await loop.sock_sendto(self._sock, data, client)
             else:

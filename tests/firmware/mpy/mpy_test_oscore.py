@@ -29,6 +29,9 @@ class _File:
     def write(self, text: str) -> None:
         self._files[self._path] = text
 
+    def read(self) -> str:
+        return self._files[self._path]
+
     def close(self) -> None:
         pass
 
@@ -41,6 +44,8 @@ class MemoryFlash:
         self.files: dict[str, str] = {}
 
     def open(self, path: str, mode: str) -> _File:
+        if mode == "r" and path not in self.files:
+            raise OSError(2, "ENOENT")
         return _File(self.files, path)
 
     def rename(self, old: str, new: str) -> None:
@@ -235,3 +240,28 @@ def test_ccm_round_trip_and_tampering() -> None:
             except OscoreError:
                 continue
             raise AssertionError("opened what was not sealed so")
+
+
+_OLD_KEY = '{"sid": "0b01", "rid": "", "secret": "' + "11" * 32 + '", "salt": ""}'
+_NEW_KEY = '{"sid": "0b01", "rid": "", "secret": "' + "22" * 32 + '", "salt": "5a17"}'
+
+
+def test_key_handed_over_is_checked_written_and_used_from_the_stored_sequence() -> None:
+    flash = MemoryFlash()
+    flash.files[oscorekeys.PATH] = _OLD_KEY
+    flash.files[oscore.SEQ_PATH] = "64"  # numbers below it may have gone out under the old key
+    for bad in ("{", '{"sid": "0b01", "rid": ""}', _NEW_KEY.replace("22" * 32, "22" * 8)):
+        try:
+            oscorekeys.install(flash, bad)
+        except OscoreError:
+            continue
+        raise AssertionError("installed unusable key material: " + bad)
+    assert flash.files == {oscorekeys.PATH: _OLD_KEY, oscore.SEQ_PATH: "64"}  # nothing written
+    ctx = oscorekeys.install(flash, _NEW_KEY)
+    assert flash.files[oscorekeys.PATH] == _NEW_KEY  # renamed into place, whole
+    assert oscorekeys.PATH + ".new" not in flash.files
+    expected = oscorekeys.derive(_h("22" * 32), _h("5a17"), _h("0b01"), b"")
+    assert ctx._keys == expected
+    _, _, _, piv = ctx.protect(coap.POST, [])
+    assert piv == b"\x40"  # 64: on from the stored limit, never back to 0
+    assert flash.files[oscore.SEQ_PATH] == str(64 + oscore.SEQ_STEP)
