@@ -1,11 +1,12 @@
 """Board keys over the control channel, end to end: a key fleet.db holds reaches the board's
 gateway only sealed (``simpul fleet serve`` → Mosquitto → ``simpul gateway run`` with plain
-CoAP off), the board's readings are then taken, and a rekey reaches the board at its next
-contact with nothing lost. The secret never crosses the broker in clear."""
+CoAP off), the board's readings are then taken, a board whose key the fleet never had gets
+nothing in, and a rekey reaches the board at its next contact. The secret never crosses the broker in clear."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 
@@ -13,7 +14,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.oscore.keys import generate
+from gateway.oscore.keys import KeyMaterial, generate
 from tests.fleet_e2e.conftest import City
 from tests.support import eventually
 
@@ -55,7 +56,7 @@ def stored(city: City, gateway_id: str, board_id: str) -> int:
     return int(rows[0][0])
 
 
-async def test_a_key_in_fleet_db_reaches_the_gateway_sealed_and_only_its_board_gets_in(
+async def test_a_key_in_fleet_db_reaches_the_gateway_sealed_and_a_rekey_reaches_the_board(
     city: City,
 ) -> None:
     gateway = city.add_gateway("Takengon", oscore=True)
@@ -80,6 +81,24 @@ async def test_a_key_in_fleet_db_reaches_the_gateway_sealed_and_only_its_board_g
         assert stored(city, gateway_id, unkeyed) == 0
         enrolled = city.gateway_db(gateway_id, "SELECT board_id, source FROM board_keys")
         assert enrolled == [(keyed, "control")]
+
+        # A rekey from the fleet's command line reaches the board at its next contact.
+        done = city.fleet("boards", "rekey", keyed)
+        assert done.returncode == 0, done.stderr
+        with city.store() as store:
+            found = store.board_key(keyed)
+        assert found is not None
+        rekeyed, generation = found
+        assert generation == 2
+        on_flash = fleet.runners[0].root / "flash" / "oscore.json"
+
+        def switched() -> bool:
+            return KeyMaterial.from_json(json.loads(on_flash.read_text())) == rekeyed
+
+        assert await eventually(switched, 60), gateway.stderr_text()[-2000:]
+        before = stored(city, gateway_id, keyed)
+        assert await eventually(lambda: stored(city, gateway_id, keyed) >= before + 3, 30)
+        assert not sniffer.holds(rekeyed.secret)
 
         # Nothing any board sent went over the broker with a secret in clear.
         assert not sniffer.holds(key.secret)
