@@ -1,7 +1,8 @@
 """Board keys over the control channel, end to end: a key fleet.db holds reaches the board's
 gateway only sealed (``simpul fleet serve`` → Mosquitto → ``simpul gateway run`` with plain
 CoAP off), the board's readings are then taken, a board whose key the fleet never had gets
-nothing in, and a rekey reaches the board at its next contact. The secret never crosses the broker in clear."""
+nothing in, and a rekey reaches the board at its next contact. No secret crosses the broker
+in clear."""
 
 from __future__ import annotations
 
