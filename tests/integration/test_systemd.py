@@ -238,6 +238,9 @@ def test_a_fatal_error_is_logged_at_error_priority_in_the_journal(tmp_path: Path
             results.append((code, stderr.read_text()))
     (code, in_journal), (code_terminal, in_terminal) = results
     assert code == code_terminal == 2
-    assert in_journal.startswith("<3>simpul gateway: error: "), in_journal
-    assert "address already in use" in in_journal
+    lines = in_journal.splitlines()
+    assert all(line.startswith("<") for line in lines), in_journal  # every line its priority
+    (fatal,) = [line for line in lines if line.startswith("<3>")]
+    assert fatal.startswith("<3>simpul gateway: error: "), in_journal
+    assert "address already in use" in fatal
     assert in_terminal.startswith("simpul gateway: error: "), in_terminal
