@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gateway.oscore.keys import BoardKey, encode_keys_file, generate
+from gateway.oscore.keys import BoardKey, aiocoap_settings, encode_keys_file, generate
 
 if TYPE_CHECKING:
     from hw.engines.base import BoardRunner, BoardSpec
@@ -187,13 +187,7 @@ class GatewayProcess:
             directory = self.state_dir.parent / f"{self.state_dir.name}.health-reader"
             if not (directory / "settings.json").exists():
                 directory.mkdir(parents=True, exist_ok=True)
-                material = HEALTH_READER.material
-                settings = {
-                    "sender-id_hex": material.sid.hex(),
-                    "recipient-id_hex": material.rid.hex(),
-                    "secret_hex": material.secret.hex(),
-                    "salt_hex": material.salt.hex(),
-                }
+                settings = aiocoap_settings(HEALTH_READER.material, side="board")
                 (directory / "settings.json").write_text(json.dumps(settings))
             secctx = FilesystemSecurityContext(str(directory))
             client.client_credentials[f"coap://{host}:{port}/*"] = secctx

@@ -54,7 +54,7 @@ from aiocoap import error as coap_error
 from aiocoap import oscore
 from aiocoap.credentials import CredentialsMap
 
-from gateway.oscore.keys import KeyMaterial
+from gateway.oscore.keys import KeyMaterial, aiocoap_settings
 from gateway.store.board_keys import StoredKey
 
 log = logging.getLogger(__name__)
@@ -169,12 +169,7 @@ def open_context(
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     secret = directory / _SECRET_FILE
     if not secret.exists():
-        body = {
-            "sender-id_hex": material.rid.hex(),
-            "recipient-id_hex": material.sid.hex(),
-            "secret_hex": material.secret.hex(),
-            "salt_hex": material.salt.hex(),
-        }
+        body = aiocoap_settings(material, side="gateway")
         temporary = directory / f".{_SECRET_FILE}.tmp"
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fp:

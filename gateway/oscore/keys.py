@@ -20,7 +20,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from gateway.codec.senml import is_board_id
 from gateway.errors import BadBoardKeys
@@ -99,6 +99,20 @@ class BoardKey:
 def generate(board_id: str, sid: bytes, *, secret: bytes | None = None) -> BoardKey:
     """New key material for ``board_id`` (a fresh secret, an empty salt)."""
     return BoardKey(board_id, KeyMaterial(sid=sid, secret=secret or os.urandom(SECRET_BYTES)))
+
+
+def aiocoap_settings(material: KeyMaterial, *, side: Literal["board", "gateway"]) -> dict[str, str]:
+    """aiocoap's ``settings.json`` (``FilesystemSecurityContext``) for one side of
+    ``material``: the board sends with ``sid``, the gateway with ``rid``."""
+    sender, recipient = (
+        (material.sid, material.rid) if side == "board" else (material.rid, material.sid)
+    )
+    return {
+        "sender-id_hex": sender.hex(),
+        "recipient-id_hex": recipient.hex(),
+        "secret_hex": material.secret.hex(),
+        "salt_hex": material.salt.hex(),
+    }
 
 
 def encode_board_file(material: KeyMaterial) -> bytes:

@@ -21,7 +21,7 @@ from aiocoap.credentials import CredentialsMap
 from aiocoap.oscore import FilesystemSecurityContext
 from aiocoap.oscore_sitewrapper import OscoreSiteWrapper
 
-from gateway.oscore.keys import decode_keys_file
+from gateway.oscore.keys import aiocoap_settings, decode_keys_file
 
 
 class Readings(resource.Resource):  # type: ignore[misc]
@@ -35,13 +35,7 @@ def oscore_credentials(keys_file: Path, directory: Path) -> CredentialsMap:
     for key in decode_keys_file(keys_file.read_bytes()):
         context_dir = directory / key.board_id
         context_dir.mkdir()
-        material = key.material
-        settings = {
-            "sender-id_hex": material.rid.hex(),
-            "recipient-id_hex": material.sid.hex(),
-            "secret_hex": material.secret.hex(),
-            "salt_hex": material.salt.hex(),
-        }
+        settings = aiocoap_settings(key.material, side="gateway")
         (context_dir / "settings.json").write_text(json.dumps(settings))
         credentials[f":{key.board_id}"] = FilesystemSecurityContext(str(context_dir))
     return credentials

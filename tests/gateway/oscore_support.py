@@ -12,7 +12,7 @@ from pathlib import Path
 from aiocoap import Context, Message
 from aiocoap.oscore import FilesystemSecurityContext, NotAProtectedMessage
 
-from gateway.oscore.keys import BoardKey, encode_keys_file, generate
+from gateway.oscore.keys import BoardKey, aiocoap_settings, encode_keys_file, generate
 
 
 def board_key(board_id: str, sid: bytes, secret: bytes | None = None) -> BoardKey:
@@ -28,13 +28,7 @@ def write_keys_file(path: Path, keys: list[BoardKey]) -> Path:
 def board_context(directory: Path, key: BoardKey) -> FilesystemSecurityContext:
     """The board's side of ``key``: aiocoap's persisted context, sender ``sid``."""
     directory.mkdir(parents=True, exist_ok=True)
-    material = key.material
-    settings = {
-        "sender-id_hex": material.sid.hex(),
-        "recipient-id_hex": material.rid.hex(),
-        "secret_hex": material.secret.hex(),
-        "salt_hex": material.salt.hex(),
-    }
+    settings = aiocoap_settings(key.material, side="board")
     (directory / "settings.json").write_text(json.dumps(settings))
     return FilesystemSecurityContext(str(directory))
 
