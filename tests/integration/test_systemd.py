@@ -146,8 +146,8 @@ async def test_a_hung_writer_stops_the_watchdog_and_the_gateway_is_restarted(
         # What systemd does when WatchdogSec passes: abort the main process, kill the
         # control group (the stopped writer too), and restart the service.
         gateway.proc.send_signal(signal.SIGABRT)
+        restarted = time.monotonic()  # before: READY follows the ready line within microseconds
         assert await asyncio.to_thread(supervisor.restart_if_failed, gateway)
-        restarted = time.monotonic()
         assert await eventually(lambda: bool(supervisor.times("READY=1", since=restarted)), 15)
         assert await eventually(
             lambda: len(supervisor.times("WATCHDOG=1", since=restarted)) >= 2, 5
