@@ -357,7 +357,10 @@ def main(argv: list[str] | None = None) -> int:
         result.update(SCENARIOS[name](args.seconds))
         path = RESULTS / f"{stamp}-{name}.json"
         path.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"{name}: {json.dumps(result['figures'])}")
+        figures = result.get("figures") or {
+            k: v for k, v in result.items() if k not in ("scenario", "when", "machine", "method")
+        }
+        print(f"{name}: {json.dumps(figures)}")
         print(f"  written to {path.relative_to(ROOT)}")
     return 0
 
