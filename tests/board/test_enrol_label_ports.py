@@ -139,3 +139,41 @@ def test_board_list_names_esp32_bridges_and_skips_other_ports() -> None:
         ("/dev/ttyUSB2", "FTDI FT231X", "0403:6015"),
         ("/dev/ttyUSB3", "CH9102", "1A86:55D4"),
     ]
+
+
+def test_an_offline_file_brings_the_boards_key_and_a_bad_key_is_refused_whole(
+    tmp_path: Path, fleet: FleetFixture
+) -> None:
+    import dataclasses
+
+    from fleet.board.enrol import import_enrolment, verify_enrolment
+    from fleet.board.errors import EnrolmentRefused
+    from fleet.board.provision import new_board_key
+    from fleet.keys import root_public_key
+
+    keyed = dataclasses.replace(ENROLMENT, oscore=new_board_key(ENROLMENT.board_id))
+    assert keyed.oscore is not None
+    root = root_public_key(fleet.dir)
+    # A well-signed file whose key is not key material: refused, nothing enrolled.
+    bad_body = dict(keyed.payload(), oscore={"sid": "01", "secret": "00"})
+    with pytest.raises(EnrolmentRefused, match="OSCORE key is unusable"):
+        verify_enrolment(_resigned(sign_enrolment(fleet.dir, keyed), bad_body, fleet), root,
+                         frozenset())  # fmt: skip
+    assert boards_and_audit(fleet)[0] == []
+    # The good file: the board and its key, the audit naming the fingerprint only.
+    import_enrolment(fleet.dir, sign_enrolment(fleet.dir, keyed), operator="ani")
+    with FleetStore(fleet.db, create=False) as store:
+        assert store.board_key(keyed.board_id) == (keyed.oscore, 1)
+        entry = store.audit_entries()[-1]
+    assert entry.detail["oscore_key"] == keyed.oscore.fingerprint
+    assert keyed.oscore.secret.hex() not in json.dumps(entry.detail)
+
+
+def _resigned(data: bytes, body: dict[str, object], fleet: FleetFixture) -> bytes:
+    """The file's envelope around ``body``, signed by the fleet's own operator key."""
+    from fleet.keys import load_operator
+
+    signer = load_operator(fleet.dir)
+    outer = cbor2.loads(data)
+    outer["signed"] = cose.sign(signer.key, cbor2.dumps(body), kid=signer.kid)
+    return bytes(cbor2.dumps(outer))
